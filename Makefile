@@ -1,0 +1,49 @@
+# The two README commands: `make run` and `make test`. Everything else is for developers.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.synced
+SAMPLES := .aima-samples
+
+.PHONY: run test lint typecheck importlint schemas bench clean env services
+
+env: $(STAMP)
+
+# Create the virtual environment if missing and sync it to the lock file (reproducible, no resolving).
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/pip install -q "uv==0.13.8"
+	@$(BIN)/uv pip sync -q -p $(BIN)/python requirements.lock
+	@$(BIN)/uv pip install -q -p $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+# Regenerate the lock after changing dependencies in pyproject.toml.
+lock:
+	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/pip install -q "uv==0.13.8"; }
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
+
+services:
+	@bash scripts/ensure-services.sh
+
+run: env
+	@$(BIN)/aima analyze --generate-samples $(SAMPLES)
+
+test: env services lint
+	@$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: env
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+	@$(BIN)/mypy
+	@$(BIN)/lint-imports
+	@$(BIN)/python -m events.schemas_export --check
+
+schemas: env
+	@$(BIN)/python -m events.schemas_export
+
+bench: env services
+	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+clean:
+	rm -rf $(VENV) .aima $(SAMPLES) .mypy_cache .ruff_cache

@@ -1,0 +1,168 @@
+"""Process settings: one `Settings` object, read from `AIMA_*` environment variables.
+
+Two profiles share one code path. ``embedded`` (the default) keeps everything under
+``AIMA_DATA_DIR``: SQLite, a local object folder, Milvus Lite, a disk-backed document store,
+an in-process cache and bus. ``cluster`` talks to PostgreSQL, S3, Milvus, MongoDB, Redis and
+NATS JetStream, and needs their addresses. Every adapter is chosen here, never by code edits.
+Runtime knobs that admins change without a redeploy belong to the configuration service, not here.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "AIMA_"
+
+Profile = Literal["embedded", "cluster"]
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message is one line that names the variable."""
+
+    def __init__(self, setting: str, reason: str) -> None:
+        self.setting = setting
+        self.reason = reason
+        super().__init__(f"invalid setting {setting}: {reason}")
+
+
+class Settings(BaseSettings):
+    """All connection settings of one AIMA process (see module docstring)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
+
+    profile: Profile = "embedded"
+    service_name: str = "aima"
+    data_dir: Path = Path(".aima")
+
+    # relational store: SQLite file (embedded) or PostgreSQL through psycopg 3 (cluster)
+    database_url: str | None = None
+    database_pool_size: int = Field(default=5, ge=1, le=100)
+
+    # object store: a local folder (embedded) or any S3 API (cluster)
+    object_store: Literal["local", "s3"] | None = None
+    objects_path: Path | None = None
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "aima"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_part_size: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    presign_secret: SecretStr | None = None
+    public_base_url: str = "http://127.0.0.1:8080"
+
+    # vector store: Milvus Lite file (embedded) or a Milvus server (cluster)
+    vector_uri: str | None = None
+    vector_token: SecretStr | None = None
+
+    # document store: litemongo folder (embedded) or MongoDB (cluster)
+    documents_uri: str | None = None
+    documents_db: str = "aima"
+
+    # cache and locks: in-process (embedded) or Redis (cluster)
+    cache_url: str | None = None
+
+    # event bus: in-process (embedded) or NATS JetStream (cluster)
+    bus: Literal["memory", "nats"] | None = None
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_stream: str = "AIMA"
+    bus_max_deliver: int = Field(default=5, ge=1, le=100)
+    bus_backoff: list[float] = Field(default_factory=lambda: [0.5, 2.0, 10.0, 30.0])
+    bus_ack_wait: float = Field(default=30.0, gt=0)
+    bus_dedupe_window: float = Field(default=120.0, gt=0)
+
+    # telemetry
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+    otlp_endpoint: str | None = None
+    health_timeout: float = Field(default=2.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:// or postgresql+psycopg:// URL")
+        if value is not None and value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @field_validator("cache_url")
+    @classmethod
+    def _known_cache(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError("must be memory:// or a redis:// URL")
+        return value
+
+    @field_validator("documents_uri")
+    @classmethod
+    def _known_documents(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("litemongo://", "mongodb://", "mongodb+srv://")):
+            raise ValueError("must be litemongo:///PATH or a mongodb:// URL")
+        return value
+
+    @field_validator("nats_url")
+    @classmethod
+    def _known_nats(cls, value: str) -> str:
+        if not value.startswith(("nats://", "tls://")):
+            raise ValueError("must be a nats:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _fill_profile_defaults(self) -> Settings:
+        """Embedded fills every address under data_dir; cluster requires them."""
+        if self.profile == "embedded":
+            root = self.data_dir
+            self.database_url = self.database_url or f"sqlite:///{root / 'aima.db'}"
+            self.object_store = self.object_store or "local"
+            self.objects_path = self.objects_path or root / "objects"
+            self.vector_uri = self.vector_uri or str(root / "vectors.db")
+            self.documents_uri = self.documents_uri or f"litemongo://{(root / 'documents').absolute()}"
+            self.cache_url = self.cache_url or "memory://"
+            self.bus = self.bus or "memory"
+            return self
+        missing = [
+            name
+            for name in ("database_url", "vector_uri", "documents_uri", "cache_url")
+            if getattr(self, name) is None
+        ]
+        if missing:
+            raise ValueError(f"{_env(missing[0])}: required in the cluster profile")
+        self.object_store = self.object_store or "s3"
+        self.bus = self.bus or "nats"
+        if self.object_store == "local" and self.objects_path is None:
+            raise ValueError(f"{_env('objects_path')}: required when AIMA_OBJECT_STORE=local")
+        return self
+
+
+def _env(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (plus overrides); raise `SettingsError` on a bad value."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = first.get("loc") or ()
+        message = str(first.get("msg", "invalid"))
+        if loc:
+            return _raise(_env(str(loc[0])), message)
+        # model-level errors carry the variable name at the start of the message
+        message = message.removeprefix("Value error, ")
+        name, _, reason = message.partition(": ")
+        return _raise(name, reason or message)
+
+
+def _raise(setting: str, reason: str) -> Settings:
+    raise SettingsError(setting, reason.removeprefix("Value error, "))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

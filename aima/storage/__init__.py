@@ -1,0 +1,1 @@
+"""Storage ports (interfaces) and their adapters, chosen by settings."""

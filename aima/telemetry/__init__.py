@@ -1,0 +1,1 @@
+"""Tracing, JSON logs, Prometheus metrics and health checks."""

@@ -1,0 +1,1 @@
+"""The CloudEvent catalogue and the event-bus adapters (NATS JetStream, in-process)."""

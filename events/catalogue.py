@@ -1,0 +1,319 @@
+"""The catalogue of AIMA event types: one versioned pydantic model per CloudEvents ``type``.
+
+Names follow ``io.aima.<subject>.<verb>.v<N>``. A breaking change to a payload gets a new
+version and a new class; both stay in the catalogue while producers migrate. Payloads carry ids
+and references (object keys, counts, model names), never media content. JSON Schemas of every
+payload are exported to ``events/schemas/`` (``python -m events.schemas_export``) and CI checks
+that the checked-in files match these models.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from events.envelope import CloudEvent, new_event_id
+
+MediaKind = Literal["image", "video", "audio"]
+
+
+class EventData(BaseModel):
+    """Base of every event payload; ``TYPE`` is its CloudEvents type."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    TYPE: ClassVar[str] = ""
+    DESCRIPTION: ClassVar[str] = ""
+
+
+class CaseScoped(EventData):
+    """A payload about one case of one tenant."""
+
+    tenant_id: str
+    case_id: str
+
+
+class MediaScoped(CaseScoped):
+    """A payload about one media file of a case."""
+
+    media_id: str
+    job_id: str | None = None
+
+
+class ModelInfo(BaseModel):
+    """Which model produced a result: every finding names it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: str
+    backend: str
+
+
+# --- cases ---------------------------------------------------------------------------------
+
+
+class CaseCreated(CaseScoped):
+    TYPE = "io.aima.case.created.v1"
+    DESCRIPTION = "A case was opened."
+    name: str
+
+
+class CaseDeleted(CaseScoped):
+    TYPE = "io.aima.case.deleted.v1"
+    DESCRIPTION = "A case and every trace of it (objects, rows, vectors, documents, cache) was removed."
+
+
+# --- media lifecycle -----------------------------------------------------------------------
+
+
+class MediaUploaded(MediaScoped):
+    TYPE = "io.aima.media.uploaded.v1"
+    DESCRIPTION = "A file was stored in a case; the original is kept until the case is deleted."
+    object_key: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+    content_type: str
+    filename: str | None = None
+
+
+class MediaProbed(MediaScoped):
+    TYPE = "io.aima.media.probed.v1"
+    DESCRIPTION = "Container, codec, duration, resolution and EXIF metadata were read."
+    kind: MediaKind
+    duration_s: float | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+class FrameRef(BaseModel):
+    """One sampled video frame (or the image itself) with its exact timestamp."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    frame_id: str
+    object_key: str
+    timestamp_s: float = Field(ge=0)
+
+
+class FramesExtracted(MediaScoped):
+    TYPE = "io.aima.media.frames.extracted.v1"
+    DESCRIPTION = "Frames were sampled (scene changes plus an even floor) and stored."
+    frames: list[FrameRef]
+
+
+class AudioExtracted(MediaScoped):
+    TYPE = "io.aima.media.audio.extracted.v1"
+    DESCRIPTION = "The audio track was extracted to 16 kHz mono for transcription."
+    object_key: str
+    sample_rate: int = 16000
+    duration_s: float = Field(ge=0)
+
+
+class MediaFailed(MediaScoped):
+    TYPE = "io.aima.media.failed.v1"
+    DESCRIPTION = "A file could not be processed by a step; the reason is kept for the reviewer."
+    step: str
+    reason: str
+
+
+# --- analysis ------------------------------------------------------------------------------
+
+
+class AnalysisResult(MediaScoped):
+    """Common shape of an analysis step's completion: which model, how many results."""
+
+    model: ModelInfo
+    result_count: int = Field(ge=0)
+    status: Literal["completed", "not_run"] = "completed"
+    reason: str | None = None
+
+
+class TranscriptCompleted(AnalysisResult):
+    TYPE = "io.aima.transcript.completed.v1"
+    DESCRIPTION = "Speech was transcribed with word timestamps."
+    language: str | None = None
+
+
+class SpeakersCompleted(AnalysisResult):
+    TYPE = "io.aima.speakers.completed.v1"
+    DESCRIPTION = "Voice segments were embedded and assigned to speakers."
+
+
+class FacesDetected(AnalysisResult):
+    TYPE = "io.aima.faces.detected.v1"
+    DESCRIPTION = "Faces were detected and embedded in a file's frames."
+
+
+class VisionDescribed(AnalysisResult):
+    TYPE = "io.aima.vision.described.v1"
+    DESCRIPTION = "A vision-language model described frames (or recorded 'not run' without an endpoint)."
+
+
+class TextRecognized(AnalysisResult):
+    TYPE = "io.aima.ocr.completed.v1"
+    DESCRIPTION = "Text in frames and images was recognised."
+
+
+class SensitivityScored(AnalysisResult):
+    TYPE = "io.aima.sensitivity.scored.v1"
+    DESCRIPTION = "Frames were scored for explicit content so reviewers see them blurred first."
+
+
+class PhrasesMatched(AnalysisResult):
+    TYPE = "io.aima.transcript.phrases.matched.v1"
+    DESCRIPTION = "Transcript passages matched distress or coercion phrase lists."
+
+
+class PersonsClustered(CaseScoped):
+    TYPE = "io.aima.persons.clustered.v1"
+    DESCRIPTION = "Faces and voices across the case's files were grouped into persons."
+    person_count: int = Field(ge=0)
+    model: ModelInfo
+
+
+class FusionCompleted(CaseScoped):
+    TYPE = "io.aima.fusion.completed.v1"
+    DESCRIPTION = "Timeline, per-person summaries and indicators with evidence were built."
+    job_id: str | None = None
+    indicator_count: int = Field(ge=0)
+    timeline_entries: int = Field(ge=0)
+
+
+class ReportGenerated(CaseScoped):
+    TYPE = "io.aima.report.generated.v1"
+    DESCRIPTION = "A versioned report was rendered; every statement cites evidence."
+    report_id: str
+    version: int = Field(ge=1)
+    formats: list[str]
+
+
+# --- jobs ----------------------------------------------------------------------------------
+
+JobState = Literal["pending", "running", "completed", "failed", "cancelled", "awaiting_approval"]
+
+
+class JobCreated(CaseScoped):
+    TYPE = "io.aima.job.created.v1"
+    DESCRIPTION = "An analysis job (a parent, or one child per file) was created."
+    job_id: str
+    parent_job_id: str | None = None
+    media_id: str | None = None
+    steps: list[str] = Field(default_factory=list)
+    priority: int = 0
+
+
+class JobProgressed(CaseScoped):
+    TYPE = "io.aima.job.progressed.v1"
+    DESCRIPTION = "A job's step changed state."
+    job_id: str
+    step: str
+    state: JobState
+    progress: float = Field(ge=0, le=1)
+
+
+class JobFinished(CaseScoped):
+    TYPE = "io.aima.job.finished.v1"
+    DESCRIPTION = "A job reached a final state (completed, failed or cancelled)."
+    job_id: str
+    state: Literal["completed", "failed", "cancelled"]
+    reason: str | None = None
+    finished_at: datetime | None = None
+
+
+# --- platform ------------------------------------------------------------------------------
+
+
+class ConfigChanged(EventData):
+    TYPE = "io.aima.config.changed.v1"
+    DESCRIPTION = "A runtime setting changed; running functions reload it."
+    tenant_id: str | None = None
+    key: str
+    version: int = Field(ge=1)
+
+
+CATALOGUE: dict[str, type[EventData]] = {
+    cls.TYPE: cls
+    for cls in (
+        CaseCreated,
+        CaseDeleted,
+        MediaUploaded,
+        MediaProbed,
+        FramesExtracted,
+        AudioExtracted,
+        MediaFailed,
+        TranscriptCompleted,
+        SpeakersCompleted,
+        FacesDetected,
+        VisionDescribed,
+        TextRecognized,
+        SensitivityScored,
+        PhrasesMatched,
+        PersonsClustered,
+        FusionCompleted,
+        ReportGenerated,
+        JobCreated,
+        JobProgressed,
+        JobFinished,
+        ConfigChanged,
+    )
+}
+
+D = TypeVar("D", bound=EventData)
+
+
+class UnknownEventType(LookupError):
+    """The event's type is not in the catalogue."""
+
+
+def make_event(
+    data: EventData,
+    *,
+    source: str,
+    subject: str | None = None,
+    event_id: str | None = None,
+    **extensions: Any,
+) -> CloudEvent:
+    """Wrap a payload in a CloudEvent; tenant and case ids are copied into extensions."""
+    if not data.TYPE:
+        raise UnknownEventType(f"{type(data).__name__} has no event type")
+    scope: dict[str, Any] = {}
+    if isinstance(data, CaseScoped):
+        scope = {"tenantid": data.tenant_id, "caseid": data.case_id}
+    return CloudEvent(
+        id=event_id or new_event_id(),
+        source=source,
+        type=data.TYPE,
+        subject=subject,
+        dataschema=schema_uri(data.TYPE),
+        data=data.model_dump(mode="json"),
+        **{**scope, **{k: v for k, v in extensions.items() if v is not None}},
+    )
+
+
+def parse_data(event: CloudEvent, expected: type[D] | None = None) -> EventData:
+    """Validate an event's data against its catalogue model (and the expected class, if given)."""
+    model = CATALOGUE.get(event.type)
+    if model is None:
+        raise UnknownEventType(f"unknown event type {event.type!r}")
+    if expected is not None and model is not expected:
+        raise UnknownEventType(f"expected {expected.TYPE!r}, got {event.type!r}")
+    return model.model_validate(event.data or {})
+
+
+def schema_uri(event_type: str) -> str:
+    """The ``dataschema`` URI of an event type (a path in this repository)."""
+    return f"https://aima.io/schemas/{event_type}.json"
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of every payload, keyed by event type."""
+    out: dict[str, dict[str, Any]] = {}
+    for event_type, model in sorted(CATALOGUE.items()):
+        schema = model.model_json_schema()
+        schema["$id"] = schema_uri(event_type)
+        schema["description"] = model.DESCRIPTION
+        out[event_type] = schema
+    return out

@@ -1,0 +1,1 @@
+"""Knative functions: one subpackage per pipeline step, each a plain core plus a thin adapter."""

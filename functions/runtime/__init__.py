@@ -1,0 +1,1 @@
+"""What every function shares: the CloudEvents HTTP adapter and the bus worker."""

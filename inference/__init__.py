@@ -1,0 +1,1 @@
+"""Model backends behind small load()/predict() interfaces; local CPU or remote (KServe/OpenAI)."""

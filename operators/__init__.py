@@ -1,0 +1,1 @@
+"""The Kopf operator for AnalysisJob custom resources (filled by the jobs issue)."""

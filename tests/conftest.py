@@ -1,0 +1,63 @@
+"""Shared fixtures: real services on loopback (PostgreSQL, Redis, NATS JetStream) and settings.
+
+`make test` starts the services first (scripts/ensure-services.sh); a fixture that cannot reach
+its service fails the test rather than skipping it, so a green run means the service was used.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from aima.settings import Settings, load_settings
+
+PG_ADMIN_DSN = os.environ.get("AIMA_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("AIMA_TEST_REDIS", "redis://127.0.0.1:6379/15")
+NATS_URL = os.environ.get("AIMA_TEST_NATS", "nats://127.0.0.1:4222")
+
+
+@pytest.fixture(autouse=True)
+def _clean_aima_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests choose their settings explicitly; nothing leaks in from the shell."""
+    for name in list(os.environ):
+        if name.startswith("AIMA_") and not name.startswith("AIMA_TEST_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session; dropped afterwards. Yields its URL."""
+    name = f"aima_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    yield f"postgresql+psycopg://{base.removeprefix('postgresql://')}/{name}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """Redis database 15, emptied before and after the test."""
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def nats_url() -> str:
+    return NATS_URL
+
+
+@pytest.fixture
+def embedded_settings(tmp_path: Path) -> Settings:
+    """Embedded-profile settings with every store under a fresh temporary folder."""
+    return load_settings(profile="embedded", data_dir=tmp_path / "aima")
