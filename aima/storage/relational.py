@@ -1,0 +1,146 @@
+"""The relational store: SQLite (embedded profile) or PostgreSQL through psycopg 3 (cluster profile).
+
+One code path for both. On SQLite every connection runs with WAL and foreign keys on, and
+transactions start with ``BEGIN IMMEDIATE``: writers queue on the busy timeout instead of failing
+when a read transaction later wants to write. Migrations are Alembic's, run in code by `migrate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from aima.storage.schema import processed_events, utcnow
+
+if TYPE_CHECKING:
+    from aima.settings import Settings
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+SQLITE_BUSY_TIMEOUT = 15.0
+PG_CONNECT_TIMEOUT = 10
+
+
+def alembic_config(connection: Connection) -> Config:
+    """An Alembic config for our migrations that runs them on ``connection`` (no alembic.ini)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
+    config.attributes["connection"] = connection
+    return config
+
+
+class Database:
+    """An engine plus transactional sessions, migrations, a health probe and the idempotency ledger."""
+
+    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
+            database = parsed.database or ""
+            if database and database != ":memory:" and not database.startswith("file:"):
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(
+                parsed, pool_size=pool_size, connect_args={"timeout": SQLITE_BUSY_TIMEOUT}
+            )
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
+        elif backend == "postgresql":
+            self.engine = create_engine(
+                parsed,
+                pool_size=pool_size,
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": PG_CONNECT_TIMEOUT},
+            )
+        else:
+            raise ValueError(f"unsupported database URL scheme: {parsed.drivername}")
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        """The database named by ``AIMA_DATABASE_URL`` with ``AIMA_DATABASE_POOL_SIZE``."""
+        if settings.database_url is None:
+            raise ValueError("AIMA_DATABASE_URL is not set")
+        return cls(settings.database_url, pool_size=settings.database_pool_size)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: committed when the block ends, rolled back if it raises."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (``alembic upgrade head``); a no-op when current."""
+        with self.engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # batch migrations recreate tables; with foreign keys on, dropping a parent table
+                # would cascade-delete its children. SQLite ignores this pragma inside a transaction.
+                _pragma(connection, "foreign_keys=OFF")
+            try:
+                with connection.begin():
+                    command.upgrade(alembic_config(connection), "head")
+                    if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first():
+                        raise RuntimeError("migration left rows that violate foreign keys")
+            finally:
+                if sqlite:
+                    _pragma(connection, "foreign_keys=ON")
+
+    def health(self) -> None:
+        """Raise if the database cannot answer ``SELECT 1``."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def claim_event(self, session: Session, consumer: str, event_id: str) -> bool:
+        """Record that ``consumer`` handles ``event_id``, in the caller's transaction.
+
+        Returns False if it was already recorded (a redelivery to skip). The claim lives and dies
+        with the transaction, so a handler that fails and rolls back can be retried.
+        """
+        values = {"consumer": consumer, "event_id": event_id, "processed_at": utcnow()}
+        keys = [processed_events.c.consumer, processed_events.c.event_id]
+        statement: SqliteInsert | PgInsert
+        if session.get_bind().dialect.name == "sqlite":
+            statement = (
+                sqlite_insert(processed_events).values(values).on_conflict_do_nothing(index_elements=keys)
+            )
+        else:
+            statement = pg_insert(processed_events).values(values).on_conflict_do_nothing(index_elements=keys)
+        # RETURNING rather than rowcount, which some drivers leave at -1 for this statement
+        return session.execute(statement.returning(processed_events.c.event_id)).first() is not None
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _sqlite_connect(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+    # take BEGIN away from the sqlite3 module (which skips it for SELECT and DDL); see _sqlite_begin
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _pragma(connection: Connection, pragma: str) -> None:
+    """Run a pragma on the driver connection, outside any SQLAlchemy transaction."""
+    cursor = connection.connection.cursor()
+    cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
