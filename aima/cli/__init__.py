@@ -1,0 +1,96 @@
+"""The ``aima`` command line: the composition root that wires settings, stores and the bus.
+
+Errors end with a non-zero exit and one readable line on stderr: 2 for bad settings or
+arguments, 1 for a failed operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from aima.settings import SettingsError, load_settings
+
+
+class CliError(click.ClickException):
+    """An operation failed; shown as one line ``aima: <message>``."""
+
+    exit_code = 1
+
+    def show(self, file: object = None) -> None:
+        click.echo(f"aima: {self.message}", err=True)
+
+
+@click.group()
+def cli() -> None:
+    """AIMA: case-based analysis of images, video and audio."""
+
+
+@cli.command()
+def health() -> None:
+    """Check every store and the bus; exit 1 if any is down."""
+    from aima.cli.health import check_all
+
+    settings = load_settings()
+    report = asyncio.run(check_all(settings))
+    click.echo(json.dumps(report.model_dump(mode="json"), indent=2))
+    if report.status != "ok":
+        sys.exit(1)
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the relational schema and vector collections up to date."""
+    from aima.storage.factory import Stores
+
+    stores = Stores.open(load_settings(), migrate=True)
+    stores.close()
+    click.echo("schema and vector collections are up to date")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--generate-samples",
+    "samples_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the built-in sample media into this folder and analyse them too.",
+)
+@click.option("--case-name", default=None, help="Name of the case to create (default: from the time).")
+def analyze(paths: tuple[Path, ...], samples_dir: Path | None, case_name: str | None) -> None:
+    """Put media into a new case and run every pipeline step this build has."""
+    from aima.cli.analyze import run_analysis
+    from aima.samples import generate
+
+    files = list(paths)
+    if samples_dir is not None:
+        files += generate(samples_dir)
+    if not files:
+        raise click.UsageError("give media paths or --generate-samples DIR")
+    for path in files:
+        if not path.is_file():
+            raise CliError(f"not a readable file: {path}")
+    asyncio.run(run_analysis(load_settings(), files, case_name=case_name, echo=click.echo))
+
+
+def main() -> None:
+    """Entry point: turn settings errors into one line and exit 2."""
+    try:
+        cli.main(standalone_mode=False)
+    except SettingsError as exc:
+        click.echo(f"aima: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aima: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        if isinstance(exc, CliError):
+            exc.show()
+        else:
+            click.echo(f"aima: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,5 @@
+"""``python -m aima.cli``."""
+
+from aima.cli import main
+
+main()

@@ -1,0 +1,50 @@
+"""The layer rules are enforced by import-linter; these tests keep its contracts honest."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import functions
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def contracts() -> list[dict[str, object]]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return list(config["tool"]["importlinter"]["contracts"])
+
+
+def test_every_function_package_is_in_the_independence_contract() -> None:
+    independence = next(c for c in contracts() if c["type"] == "independence")
+    listed = set(independence["modules"])  # type: ignore[arg-type]
+    present = {f"functions.{m.name}" for m in pkgutil.iter_modules(functions.__path__) if m.ispkg}
+    assert present == listed
+
+
+def test_import_contracts_hold() -> None:
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports")], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "broken" not in proc.stdout.split("Contracts:")[-1].split("\n")[0]
+
+
+def test_a_layer_violation_is_caught(tmp_path: Path) -> None:
+    """Copy the tree, add an upward import to the kernel, and the linter must fail."""
+    for pkg in ("aima", "events", "functions", "inference", "operators"):
+        subprocess.run(["cp", "-r", str(ROOT / pkg), str(tmp_path / pkg)], check=True)
+    (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    (tmp_path / "aima" / "domain.py").write_text(
+        (ROOT / "aima" / "domain.py").read_text() + "\nimport events.catalogue  # upward import\n"
+    )
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode != 0
+    assert "aima.domain -> events.catalogue" in proc.stdout
