@@ -9,6 +9,8 @@ Runtime knobs that admins change without a redeploy belong to the configuration 
 
 from __future__ import annotations
 
+import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -75,6 +77,35 @@ class Settings(BaseSettings):
     bus_ack_wait: float = Field(default=30.0, gt=0)
     bus_dedupe_window: float = Field(default=120.0, gt=0)
 
+    # identity and tokens (secrets stay here, never in the configuration service)
+    jwt_issuer: str = "aima"
+    jwt_audience: str = "aima-api"
+    access_token_ttl: int = Field(default=900, ge=30, le=86400)
+    refresh_token_ttl: int = Field(default=30 * 86400, ge=300)
+    signing_key_lifetime: int = Field(default=30 * 86400, ge=3600)
+    key_encryption_secret: SecretStr | None = None
+    bootstrap_admin_username: str | None = None
+    bootstrap_admin_password: SecretStr | None = None
+    bootstrap_tenant: str = "default"
+    oidc_issuer: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_audience: str | None = None
+    oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    oidc_role_claim: str = "roles"
+    oidc_role_map: dict[str, str] = Field(
+        default_factory=lambda: {"aima-admin": "admin", "aima-user": "user", "aima-guest": "guest"}
+    )
+    oidc_tenant: str = "default"
+
+    # the api gateway
+    cors_origins: list[str] = Field(default_factory=list)
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+    rate_limit_per_user: int = Field(default=600, ge=1)
+    rate_limit_per_address: int = Field(default=1200, ge=1)
+    rate_limit_window: int = Field(default=60, ge=1)
+    rate_limit_fail_open: bool = True
+    function_urls: dict[str, str] = Field(default_factory=dict)
+
     # telemetry
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
@@ -123,6 +154,8 @@ class Settings(BaseSettings):
             self.documents_uri = self.documents_uri or f"litemongo://{(root / 'documents').absolute()}"
             self.cache_url = self.cache_url or "memory://"
             self.bus = self.bus or "memory"
+            if self.key_encryption_secret is None:
+                self.key_encryption_secret = SecretStr(_embedded_secret(root))
             return self
         missing = [
             name
@@ -133,9 +166,22 @@ class Settings(BaseSettings):
             raise ValueError(f"{_env(missing[0])}: required in the cluster profile")
         self.object_store = self.object_store or "s3"
         self.bus = self.bus or "nats"
+        if self.key_encryption_secret is None:
+            raise ValueError(f"{_env('key_encryption_secret')}: required in the cluster profile")
         if self.object_store == "local" and self.objects_path is None:
             raise ValueError(f"{_env('objects_path')}: required when AIMA_OBJECT_STORE=local")
         return self
+
+
+def _embedded_secret(root: Path) -> str:
+    """A random secret kept in the embedded data folder (mode 0600), created on first use."""
+    path = root / "secret.key"
+    if not path.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
 
 
 def _env(field: str) -> str:

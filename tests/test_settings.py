@@ -20,6 +20,10 @@ def test_embedded_profile_fills_every_address_under_data_dir(tmp_path: Path) -> 
     assert s.vector_uri == str(tmp_path / "vectors.db")
     assert s.documents_uri == f"litemongo://{(tmp_path / 'documents').absolute()}"
     assert (s.cache_url, s.bus) == ("memory://", "memory")
+    secret = s.key_encryption_secret
+    assert secret is not None and len(secret.get_secret_value()) >= 32
+    assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
+    assert load_settings(data_dir=tmp_path).key_encryption_secret == secret  # kept, not regenerated
 
 
 def test_cluster_profile_requires_addresses() -> None:
@@ -32,6 +36,7 @@ def test_cluster_profile_requires_addresses() -> None:
         vector_uri="http://milvus:19530",
         documents_uri="mongodb://mongo:27017",
         cache_url="redis://redis:6379/0",
+        key_encryption_secret="k" * 32,
     )
     s = load_settings(**full)
     assert s.database_url == "postgresql+psycopg://u@db/aima"

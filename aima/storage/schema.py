@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -138,4 +140,103 @@ processed_events = Table(
     Column("consumer", String(100), primary_key=True),
     Column("event_id", String(64), primary_key=True),
     Column("processed_at", UTCDateTime(), nullable=False, default=utcnow),
+)
+
+
+# --- identity, access, audit, runtime configuration (migration 0002) -------------------------
+
+tenants = Table(
+    "tenants",
+    metadata,
+    _id(),
+    Column("name", String(200), nullable=False, unique=True),
+    _created(),
+)
+
+users = Table(
+    "users",
+    metadata,
+    _id(),
+    Column("tenant_id", String(36), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("username", String(200), nullable=False, unique=True),
+    Column("email", String(320), nullable=True),
+    Column("password_hash", String(200), nullable=True),  # Argon2id; None for OIDC-only users
+    Column("role", String(10), nullable=False),  # global role: admin | user | guest
+    Column("kind", String(10), nullable=False, server_default="human"),  # human | service
+    Column("disabled", Boolean, nullable=False, server_default=false()),
+    Column("issuer", String(500), nullable=True),  # external OIDC issuer, with subject
+    Column("subject", String(500), nullable=True),
+    _created(),
+    UniqueConstraint("issuer", "subject"),
+)
+
+case_members = Table(
+    "case_members",
+    metadata,
+    Column("case_id", String(36), ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    _tenant(),
+    Column("role", String(10), nullable=False),  # owner | analyst | viewer
+    _created(),
+    Index(None, "user_id"),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    _id(),
+    Column("family_id", String(36), nullable=False, index=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),  # SHA-256 of the opaque token
+    Column("issued_at", UTCDateTime(), nullable=False, default=utcnow),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("algorithm", String(10), nullable=False),
+    Column("private_pem", Text, nullable=False),  # encrypted with AIMA_KEY_ENCRYPTION_SECRET
+    Column("public_jwk", Json, nullable=False),
+    _created(),
+    Column("retired_at", UTCDateTime(), nullable=True),  # no longer signs; still verifies until expiry
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("time", UTCDateTime(), nullable=False, default=utcnow),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("case_id", String(36), nullable=True),  # no foreign key: records outlive their case
+    Column("object", String(500), nullable=True),
+    Column("outcome", String(10), nullable=False),  # allowed | denied | failed
+    Column("request_id", String(100), nullable=True),
+    Column("client", String(100), nullable=True),
+    Column("trace_id", String(32), nullable=True),
+    Column("detail", Json, nullable=True),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index(None, "tenant_id", "seq"),
+    Index(None, "tenant_id", "case_id"),
+    Index(None, "tenant_id", "time"),
+)
+
+config_entries = Table(
+    "config_entries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("tenant_id", String(36), nullable=True),  # None = global default
+    Column("key", String(100), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("value", Json, nullable=False),
+    Column("changed_by", String(200), nullable=False),
+    Column("changed_at", UTCDateTime(), nullable=False, default=utcnow),
+    UniqueConstraint("tenant_id", "key", "version"),
+    Index(None, "tenant_id", "key"),
 )

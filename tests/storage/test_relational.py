@@ -13,14 +13,28 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import delete, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from aima.settings import Settings
-from aima.storage.relational import Database, alembic_config
+from aima.storage.relational import MIGRATIONS, Database, alembic_config
 from aima.storage.schema import cases, jobs, media, metadata, processed_events
 
-TABLES = {"cases", "media", "jobs", "processed_events"}
+TABLES = {
+    "cases",
+    "media",
+    "jobs",
+    "processed_events",
+    "tenants",
+    "users",
+    "case_members",
+    "refresh_tokens",
+    "signing_keys",
+    "audit_log",
+    "config_entries",
+}
+HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -75,12 +89,12 @@ def test_migrate_creates_tables_and_running_it_again_is_a_no_op(db: Database) ->
     assert not TABLES & set(inspect(db.engine).get_table_names())
     db.migrate()
     assert set(inspect(db.engine).get_table_names()) >= TABLES
-    assert revision(db) == "0001"
+    assert revision(db) == HEAD
     case_id = add_case(db)
 
     db.migrate()
 
-    assert revision(db) == "0001"
+    assert revision(db) == HEAD
     with db.session() as s:
         assert s.execute(select(cases.c.name, cases.c.status).where(cases.c.id == case_id)).one() == (
             "case",
