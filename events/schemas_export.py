@@ -27,7 +27,9 @@ def differences(directory: Path = SCHEMA_DIR) -> list[str]:
     """Names of schema files that are missing, stale or left over."""
     want = rendered()
     have = {p.name for p in directory.glob("*.json")}
-    stale = [name for name, text in want.items() if name not in have or (directory / name).read_text() != text]
+    stale = [
+        name for name, text in want.items() if name not in have or (directory / name).read_text() != text
+    ]
     extra = sorted(have - want.keys())
     return sorted(stale) + extra
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -30,16 +31,35 @@ def _clean_aima_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session; dropped afterwards. Yields its URL."""
+@contextmanager
+def _temporary_pg_database() -> Iterator[str]:
     name = f"aima_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     base = PG_ADMIN_DSN.rsplit("/", 1)[0]
-    yield f"postgresql+psycopg://{base.removeprefix('postgresql://')}/{name}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield f"postgresql+psycopg://{base.removeprefix('postgresql://')}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database shared by this test session; dropped afterwards. Yields its URL.
+
+    Tests sharing it must use unique ids; a test that needs the whole database to itself (schema
+    comparisons, downgrades) takes `private_pg_database` instead.
+    """
+    with _temporary_pg_database() as url:
+        yield url
+
+
+@pytest.fixture
+def private_pg_database() -> Iterator[str]:
+    """A PostgreSQL database for this one test only."""
+    with _temporary_pg_database() as url:
+        yield url
 
 
 @pytest.fixture

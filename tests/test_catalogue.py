@@ -26,8 +26,13 @@ SHA = "a" * 64
 
 def uploaded() -> MediaUploaded:
     return MediaUploaded(
-        tenant_id="t1", case_id="c1", media_id="m1", object_key="cases/c1/m1", sha256=SHA,
-        size=10, content_type="audio/wav",
+        tenant_id="t1",
+        case_id="c1",
+        media_id="m1",
+        object_key="cases/c1/m1",
+        sha256=SHA,
+        size=10,
+        content_type="audio/wav",
     )
 
 
@@ -35,7 +40,8 @@ def test_every_type_is_named_and_versioned() -> None:
     assert len(CATALOGUE) >= 20
     for event_type, model in CATALOGUE.items():
         assert re.fullmatch(r"io\.aima(\.[a-z]+)+\.v[0-9]+", event_type), event_type
-        assert model.TYPE == event_type and model.DESCRIPTION
+        assert event_type == model.TYPE
+        assert model.DESCRIPTION
 
 
 def test_checked_in_schemas_match_the_models() -> None:
@@ -48,7 +54,10 @@ def test_schema_check_detects_a_stale_file(tmp_path: Path) -> None:
     victim = tmp_path / "io.aima.media.uploaded.v1.json"
     victim.write_text(victim.read_text().replace('"sha256"', '"sha-256"'))
     (tmp_path / "io.aima.retired.v1.json").write_text("{}")
-    assert schemas_export.differences(tmp_path) == ["io.aima.media.uploaded.v1.json", "io.aima.retired.v1.json"]
+    assert schemas_export.differences(tmp_path) == [
+        "io.aima.media.uploaded.v1.json",
+        "io.aima.retired.v1.json",
+    ]
 
 
 def test_event_data_validates_against_its_exported_schema() -> None:
@@ -82,7 +91,9 @@ def test_envelope_rules() -> None:
         CloudEvent(source="x", type="t", specversion="0.3")
     with pytest.raises(ValidationError):
         CloudEvent.model_validate({"source": "x", "type": "t", "Bad-Name": 1})
-    ext = CloudEvent(source="x", type="t").with_extensions(traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01")
+    ext = CloudEvent(source="x", type="t").with_extensions(
+        traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01"
+    )
     assert "traceparent" in json.loads(ext.to_json())
 
 

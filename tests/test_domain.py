@@ -12,13 +12,30 @@ MODEL = ModelRef(name="m", version="1", backend="cpu")
 
 def test_a_finding_needs_evidence_and_a_bounded_confidence() -> None:
     ev = EvidenceRef(media_id="m1", start_s=1.0, end_s=2.5, frame_id="f1")
-    finding = Finding(tenant_id="t", case_id="c", step=Step.VISION, label="restraint: cable tie",
-                      confidence=0.7, model=MODEL, evidence=[ev])
+    finding = Finding(
+        tenant_id="t",
+        case_id="c",
+        step=Step.VISION,
+        label="restraint: cable tie",
+        confidence=0.7,
+        model=MODEL,
+        evidence=[ev],
+    )
     assert finding.review_state == "unreviewed"
     with pytest.raises(ValidationError):
-        Finding(tenant_id="t", case_id="c", step=Step.VISION, label="x", confidence=0.7, model=MODEL, evidence=[])
+        Finding(
+            tenant_id="t", case_id="c", step=Step.VISION, label="x", confidence=0.7, model=MODEL, evidence=[]
+        )
     with pytest.raises(ValidationError):
-        Finding(tenant_id="t", case_id="c", step=Step.VISION, label="x", confidence=1.2, model=MODEL, evidence=[ev])
+        Finding(
+            tenant_id="t",
+            case_id="c",
+            step=Step.VISION,
+            label="x",
+            confidence=1.2,
+            model=MODEL,
+            evidence=[ev],
+        )
 
 
 def test_evidence_time_range_is_ordered() -> None:

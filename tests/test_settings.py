@@ -21,7 +21,8 @@ def test_embedded_profile_fills_every_address_under_data_dir(tmp_path: Path) -> 
     assert s.documents_uri == f"litemongo://{(tmp_path / 'documents').absolute()}"
     assert (s.cache_url, s.bus) == ("memory://", "memory")
     secret = s.key_encryption_secret
-    assert secret is not None and len(secret.get_secret_value()) >= 32
+    assert secret is not None
+    assert len(secret.get_secret_value()) >= 32
     assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
     assert load_settings(data_dir=tmp_path).key_encryption_secret == secret  # kept, not regenerated
 

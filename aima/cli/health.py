@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aima.settings import Settings
 from aima.storage.factory import Stores
 from aima.telemetry.health import HealthRegistry, HealthReport
@@ -13,7 +15,7 @@ async def check_all(settings: Settings) -> HealthReport:
     registry = HealthRegistry(timeout=settings.health_timeout)
     try:
         stores = Stores.open(settings, migrate=False)
-    except Exception as exc:  # noqa: BLE001 - reported as a down component, not a crash
+    except Exception as exc:
         message = f"{type(exc).__name__}: {exc}"
 
         def failed() -> None:
@@ -24,10 +26,8 @@ async def check_all(settings: Settings) -> HealthReport:
     for name, check in stores.health_checks().items():
         registry.add(name, check)
     bus = bus_from_settings(settings)
-    try:
+    with contextlib.suppress(Exception):  # bus.health() below reports the same failure
         await bus.start()
-    except Exception:  # noqa: BLE001, S110 - health() below reports the same failure
-        pass
     registry.add("bus", bus.health)
     try:
         return await registry.report()

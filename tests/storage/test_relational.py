@@ -39,11 +39,11 @@ HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """An unmigrated database; the PostgreSQL one is shared, so it is downgraded to empty afterwards."""
+    """An unmigrated database of its own; downgraded to empty afterwards, which tests downgrade()."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'nested' / 'aima.db'}"
     else:
-        url = request.getfixturevalue("pg_database")
+        url = request.getfixturevalue("private_pg_database")
     database = Database(url, pool_size=2)
     yield database
     with database.engine.begin() as connection:
