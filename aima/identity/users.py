@@ -1,0 +1,327 @@
+"""The user directory: tenants, users, the first admin, the embedded owner, password login and
+provisioning of users from an external OIDC issuer."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from aima.identity.errors import AuthenticationFailed, BootstrapRefused, UnknownUser, UserExists
+from aima.identity.model import AuthMethod, GlobalRole, Kind, Principal, UserRecord
+from aima.identity.passwords import (
+    check_password_policy,
+    dummy_verify,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
+from aima.settings import Settings, SettingsError
+from aima.storage.relational import Database
+from aima.storage.schema import refresh_tokens, tenants, users, utcnow
+
+log = logging.getLogger(__name__)
+
+LOCAL_OWNER = "local-owner"
+MAX_USERNAME = 200
+
+
+def user_record(row: Mapping[Any, Any]) -> UserRecord:
+    """A `UserRecord` from a row of ``users``."""
+    return UserRecord(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        username=row["username"],
+        email=row["email"],
+        role=GlobalRole(row["role"]),
+        kind=_kind(row["kind"]),
+        disabled=bool(row["disabled"]),
+        issuer=row["issuer"],
+        subject=row["subject"],
+        created_at=row["created_at"],
+    )
+
+
+def principal_of(row: Mapping[Any, Any]) -> Principal:
+    """The `Principal` of a row of ``users``; ``auth`` says how such a user signs in."""
+    auth: AuthMethod
+    if row["kind"] == "service":
+        auth = "service"
+    elif row["issuer"] is not None:
+        auth = "oidc"
+    elif row["password_hash"] is None:
+        auth = "local"
+    else:
+        auth = "password"
+    return Principal(
+        user_id=row["id"],
+        tenant_id=row["tenant_id"],
+        username=row["username"],
+        role=GlobalRole(row["role"]),
+        kind=_kind(row["kind"]),
+        auth=auth,
+    )
+
+
+def _kind(value: object) -> Kind:
+    if value == "human":
+        return "human"
+    if value == "service":
+        return "service"
+    raise ValueError(f"unknown user kind {value!r}")
+
+
+def _check_username(username: str) -> None:
+    if not username or username != username.strip() or len(username) > MAX_USERNAME:
+        raise ValueError(f"username must be 1-{MAX_USERNAME} characters without surrounding spaces")
+
+
+class UserDirectory:
+    """Tenants and users in the relational store."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def ensure_tenant(self, name: str) -> str:
+        """The id of the tenant called ``name``, created if missing."""
+        try:
+            with self._db.session() as s:
+                found = s.execute(tenants.select().where(tenants.c.name == name)).first()
+                if found is not None:
+                    return str(found.id)
+                tenant_id = str(uuid.uuid4())
+                s.execute(tenants.insert().values(id=tenant_id, name=name, created_at=utcnow()))
+                return tenant_id
+        except Exception:
+            # another process created it at the same moment (unique name)
+            with self._db.session() as s:
+                found = s.execute(tenants.select().where(tenants.c.name == name)).first()
+            if found is None:
+                raise
+            return str(found.id)
+
+    def create_user(
+        self,
+        tenant_id: str,
+        username: str,
+        password: str | None,
+        role: GlobalRole | str,
+        *,
+        email: str | None = None,
+        kind: Kind = "human",
+    ) -> UserRecord:
+        """Create a user; humans with a password must meet the policy. Raises `UserExists`."""
+        _check_username(username)
+        role = GlobalRole(role)
+        _kind(kind)
+        if password is not None and kind == "human":
+            check_password_policy(password)
+        if self.by_username(username) is not None:
+            raise UserExists(username)
+        password_hash = None if password is None else hash_password(password)
+        values = {
+            "id": str(uuid.uuid4()),
+            "tenant_id": tenant_id,
+            "username": username,
+            "email": email,
+            "password_hash": password_hash,
+            "role": role.value,
+            "kind": kind,
+            "disabled": False,
+            "issuer": None,
+            "subject": None,
+            "created_at": utcnow(),
+        }
+        try:
+            with self._db.session() as s:
+                s.execute(users.insert().values(values))
+        except Exception as exc:
+            if self.by_username(username) is not None:
+                raise UserExists(username) from exc
+            raise
+        log.info("user created", extra={"user_id": values["id"], "tenant_id": tenant_id, "role": role.value})
+        return user_record(values)
+
+    def bootstrap_admin(self, username: str, password: str, tenant_name: str) -> UserRecord:
+        """Create the first admin; only while the users table is empty, else `BootstrapRefused`."""
+        _check_username(username)
+        check_password_policy(password)
+        password_hash = hash_password(password)
+        with self._db.session() as s:
+            if s.get_bind().dialect.name == "postgresql":
+                # serialise concurrent bootstraps; SQLite transactions already start with a write lock
+                s.connection().exec_driver_sql("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+            if s.execute(users.select().limit(1)).first() is not None:
+                raise BootstrapRefused("users exist already; the first admin is created only once")
+            tenant = s.execute(tenants.select().where(tenants.c.name == tenant_name)).first()
+            tenant_id = str(tenant.id) if tenant is not None else str(uuid.uuid4())
+            if tenant is None:
+                s.execute(tenants.insert().values(id=tenant_id, name=tenant_name, created_at=utcnow()))
+            values = {
+                "id": str(uuid.uuid4()),
+                "tenant_id": tenant_id,
+                "username": username,
+                "email": None,
+                "password_hash": password_hash,
+                "role": GlobalRole.ADMIN.value,
+                "kind": "human",
+                "disabled": False,
+                "issuer": None,
+                "subject": None,
+                "created_at": utcnow(),
+            }
+            s.execute(users.insert().values(values))
+        log.info("first admin created", extra={"user_id": values["id"], "tenant_id": tenant_id})
+        return user_record(values)
+
+    def bootstrap_from_settings(self, settings: Settings) -> UserRecord | None:
+        """Create the first admin from ``AIMA_BOOTSTRAP_ADMIN_USERNAME``/``_PASSWORD`` if both are
+        set and there are no users yet; otherwise do nothing and return None."""
+        username = settings.bootstrap_admin_username
+        password = settings.bootstrap_admin_password
+        if username is None and password is None:
+            return None
+        if username is None:
+            raise SettingsError("AIMA_BOOTSTRAP_ADMIN_USERNAME", "required with the bootstrap password")
+        if password is None:
+            raise SettingsError("AIMA_BOOTSTRAP_ADMIN_PASSWORD", "required with the bootstrap username")
+        with self._db.session() as s:
+            if s.execute(users.select().limit(1)).first() is not None:
+                return None
+        try:
+            return self.bootstrap_admin(username, password.get_secret_value(), settings.bootstrap_tenant)
+        except BootstrapRefused:
+            return None  # another replica bootstrapped first
+
+    def ensure_local_owner(self, tenant_name: str = "local") -> Principal:
+        """The single passwordless admin of the embedded profile (cannot sign in over HTTP)."""
+        if self.by_username(LOCAL_OWNER) is None:
+            tenant_id = self.ensure_tenant(tenant_name)
+            with contextlib.suppress(UserExists):  # created concurrently
+                self.create_user(tenant_id, LOCAL_OWNER, None, GlobalRole.ADMIN)
+        record = self.by_username(LOCAL_OWNER)
+        if record is None:
+            raise UnknownUser(LOCAL_OWNER)
+        return self.principal(record.id)
+
+    def list_users(self, tenant_id: str) -> list[UserRecord]:
+        """The users of a tenant, by username."""
+        with self._db.session() as s:
+            rows = s.execute(
+                users.select().where(users.c.tenant_id == tenant_id).order_by(users.c.username)
+            ).mappings()
+            return [user_record(row) for row in rows]
+
+    def get(self, user_id: str) -> UserRecord | None:
+        """The user with this id, or None."""
+        row = self._row("id", user_id)
+        return None if row is None else user_record(row)
+
+    def by_username(self, username: str) -> UserRecord | None:
+        """The user with this username, or None."""
+        row = self._row("username", username)
+        return None if row is None else user_record(row)
+
+    def disable(self, user_id: str) -> None:
+        """Disable a user and revoke all their refresh tokens; raises `UnknownUser`."""
+        now = utcnow()
+        with self._db.session() as s:
+            updated = s.execute(
+                users.update().where(users.c.id == user_id).values(disabled=True).returning(users.c.id)
+            ).first()
+            if updated is None:
+                raise UnknownUser(user_id)
+            s.execute(
+                refresh_tokens.update()
+                .where(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+        log.info("user disabled", extra={"user_id": user_id})
+
+    def authenticate(self, username: str, password: str) -> Principal:
+        """The principal for a correct username and password; `AuthenticationFailed` for an
+        unknown user, a wrong password or a disabled user alike (in comparable time)."""
+        row = self._row("username", username)
+        if row is None or row["password_hash"] is None:
+            dummy_verify(password)
+            raise AuthenticationFailed()
+        stored: str = row["password_hash"]
+        if not verify_password(stored, password) or row["disabled"]:
+            raise AuthenticationFailed()
+        if needs_rehash(stored):
+            with self._db.session() as s:
+                s.execute(
+                    users.update()
+                    .where(users.c.id == row["id"], users.c.password_hash == stored)
+                    .values(password_hash=hash_password(password))
+                )
+        return principal_of(row)
+
+    def provision_external(
+        self, issuer: str, subject: str, username: str, role: GlobalRole | str, tenant_name: str
+    ) -> Principal:
+        """The user for an external (issuer, subject), created on first sight; its role follows
+        the issuer on every login. A disabled user raises `AuthenticationFailed`."""
+        role = GlobalRole(role)
+        principal = self._update_external(issuer, subject, role)
+        if principal is not None:
+            return principal
+        tenant_id = self.ensure_tenant(tenant_name)
+        name = username[:MAX_USERNAME].strip() or subject[:MAX_USERNAME]
+        if self.by_username(name) is not None:
+            # never adopt someone else's account by name: keep the identities apart
+            suffix = hashlib.sha256(f"{issuer}\0{subject}".encode()).hexdigest()[:10]
+            name = f"{name[: MAX_USERNAME - 11]}#{suffix}"
+        values = {
+            "id": str(uuid.uuid4()),
+            "tenant_id": tenant_id,
+            "username": name,
+            "email": None,
+            "password_hash": None,
+            "role": role.value,
+            "kind": "human",
+            "disabled": False,
+            "issuer": issuer,
+            "subject": subject,
+            "created_at": utcnow(),
+        }
+        try:
+            with self._db.session() as s:
+                s.execute(users.insert().values(values))
+        except Exception:
+            # the same identity signed in concurrently
+            principal = self._update_external(issuer, subject, role)
+            if principal is None:
+                raise
+            return principal
+        log.info("external user provisioned", extra={"user_id": values["id"], "issuer": issuer})
+        return principal_of(values)
+
+    def principal(self, user_id: str) -> Principal:
+        """The principal of an enabled user; `AuthenticationFailed` if missing or disabled."""
+        row = self._row("id", user_id)
+        if row is None or row["disabled"]:
+            raise AuthenticationFailed()
+        return principal_of(row)
+
+    def _update_external(self, issuer: str, subject: str, role: GlobalRole) -> Principal | None:
+        with self._db.session() as s:
+            row = (
+                s.execute(users.select().where(users.c.issuer == issuer, users.c.subject == subject))
+                .mappings()
+                .first()
+            )
+            if row is None:
+                return None
+            if row["disabled"]:
+                raise AuthenticationFailed()
+            if row["role"] != role.value:
+                s.execute(users.update().where(users.c.id == row["id"]).values(role=role.value))
+            return principal_of({**row, "role": role.value})
+
+    def _row(self, column: str, value: str) -> Mapping[Any, Any] | None:
+        with self._db.session() as s:
+            return s.execute(users.select().where(users.c[column] == value)).mappings().first()

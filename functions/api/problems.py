@@ -1,0 +1,213 @@
+"""RFC 9457 problem details: the one error format of the public gateway.
+
+Every error body is ``application/problem+json`` with ``type`` (``urn:aima:problem:<kind>``),
+``title``, ``status``, usually ``detail``, and ``instance`` = the request id, which is also the
+``X-Request-ID`` response header, so a user quoting it leads to the request's log lines and trace.
+Routes raise `Problem`; `install_problem_handlers` renders it and every framework error the same way.
+An unexpected exception answers 500 with a generic detail: its text and traceback go to the log only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
+
+from aima.telemetry.tracing import current_ids
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_PREFIX = "urn:aima:problem:"
+INTERNAL_DETAIL = "An unexpected error occurred. Quote the request id (instance) when reporting it."
+
+log = logging.getLogger(__name__)
+
+
+class Problem(Exception):
+    """An error answered as problem details; ``kind`` makes the type ``urn:aima:problem:<kind>``.
+
+    ``headers`` go on the response (e.g. ``Retry-After``, ``WWW-Authenticate``); ``extensions`` are
+    extra members of the body (never overriding the standard ones).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        title: str,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {kind}: {detail or title}")
+        self.status = status
+        self.kind = kind
+        self.title = title
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.extensions = dict(extensions or {})
+
+    @property
+    def type(self) -> str:
+        return TYPE_PREFIX + self.kind
+
+    def to_response(self, instance: str | None = None) -> JSONResponse:
+        """This problem as a response; ``instance`` is the request id."""
+        return problem_response(
+            self.status,
+            self.kind,
+            self.title,
+            self.detail,
+            instance=instance,
+            headers=self.headers,
+            extensions=self.extensions,
+        )
+
+
+def problem_response(
+    status: int,
+    kind: str,
+    title: str,
+    detail: str | None = None,
+    *,
+    instance: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> JSONResponse:
+    """An ``application/problem+json`` response (members that are None are left out)."""
+    body: dict[str, Any] = {"type": TYPE_PREFIX + kind, "title": title, "status": status}
+    if detail is not None:
+        body["detail"] = detail
+    if instance is not None:
+        body["instance"] = instance
+    for key, value in (extensions or {}).items():
+        body.setdefault(key, value)
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON)
+
+
+def request_id_of(scope: Scope) -> str | None:
+    """The request id that `RequestContextMiddleware` put in the scope's state, if any."""
+    state = scope.get("state")
+    return state.get("request_id") if isinstance(state, dict) else None
+
+
+def internal_error_response(scope: Scope, exc: BaseException) -> JSONResponse:
+    """Log ``exc`` with the request's ids and answer a generic 500 that reveals nothing of it."""
+    state: dict[str, Any] = scope.get("state") or {}
+    extra: dict[str, Any] = {"request_id": state.get("request_id")}
+    if current_ids()[0] is None:  # outside the request's span: take its trace id from the state
+        extra["trace_id"] = state.get("trace_id")
+    log.error(
+        "unhandled %s in %s %s",
+        type(exc).__name__,
+        scope.get("method"),
+        scope.get("path"),
+        exc_info=(type(exc), exc, exc.__traceback__),
+        extra=extra,
+    )
+    return problem_response(
+        500, "internal-error", "Internal server error", INTERNAL_DETAIL, instance=extra["request_id"]
+    )
+
+
+class FieldError(BaseModel):
+    """One failed field of a request: where, why, and pydantic's error type."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ProblemModel(BaseModel):
+    """The problem-details body, for OpenAPI ``responses=`` declarations (see `problem_responses`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: each status documented as a `ProblemModel` in problem+json."""
+    schema = {"$ref": "#/components/schemas/ProblemModel"}
+    return {
+        status: {
+            "model": ProblemModel,  # registers the schema; FastAPI also lists it under application/json
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_JSON: {"schema": schema}},
+        }
+        for status in statuses
+    }
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Render `Problem`, HTTP errors (404, 405, ...), validation errors (422) and anything else (500)."""
+    app.add_exception_handler(Problem, _problem)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    # reached only by errors no middleware turned into a response first; the server logs it again
+    app.add_exception_handler(Exception, _unexpected)
+
+
+async def _problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Problem)
+    return exc.to_response(request_id_of(request.scope))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    try:
+        phrase = HTTPStatus(exc.status_code).phrase
+    except ValueError:
+        phrase = f"HTTP {exc.status_code}"
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else None
+    return problem_response(
+        exc.status_code,
+        _slug(phrase),
+        phrase,
+        detail,
+        instance=request_id_of(request.scope),
+        headers=exc.headers,
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 listing each failed field; the offending input is not echoed (it may be a password)."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "loc": list(error.get("loc", ())),
+            "msg": str(error.get("msg", "")),
+            "type": str(error.get("type", "")),
+        }
+        for error in exc.errors()
+    ]
+    count = len(errors)
+    return problem_response(
+        422,
+        "validation-failed",
+        "Request validation failed",
+        f"{count} field{'s' if count != 1 else ''} of the request failed validation; see errors.",
+        instance=request_id_of(request.scope),
+        extensions={"errors": errors},
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    return internal_error_response(request.scope, exc)
+
+
+def _slug(phrase: str) -> str:
+    return "-".join(phrase.lower().replace("'", "").split())
