@@ -13,12 +13,23 @@ from typing import cast
 
 import redis
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import LockNotOwnedError
+from redis.exceptions import LockNotOwnedError, RedisError
 from redis.retry import Retry
 
-from aima.storage.cache import Cache, LockLost, LockTimeout
+from aima.storage.cache import Cache, CacheError, LockLost, LockTimeout
 
 SOCKET_TIMEOUT = 1.0
+
+
+@contextmanager
+def _unavailable() -> Iterator[None]:
+    """Redis errors leave the adapter as the port's `CacheError`, so callers need not know redis-py."""
+    try:
+        yield
+    except RedisError as exc:
+        raise CacheError(f"redis: {type(exc).__name__}: {exc}") from exc
+
+
 SCAN_BATCH = 500
 LOCK_POLL = 0.02
 
@@ -37,16 +48,23 @@ class RedisCache(Cache):
         self._lock_keys = f"{prefix}l:"
 
     def get(self, key: str) -> bytes | None:
-        return cast(bytes | None, self._client.get(self._keys + key))
+        with _unavailable():
+            return cast(bytes | None, self._client.get(self._keys + key))
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        self._client.set(self._keys + key, value, px=None if ttl is None else _millis(ttl))
+        with _unavailable():
+            self._client.set(self._keys + key, value, px=None if ttl is None else _millis(ttl))
 
     def delete(self, key: str) -> None:
-        self._client.delete(self._keys + key)
+        with _unavailable():
+            self._client.delete(self._keys + key)
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete matching keys in batches found by SCAN (never KEYS, which blocks Redis)."""
+        with _unavailable():
+            return self._delete_prefix(prefix)
+
+    def _delete_prefix(self, prefix: str) -> int:
         deleted = 0
         batch: list[bytes] = []
         for name in self._client.scan_iter(match=self._keys + _glob_escape(prefix) + "*", count=SCAN_BATCH):
@@ -59,6 +77,10 @@ class RedisCache(Cache):
         return deleted
 
     def incr(self, key: str, ttl: float | None = None) -> int:
+        with _unavailable():
+            return self._incr(key, ttl)
+
+    def _incr(self, key: str, ttl: float | None) -> int:
         name = self._keys + key
         if ttl is None:
             return self._client.incr(name)
@@ -77,7 +99,9 @@ class RedisCache(Cache):
             blocking_timeout=wait,
             thread_local=False,
         )
-        if not lock.acquire():
+        with _unavailable():
+            acquired = lock.acquire()
+        if not acquired:
             raise LockTimeout(f"lock {name!r} not acquired within {wait} s")
         lost = False
         try:
@@ -91,7 +115,8 @@ class RedisCache(Cache):
             raise LockLost(f"lock {name!r} expired after {timeout} s while held")
 
     def health(self) -> None:
-        self._client.ping()
+        with _unavailable():
+            self._client.ping()
 
     def close(self) -> None:
         self._client.close()

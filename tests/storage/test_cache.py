@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from aima.storage import cache as cache_module
-from aima.storage.cache import Cache, LockLost, LockTimeout, MemoryCache, cache_from_url
+from aima.storage.cache import Cache, CacheError, LockLost, LockTimeout, MemoryCache, cache_from_url
 from aima.storage.cache_redis import RedisCache
 
 
@@ -167,11 +167,14 @@ def test_redis_keys_are_namespaced_by_prefix(redis_url: str) -> None:
     second.close()
 
 
-def test_dead_redis_fails_fast() -> None:
+def test_dead_redis_fails_fast_with_the_ports_error() -> None:
     dead = RedisCache("redis://127.0.0.1:1/0")
     began = time.monotonic()
-    with pytest.raises(redis.ConnectionError):
+    with pytest.raises(CacheError, match="ConnectionError"):
         dead.health()
+    for call in (lambda: dead.get("k"), lambda: dead.set("k", b"v"), lambda: dead.incr("k", ttl=1)):
+        with pytest.raises(CacheError):
+            call()
     assert time.monotonic() - began < 3
     dead.close()
 
