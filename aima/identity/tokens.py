@@ -25,6 +25,7 @@ from aima.identity.oidc import ExternalIssuer
 from aima.identity.users import UserDirectory, principal_of
 from aima.storage.relational import Database
 from aima.storage.schema import refresh_tokens, users, utcnow
+from aima.storage.scoped import IDENTITY_LOOKUP, unscoped_session
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class TokenService:
     def issue_refresh(self, principal: Principal, family_id: str | None = None) -> str:
         """A new refresh token, in a new family unless ``family_id`` is given."""
         token = secrets.token_urlsafe(32)
-        with self._db.session() as s:
+        with unscoped_session(self._db, reason=IDENTITY_LOOKUP) as s:
             s.execute(refresh_tokens.insert().values(self._refresh_row(principal.user_id, token, family_id)))
         return token
 
@@ -133,7 +134,7 @@ class TokenService:
         digest = _digest(token)
         now = utcnow()
         reused: dict[str, str] | None = None
-        with self._db.session() as s:
+        with unscoped_session(self._db, reason=IDENTITY_LOOKUP) as s:
             family = s.execute(
                 refresh_tokens.select()
                 .with_only_columns(refresh_tokens.c.family_id)
@@ -180,7 +181,7 @@ class TokenService:
 
     def logout(self, refresh_token: str) -> None:
         """Revoke the family of ``refresh_token`` (idempotent; unknown tokens are ignored)."""
-        with self._db.session() as s:
+        with unscoped_session(self._db, reason=IDENTITY_LOOKUP) as s:
             family = s.execute(
                 refresh_tokens.select()
                 .with_only_columns(refresh_tokens.c.family_id)
@@ -198,7 +199,7 @@ class TokenService:
 
     def revoke_user(self, user_id: str) -> None:
         """Revoke every refresh token of a user."""
-        with self._db.session() as s:
+        with unscoped_session(self._db, reason=IDENTITY_LOOKUP) as s:
             s.execute(
                 refresh_tokens.update()
                 .where(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from aima.access.scope import Scope
 from aima.identity.errors import AuthenticationFailed, BootstrapRefused, UnknownUser, UserExists
 from aima.identity.model import AuthMethod, GlobalRole, Kind, Principal, UserRecord
 from aima.identity.passwords import (
@@ -20,8 +21,9 @@ from aima.identity.passwords import (
     verify_password,
 )
 from aima.settings import Settings, SettingsError
-from aima.storage.relational import Database
+from aima.storage.relational import Database, transaction_lock
 from aima.storage.schema import refresh_tokens, tenants, users, utcnow
+from aima.storage.scoped import IDENTITY_LOOKUP, scoped_session, unscoped_session
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,7 @@ class UserDirectory:
     def ensure_tenant(self, name: str) -> str:
         """The id of the tenant called ``name``, created if missing."""
         try:
-            with self._db.session() as s:
+            with unscoped_session(self._db, reason=IDENTITY_LOOKUP) as s:
                 found = s.execute(tenants.select().where(tenants.c.name == name)).first()
                 if found is not None:
                     return str(found.id)
@@ -97,7 +99,7 @@ class UserDirectory:
                 return tenant_id
         except Exception:
             # another process created it at the same moment (unique name)
-            with self._db.session() as s:
+            with unscoped_session(self._db, reason=IDENTITY_LOOKUP) as s:
                 found = s.execute(tenants.select().where(tenants.c.name == name)).first()
             if found is None:
                 raise
@@ -136,7 +138,7 @@ class UserDirectory:
             "created_at": utcnow(),
         }
         try:
-            with self._db.session() as s:
+            with unscoped_session(self._db, reason=IDENTITY_LOOKUP) as s:
                 s.execute(users.insert().values(values))
         except Exception as exc:
             if self.by_username(username) is not None:
@@ -150,10 +152,8 @@ class UserDirectory:
         _check_username(username)
         check_password_policy(password)
         password_hash = hash_password(password)
-        with self._db.session() as s:
-            if s.get_bind().dialect.name == "postgresql":
-                # serialise concurrent bootstraps; SQLite transactions already start with a write lock
-                s.connection().exec_driver_sql("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+        with unscoped_session(self._db, reason=IDENTITY_LOOKUP) as s:
+            transaction_lock(s, "identity.bootstrap")  # concurrent bootstraps create one admin
             if s.execute(users.select().limit(1)).first() is not None:
                 raise BootstrapRefused("users exist already; the first admin is created only once")
             tenant = s.execute(tenants.select().where(tenants.c.name == tenant_name)).first()
@@ -188,7 +188,7 @@ class UserDirectory:
             raise SettingsError("AIMA_BOOTSTRAP_ADMIN_USERNAME", "required with the bootstrap password")
         if password is None:
             raise SettingsError("AIMA_BOOTSTRAP_ADMIN_PASSWORD", "required with the bootstrap username")
-        with self._db.session() as s:
+        with unscoped_session(self._db, reason=IDENTITY_LOOKUP) as s:
             if s.execute(users.select().limit(1)).first() is not None:
                 return None
         try:
@@ -209,7 +209,7 @@ class UserDirectory:
 
     def list_users(self, tenant_id: str) -> list[UserRecord]:
         """The users of a tenant, by username."""
-        with self._db.session() as s:
+        with scoped_session(self._db, Scope.for_tenant(tenant_id, actor="identity")) as s:
             rows = s.execute(
                 users.select().where(users.c.tenant_id == tenant_id).order_by(users.c.username)
             ).mappings()
@@ -228,7 +228,7 @@ class UserDirectory:
     def disable(self, user_id: str) -> None:
         """Disable a user and revoke all their refresh tokens; raises `UnknownUser`."""
         now = utcnow()
-        with self._db.session() as s:
+        with unscoped_session(self._db, reason=IDENTITY_LOOKUP) as s:
             updated = s.execute(
                 users.update().where(users.c.id == user_id).values(disabled=True).returning(users.c.id)
             ).first()
@@ -252,7 +252,7 @@ class UserDirectory:
         if not verify_password(stored, password) or row["disabled"]:
             raise AuthenticationFailed()
         if needs_rehash(stored):
-            with self._db.session() as s:
+            with unscoped_session(self._db, reason=IDENTITY_LOOKUP) as s:
                 s.execute(
                     users.update()
                     .where(users.c.id == row["id"], users.c.password_hash == stored)
@@ -289,7 +289,7 @@ class UserDirectory:
             "created_at": utcnow(),
         }
         try:
-            with self._db.session() as s:
+            with unscoped_session(self._db, reason=IDENTITY_LOOKUP) as s:
                 s.execute(users.insert().values(values))
         except Exception:
             # the same identity signed in concurrently
@@ -308,7 +308,7 @@ class UserDirectory:
         return principal_of(row)
 
     def _update_external(self, issuer: str, subject: str, role: GlobalRole) -> Principal | None:
-        with self._db.session() as s:
+        with unscoped_session(self._db, reason=IDENTITY_LOOKUP) as s:
             row = (
                 s.execute(users.select().where(users.c.issuer == issuer, users.c.subject == subject))
                 .mappings()
@@ -323,5 +323,5 @@ class UserDirectory:
             return principal_of({**row, "role": role.value})
 
     def _row(self, column: str, value: str) -> Mapping[Any, Any] | None:
-        with self._db.session() as s:
+        with unscoped_session(self._db, reason=IDENTITY_LOOKUP) as s:
             return s.execute(users.select().where(users.c[column] == value)).mappings().first()

@@ -7,6 +7,7 @@ when a read transaction later wants to write. Migrations are Alembic's, run in c
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, func, make_url, select, text
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
@@ -144,3 +145,13 @@ def _pragma(connection: Connection, pragma: str) -> None:
     cursor = connection.connection.cursor()
     cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
+
+
+def transaction_lock(session: Session, name: str) -> None:
+    """Serialise the transactions that take lock ``name`` until they end.
+
+    A transaction-level advisory lock on PostgreSQL; nothing on SQLite, whose writers are serial.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        session.execute(select(func.pg_advisory_xact_lock(key)))

@@ -227,6 +227,14 @@ audit_log = Table(
     Index(None, "tenant_id", "time"),
 )
 
+audit_heads = Table(
+    "audit_heads",
+    metadata,
+    Column("tenant_id", String(36), primary_key=True),
+    Column("seq", BigInteger, nullable=False),  # the tenant's newest record, so deleting it shows
+    Column("hash", String(64), nullable=False),
+)
+
 config_entries = Table(
     "config_entries",
     metadata,

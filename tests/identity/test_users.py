@@ -116,12 +116,12 @@ def test_authenticate_refuses_unknown_user_wrong_password_and_disabled_user_alik
 def test_login_rehashes_a_hash_with_outdated_parameters(directory: UserDirectory, db: Database) -> None:
     alice = directory.create_user(directory.ensure_tenant("acme"), "alice", PASSWORD, "user")
     weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
-    with db.session() as s:
+    with db.engine.begin() as s:  # maintenance access, outside the guarded sessions
         s.execute(update(users).where(users.c.id == alice.id).values(password_hash=weak))
 
     directory.authenticate("alice", PASSWORD)
 
-    with db.session() as s:
+    with db.engine.begin() as s:  # maintenance access, outside the guarded sessions
         stored = s.execute(select(users.c.password_hash).where(users.c.id == alice.id)).scalar_one()
     assert stored != weak
     assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
@@ -145,7 +145,7 @@ def test_bootstrap_is_refused_when_any_user_exists(directory: UserDirectory) -> 
 
 def test_concurrent_bootstraps_create_exactly_one_admin(directory: UserDirectory, db: Database) -> None:
     for _ in range(8):
-        with db.session() as s:
+        with db.engine.begin() as s:  # maintenance access, outside the guarded sessions
             s.execute(delete(users))
         barrier = threading.Barrier(4)
         outcomes: list[str] = []

@@ -32,6 +32,7 @@ TABLES = {
     "refresh_tokens",
     "signing_keys",
     "audit_log",
+    "audit_heads",
     "config_entries",
 }
 HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()

@@ -1,5 +1,5 @@
 """Identity, access, audit and runtime configuration: tenants, users, case members, refresh tokens,
-signing keys, the audit log and versioned runtime settings.
+signing keys, the audit log with its per-tenant heads and versioned runtime settings.
 
 Revision ID: 0002
 Revises: 0001
@@ -50,6 +50,14 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_audit_log_tenant_id_seq"), ["tenant_id", "seq"], unique=False)
         batch_op.create_index(batch_op.f("ix_audit_log_tenant_id_time"), ["tenant_id", "time"], unique=False)
+
+    op.create_table(
+        "audit_heads",
+        sa.Column("tenant_id", sa.String(length=36), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("tenant_id", name=op.f("pk_audit_heads")),
+    )
 
     op.create_table(
         "config_entries",
@@ -174,6 +182,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_config_entries_tenant_id_key"))
 
     op.drop_table("config_entries")
+    op.drop_table("audit_heads")
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_audit_log_tenant_id_time"))
         batch_op.drop_index(batch_op.f("ix_audit_log_tenant_id_seq"))

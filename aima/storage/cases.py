@@ -1,0 +1,180 @@
+"""The case repository: cases and their members, always read and written through a scoped session.
+
+Every method takes the caller's `Scope`, so the scope guard confines it even where a WHERE is
+missing: a case outside the scope is simply not found. Methods return plain dicts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Result, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from aima.access.policy import CASE_ROLE_ACTIONS, Role, shareable_role
+from aima.access.scope import Scope
+from aima.storage.relational import Database
+from aima.storage.schema import case_members, cases, users, utcnow
+from aima.storage.scoped import guard, scoped_session
+
+MAX_NAME = 200
+
+Row = dict[str, Any]
+Rows = list[Row]  # an alias, as `list` inside the class means CaseRepository.list
+
+
+class NotFound(LookupError):
+    """The case or user does not exist within the scope."""
+
+
+class CaseRepository:
+    """Cases and memberships of one database (see module docstring)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        guard(db)
+
+    def create(self, scope: Scope, name: str, owner_user_id: str, retention_days: int | None = None) -> Row:
+        """Create a case with ``owner_user_id`` as its owner, in one transaction.
+
+        The scope must be tenant-wide (a new case is in no narrower scope yet; the guard refuses the
+        insert otherwise), and the owner must be a user of the tenant who may own cases.
+        """
+        name = _check_name(name)
+        if retention_days is not None and retention_days < 1:
+            raise ValueError("retention_days must be at least 1")
+        case_id = str(uuid.uuid4())
+        now = utcnow()
+        with scoped_session(self._db, scope) as session:
+            _member_role(session, owner_user_id, "owner")
+            session.execute(
+                insert(cases).values(
+                    id=case_id,
+                    tenant_id=scope.tenant_id,
+                    name=name,
+                    retention_days=retention_days,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            session.execute(
+                insert(case_members).values(
+                    case_id=case_id,
+                    user_id=owner_user_id,
+                    tenant_id=scope.tenant_id,
+                    role="owner",
+                    created_at=now,
+                )
+            )
+            return dict(session.execute(select(cases).where(cases.c.id == case_id)).mappings().one())
+
+    def list(self, scope: Scope) -> Rows:
+        """Every case in the scope, oldest first."""
+        with scoped_session(self._db, scope) as session:
+            rows = session.execute(select(cases).order_by(cases.c.created_at, cases.c.id)).mappings()
+            return [dict(row) for row in rows]
+
+    def get(self, scope: Scope, case_id: str) -> Row | None:
+        """The case, or None if it does not exist in the scope."""
+        with scoped_session(self._db, scope) as session:
+            row = session.execute(select(cases).where(cases.c.id == case_id)).mappings().first()
+            return None if row is None else dict(row)
+
+    def rename(self, scope: Scope, case_id: str, name: str) -> bool:
+        """Give the case a new name; False if it does not exist in the scope."""
+        name = _check_name(name)
+        with scoped_session(self._db, scope) as session:
+            result = session.execute(update(cases).where(cases.c.id == case_id).values(name=name))
+            return _changed(result)
+
+    def delete_rows(self, scope: Scope, case_id: str) -> bool:
+        """Delete the case's rows (media, jobs and members cascade); False if not in the scope.
+
+        Objects, vectors and documents of the case live in other stores; the caller purges those.
+        """
+        with scoped_session(self._db, scope) as session:
+            return _changed(session.execute(delete(cases).where(cases.c.id == case_id)))
+
+    def share(self, scope: Scope, case_id: str, user_id: str, role: str) -> None:
+        """Make ``user_id`` (a user of the same tenant) a member with ``role``, or change its role.
+
+        Raises `NotFound` for a case or user outside the scope, ValueError for a role the user
+        cannot hold (guests can only be viewers).
+        """
+        with scoped_session(self._db, scope) as session:
+            if session.execute(select(cases.c.id).where(cases.c.id == case_id)).first() is None:
+                raise NotFound(f"case {case_id} not found")
+            _member_role(session, user_id, role)
+            values = {
+                "case_id": case_id,
+                "user_id": user_id,
+                "tenant_id": scope.tenant_id,
+                "role": role,
+                "created_at": utcnow(),
+            }
+            keys = [case_members.c.case_id, case_members.c.user_id]
+            dialect = session.get_bind().dialect.name
+            upsert = (sqlite_insert if dialect == "sqlite" else pg_insert)(case_members).values(values)
+            session.execute(upsert.on_conflict_do_update(index_elements=keys, set_={"role": role}))
+
+    def unshare(self, scope: Scope, case_id: str, user_id: str) -> bool:
+        """End the membership; False if there was none in the scope."""
+        with scoped_session(self._db, scope) as session:
+            result = session.execute(
+                delete(case_members).where(
+                    case_members.c.case_id == case_id, case_members.c.user_id == user_id
+                )
+            )
+            return _changed(result)
+
+    def members(self, scope: Scope, case_id: str) -> Rows:
+        """The case's members (user_id, username, role, created_at); empty if not in the scope."""
+        with scoped_session(self._db, scope) as session:
+            rows = session.execute(
+                select(
+                    case_members.c.user_id, users.c.username, case_members.c.role, case_members.c.created_at
+                )
+                .join_from(case_members, users, case_members.c.user_id == users.c.id)
+                .where(case_members.c.case_id == case_id)
+                .order_by(users.c.username)
+            ).mappings()
+            return [dict(row) for row in rows]
+
+    def memberships(self, tenant_id: str, user_id: str) -> dict[str, str]:
+        """case_id -> role for every case ``user_id`` is a member of in ``tenant_id``.
+
+        This is what a user's scope is built from, so it cannot itself run in that scope: it reads
+        tenant-wide, but only this user's membership rows (ids and roles, no case content).
+        """
+        scope = Scope.for_tenant(tenant_id, f"system:memberships:{user_id}")
+        with scoped_session(self._db, scope) as session:
+            rows = session.execute(
+                select(case_members.c.case_id, case_members.c.role).where(case_members.c.user_id == user_id)
+            )
+            return {case_id: role for case_id, role in rows}
+
+
+def _member_role(session: Session, user_id: str, case_role: str) -> None:
+    """Raise unless ``user_id`` is a user in the session's tenant who may hold ``case_role``."""
+    if case_role not in CASE_ROLE_ACTIONS:
+        raise ValueError(f"unknown case role {case_role!r}")
+    role: Role | None = session.scalar(select(users.c.role).where(users.c.id == user_id))
+    if role is None:
+        raise NotFound(f"user {user_id} not found")
+    if not shareable_role(role, case_role):
+        raise ValueError(f"a {role} cannot be a case {case_role}")
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= MAX_NAME:
+        raise ValueError(f"a case name has 1 to {MAX_NAME} characters")
+    return name
+
+
+def _changed(result: Result[Any]) -> bool:
+    """Whether an UPDATE or DELETE hit exactly one row."""
+    return cast(CursorResult[Any], result).rowcount == 1
