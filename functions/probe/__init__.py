@@ -1,0 +1,1 @@
+"""The probe function: metadata, frames, thumbnails and audio of uploaded media (see ``core``)."""
