@@ -78,6 +78,16 @@ def analyze(paths: tuple[Path, ...], samples_dir: Path | None, case_name: str | 
     asyncio.run(run_analysis(load_settings(), files, case_name=case_name, echo=click.echo))
 
 
+def _register() -> None:
+    from aima.cli.admin import audit, case, config, media, user
+
+    for group in (user, case, media, audit, config):
+        cli.add_command(group)
+
+
+_register()
+
+
 def main() -> None:
     """Entry point: turn settings errors into one line and exit 2."""
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aima.settings import Settings
 from aima.storage.cache import Cache, cache_from_url
@@ -11,50 +11,67 @@ from aima.storage.documents import DocumentStore
 from aima.storage.objects import ObjectStore, object_store_from_settings
 from aima.storage.relational import Database
 from aima.storage.vectors import VectorStore
-from aima.storage.vectors_milvus import vector_store_from_settings
 
 
 @dataclass
 class Stores:
-    """The relational, object, vector, document and cache stores chosen by settings."""
+    """The relational, object, vector, document and cache stores chosen by settings.
+
+    The vector store opens on first use (Milvus Lite takes a second or two to start), so commands
+    that never touch vectors do not pay for it.
+    """
 
     db: Database
     objects: ObjectStore
-    vectors: VectorStore
     documents: DocumentStore
     cache: Cache
+    settings: Settings
+    migrate_vectors: bool = True
+    _vectors: VectorStore | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> Stores:
-        """Connect every store; with ``migrate`` bring the schema and vector collections up to date."""
+        """Connect every store; with ``migrate`` bring the schema (and, when opened, the vector
+        collections) up to date."""
         assert settings.cache_url is not None  # filled or required by the profile
         db = Database.from_settings(settings)
         if migrate:
             db.migrate()
-        vectors = vector_store_from_settings(settings)
-        if migrate:
-            vectors.ensure_collections()
         return cls(
             db=db,
             objects=object_store_from_settings(settings),
-            vectors=vectors,
             documents=DocumentStore.from_settings(settings),
             cache=cache_from_url(settings.cache_url),
+            settings=settings,
+            migrate_vectors=migrate,
         )
+
+    @property
+    def vectors(self) -> VectorStore:
+        """The vector store, opened (and its collections ensured) on first use."""
+        if self._vectors is None:
+            from aima.storage.vectors_milvus import vector_store_from_settings  # pymilvus is slow to import
+
+            vectors = vector_store_from_settings(self.settings)
+            if self.migrate_vectors:
+                vectors.ensure_collections()
+            self._vectors = vectors
+        return self._vectors
 
     def health_checks(self) -> dict[str, Callable[[], None]]:
         """One readiness check per store, for the health registry."""
         return {
             "database": self.db.health,
             "objects": self.objects.health,
-            "vectors": self.vectors.health,
+            "vectors": lambda: self.vectors.health(),
             "documents": self.documents.health,
             "cache": self.cache.health,
         }
 
     def close(self) -> None:
         """Release connections and file handles."""
-        self.vectors.close()
+        if self._vectors is not None:
+            self._vectors.close()
         self.documents.close()
         self.cache.close()
         self.db.dispose()

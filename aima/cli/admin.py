@@ -1,0 +1,326 @@
+"""Admin commands: users, cases and sharing, media listing, the audit log, runtime configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from aima.access.policy import shareable_role
+from aima.access.scope import Scope
+from aima.cli.context import Kernel
+from aima.config.schema import SECTIONS
+from aima.config.service import InvalidConfig
+from aima.identity.errors import BootstrapRefused, UserExists, WeakPassword
+from aima.settings import load_settings
+from aima.storage.cases import NotFound
+from events.catalogue import ConfigChanged, make_event
+from events.factory import bus_from_settings
+
+TENANT = click.option("--tenant", default=None, help="Tenant name (default: the local tenant when embedded).")
+
+
+class CommandFailed(click.ClickException):
+    """A refused or failed admin operation (exit 1, one line)."""
+
+
+@contextmanager
+def kernel(tenant: str | None) -> Iterator[Kernel]:
+    k = Kernel(load_settings(), tenant)
+    try:
+        yield k
+    finally:
+        k.close()
+
+
+def _password(service: bool) -> str | None:
+    """The new user's password: from AIMA_NEW_PASSWORD (scripts) or a hidden prompt; none for services."""
+    if service:
+        return None
+    given = os.environ.get("AIMA_NEW_PASSWORD")
+    if given:
+        return given
+    if not sys.stdin.isatty():
+        raise CommandFailed("no password: set AIMA_NEW_PASSWORD or run in a terminal")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str, sort_keys=True))
+
+
+# --- users -----------------------------------------------------------------------------------
+
+
+@click.group()
+def user() -> None:
+    """Add, list and disable users."""
+
+
+@user.command("add")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["admin", "user", "guest"]), default="user")
+@click.option("--admin", "first_admin", is_flag=True, help="Create the first admin (empty database only).")
+@click.option("--service", is_flag=True, help="A service account (no password; gets tokens from an admin).")
+@click.option("--email", default=None)
+@TENANT
+def user_add(
+    username: str, role: str, first_admin: bool, service: bool, email: str | None, tenant: str | None
+) -> None:
+    """Add a user. The password comes from a prompt or AIMA_NEW_PASSWORD; there is no default."""
+    with kernel(tenant) as k:
+        try:
+            if first_admin:
+                password = _password(False)
+                assert password is not None
+                record = k.directory.bootstrap_admin(
+                    username, password, tenant or k.settings.bootstrap_tenant
+                )
+                k.audit.record_now(
+                    tenant_id=record.tenant_id,
+                    actor="cli:bootstrap",
+                    action="user.create",
+                    outcome="allowed",
+                    object=f"user/{record.id}",
+                    detail={"role": "admin", "via": "cli"},
+                )
+            else:
+                record = k.directory.create_user(
+                    k.actor.tenant_id,
+                    username,
+                    _password(service),
+                    role,
+                    email=email,
+                    kind="service" if service else "human",
+                )
+                k.record("user.create", object=f"user/{record.id}")
+        except (UserExists, BootstrapRefused, WeakPassword) as exc:
+            raise CommandFailed(str(exc)) from exc
+        click.echo(f"created {record.role} {record.username} ({record.id})")
+
+
+@user.command("list")
+@TENANT
+def user_list(tenant: str | None) -> None:
+    """List the tenant's users."""
+    with kernel(tenant) as k:
+        records = k.directory.list_users(k.actor.tenant_id)
+        k.record("user.list")
+        for r in records:
+            state = "disabled" if r.disabled else "active"
+            click.echo(f"{r.username}\t{r.role}\t{r.kind}\t{state}\t{r.id}")
+
+
+@user.command("disable")
+@click.argument("username")
+@TENANT
+def user_disable(username: str, tenant: str | None) -> None:
+    """Disable a user and revoke their sessions."""
+    with kernel(tenant) as k:
+        record = k.directory.by_username(username)
+        if record is None or record.tenant_id != k.actor.tenant_id:
+            raise CommandFailed(f"no user {username!r} in this tenant")
+        k.directory.disable(record.id)
+        k.record("user.disable", object=f"user/{record.id}")
+        click.echo(f"disabled {username}")
+
+
+# --- cases and media -------------------------------------------------------------------------
+
+
+@click.group()
+def case() -> None:
+    """Create, list and share cases."""
+
+
+@case.command("create")
+@click.argument("name")
+@click.option("--owner", default=None, help="Owner's username (default: the acting local owner).")
+@click.option("--retention-days", type=click.IntRange(min=1), default=None)
+@TENANT
+def case_create(name: str, owner: str | None, retention_days: int | None, tenant: str | None) -> None:
+    """Create a case; its owner is --owner or the local owner."""
+    with kernel(tenant) as k:
+        owner_id = _user_id(k, owner) if owner else k.actor.user_id
+        if owner_id is None:
+            raise CommandFailed("--owner is required outside the embedded profile")
+        scope = Scope.for_tenant(k.actor.tenant_id, k.actor.name)
+        try:
+            row = k.cases.create(scope, name, owner_id, retention_days)
+        except (NotFound, ValueError) as exc:
+            raise CommandFailed(str(exc)) from exc
+        k.record("case.create", object=f"case/{row['id']}", case_id=str(row["id"]))
+        click.echo(str(row["id"]))
+
+
+@case.command("list")
+@TENANT
+def case_list(tenant: str | None) -> None:
+    """List the tenant's cases."""
+    with kernel(tenant) as k:
+        rows = k.cases.list(Scope.for_tenant(k.actor.tenant_id, k.actor.name))
+        k.record("case.list")
+        for row in rows:
+            click.echo(f"{row['id']}\t{row['name']}\t{row['status']}")
+
+
+@case.command("share")
+@click.argument("case_id")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["owner", "analyst", "viewer"]), required=True)
+@TENANT
+def case_share(case_id: str, username: str, role: str, tenant: str | None) -> None:
+    """Give USERNAME a role on CASE_ID (guests can only be viewers)."""
+    with kernel(tenant) as k:
+        target = k.directory.by_username(username)
+        if target is None or target.tenant_id != k.actor.tenant_id:
+            raise CommandFailed(f"no user {username!r} in this tenant")
+        if not shareable_role(target.role.value, role):
+            raise CommandFailed(f"a {target.role.value} can only be a viewer")
+        try:
+            k.cases.share(Scope.for_tenant(k.actor.tenant_id, k.actor.name), case_id, target.id, role)
+        except (NotFound, ValueError) as exc:
+            raise CommandFailed(str(exc)) from exc
+        k.record("case.share", object=f"case/{case_id}/members/{target.id}", case_id=case_id)
+        click.echo(f"{username} is {role} of {case_id}")
+
+
+@click.group()
+def media() -> None:
+    """List a case's media."""
+
+
+@media.command("list")
+@click.argument("case_id")
+@TENANT
+def media_list(case_id: str, tenant: str | None) -> None:
+    """The files of a case with status, type, size and checksum."""
+    with kernel(tenant) as k:
+        scope = Scope.for_case(k.actor.tenant_id, case_id, k.actor.name)
+        if k.cases.get(scope, case_id) is None:
+            raise CommandFailed(f"no case {case_id}")
+        rows = k.media.list(scope, case_id)
+        k.record("media.read", object=f"case/{case_id}/media", case_id=case_id)
+        for row in rows:
+            reason = f"\t{row['failure_reason']}" if row.get("failure_reason") else ""
+            click.echo(
+                f"{row['id']}\t{row['status']}\t{row['kind'] or '-'}\t{row['size']}\t{row['sha256']}\t"
+                f"{row['filename'] or ''}{reason}"
+            )
+
+
+def _user_id(k: Kernel, username: str) -> str:
+    record = k.directory.by_username(username)
+    if record is None or record.tenant_id != k.actor.tenant_id:
+        raise CommandFailed(f"no user {username!r} in this tenant")
+    return record.id
+
+
+# --- audit -----------------------------------------------------------------------------------
+
+
+@click.group()
+def audit() -> None:
+    """Verify and export the tamper-evident audit log."""
+
+
+@audit.command("verify")
+@TENANT
+def audit_verify(tenant: str | None) -> None:
+    """Check the tenant's hash chain; exit 1 and list the problems if a record was edited or removed."""
+    with kernel(tenant) as k:
+        problems = k.audit.verify(k.actor.tenant_id)
+        if problems:
+            for problem in problems:
+                click.echo(problem)
+            raise CommandFailed(f"audit chain broken: {len(problems)} problem(s)")
+        click.echo("audit chain intact")
+
+
+@audit.command("export")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json")
+@click.option("--case", "case_id", default=None)
+@click.option("--actor", default=None)
+@TENANT
+def audit_export(fmt: str, case_id: str | None, actor: str | None, tenant: str | None) -> None:
+    """Stream the audit log (filtered by case and actor) to stdout."""
+    with kernel(tenant) as k:
+        filters = {key: value for key, value in (("case_id", case_id), ("actor", actor)) if value}
+        k.record("audit.export", object="audit", case_id=case_id)
+        for chunk in k.audit.export(k.actor.tenant_id, fmt, **filters):  # type: ignore[arg-type]
+            click.echo(chunk, nl=False)
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+@click.group()
+def config() -> None:
+    """Read and change runtime settings (analysis defaults, thresholds, limits, ...)."""
+
+
+GLOBAL = click.option("--global", "is_global", is_flag=True, help="The global default, not the tenant's.")
+
+
+@config.command("get")
+@click.argument("key", required=False, type=click.Choice(sorted(SECTIONS)))
+@TENANT
+def config_get(key: str | None, tenant: str | None) -> None:
+    """The effective configuration (or one section) of the tenant."""
+    with kernel(tenant) as k:
+        effective = k.config.effective(k.actor.tenant_id).model_dump(mode="json")
+        _echo_json(effective[key] if key else effective)
+
+
+@config.command("set")
+@click.argument("key", type=click.Choice(sorted(SECTIONS)))
+@click.argument("value")
+@GLOBAL
+@TENANT
+def config_set(key: str, value: str, is_global: bool, tenant: str | None) -> None:
+    """Store VALUE (a JSON object) as the next version of section KEY."""
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise CommandFailed(f"VALUE is not JSON: {exc.msg} at position {exc.pos}") from exc
+    with kernel(tenant) as k:
+        try:
+            change = k.config.set(
+                key,
+                parsed,
+                actor=k.actor.name,
+                tenant_id=None if is_global else k.actor.tenant_id,
+                audit_tenant_id=k.actor.tenant_id,
+            )
+        except InvalidConfig as exc:
+            raise CommandFailed(str(exc)) from exc
+        asyncio.run(_announce(k, change.key, change.tenant_id, change.version))
+        level = "global" if is_global else "tenant"
+        click.echo(f"{key} is now version {change.version} ({level})")
+
+
+async def _announce(k: Kernel, key: str, tenant_id: str | None, version: int) -> None:
+    """Publish io.aima.config.changed.v1 so running functions reload the section."""
+    bus = bus_from_settings(k.settings)
+    await bus.start()
+    try:
+        data = ConfigChanged(tenant_id=tenant_id, key=key, version=version)
+        await bus.publish(make_event(data, source="/aima/cli", subject=f"config/{key}"))
+    finally:
+        await bus.close()
+
+
+@config.command("history")
+@click.argument("key", type=click.Choice(sorted(SECTIONS)))
+@GLOBAL
+@TENANT
+def config_history(key: str, is_global: bool, tenant: str | None) -> None:
+    """Every stored version of a section, newest first."""
+    with kernel(tenant) as k:
+        _echo_json(k.config.history(key, None if is_global else k.actor.tenant_id))
