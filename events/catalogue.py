@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from events.envelope import CloudEvent, new_event_id
 
@@ -234,6 +234,23 @@ class ConfigChanged(EventData):
     version: int = Field(ge=1)
 
 
+# --- retention -----------------------------------------------------------------------------
+
+
+class RetentionSweepRequested(EventData):
+    TYPE = "io.aima.retention.sweep.requested.v1"
+    DESCRIPTION = "Purge expired intermediate artefacts now (sent on a schedule, e.g. by a PingSource)."
+    now: AwareDatetime | None = None  # the reference time; default: the event's time
+
+
+class RetentionSwept(CaseScoped):
+    TYPE = "io.aima.retention.swept.v1"
+    DESCRIPTION = "A case's expired intermediates (frames, audio extracts) were purged; originals stay."
+    media_count: int = Field(ge=0)
+    objects_deleted: int = Field(ge=0)
+    bytes_freed: int = Field(ge=0)
+
+
 CATALOGUE: dict[str, type[EventData]] = {
     cls.TYPE: cls
     for cls in (
@@ -258,6 +275,8 @@ CATALOGUE: dict[str, type[EventData]] = {
         JobProgressed,
         JobFinished,
         ConfigChanged,
+        RetentionSweepRequested,
+        RetentionSwept,
     )
 }
 

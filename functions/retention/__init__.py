@@ -1,0 +1,1 @@
+"""The retention function: purges expired intermediate artefacts on a schedule (see ``core``)."""
