@@ -1,1 +1,1 @@
-"""What every function shares: the CloudEvents HTTP adapter and the bus worker."""
+"""What every function shares: the CloudEvents HTTP adapter, the bus worker and problem details."""

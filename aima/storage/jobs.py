@@ -1,0 +1,120 @@
+"""The job repository: rows of the ``jobs`` table, always read and written inside a `Scope`.
+
+A bulk upload creates one parent job for the request and one child job per stored file (naming
+its media); children inherit the parent's priority. New jobs are ``pending``. Steps are names of
+`aima.domain.Step`. Rows come out as plain dicts (``steps`` a list of strings).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import RowMapping, select
+
+from aima.access.scope import Scope
+from aima.domain import JobState, Step
+from aima.storage.relational import Database
+from aima.storage.schema import jobs, utcnow
+from aima.storage.scoped import guard, scoped_session
+
+Row = dict[str, Any]
+
+
+class JobNotFound(LookupError):
+    """The job does not exist within the scope."""
+
+
+class JobRepository:
+    """Jobs of one database, confined to the caller's scope."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        guard(db)
+
+    def create_parent(self, scope: Scope, case_id: str, steps: Iterable[str], priority: int = 0) -> Row:
+        """A pending job for a whole request (no media of its own)."""
+        return self._insert(scope, case_id, None, None, _steps(steps), priority)
+
+    def create_child(
+        self, scope: Scope, case_id: str, parent_id: str, media_id: str, steps: Iterable[str]
+    ) -> Row:
+        """A pending job for one file of ``parent_id``'s request; raises `JobNotFound` for a parent
+        outside the scope or of another case."""
+        with scoped_session(self._db, scope) as session:
+            parent = session.execute(
+                select(jobs.c.priority).where(jobs.c.id == parent_id, jobs.c.case_id == case_id)
+            ).first()
+        if parent is None:
+            raise JobNotFound(f"parent job {parent_id} not found in case {case_id}")
+        return self._insert(scope, case_id, parent_id, media_id, _steps(steps), int(parent.priority))
+
+    def get(self, scope: Scope, job_id: str) -> Row | None:
+        """The job, or None if it does not exist within the scope."""
+        with scoped_session(self._db, scope) as session:
+            row = session.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+            return None if row is None else _plain(row)
+
+    def children(self, scope: Scope, parent_id: str) -> list[Row]:
+        """The parent's child jobs, oldest first."""
+        with scoped_session(self._db, scope) as session:
+            rows = session.execute(
+                select(jobs).where(jobs.c.parent_job_id == parent_id).order_by(jobs.c.created_at, jobs.c.id)
+            ).mappings()
+            return [_plain(row) for row in rows]
+
+    def set_state(self, scope: Scope, job_id: str, state: str) -> bool:
+        """Move the job to ``state`` (a `JobState` value); False if it is not in the scope."""
+        value = JobState(state).value
+        with scoped_session(self._db, scope) as session:
+            updated = session.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id)
+                .values(state=value, updated_at=utcnow())
+                .returning(jobs.c.id)
+            )
+            return updated.first() is not None
+
+    def delete(self, scope: Scope, job_id: str) -> bool:
+        """Remove the job (its children cascade); False if it is not in the scope."""
+        with scoped_session(self._db, scope) as session:
+            deleted = session.execute(jobs.delete().where(jobs.c.id == job_id).returning(jobs.c.id))
+            return deleted.first() is not None
+
+    def _insert(
+        self,
+        scope: Scope,
+        case_id: str,
+        parent_id: str | None,
+        media_id: str | None,
+        steps: list[str],
+        priority: int,
+    ) -> Row:
+        now = utcnow()
+        values = {
+            "id": str(uuid.uuid4()),
+            "tenant_id": scope.tenant_id,
+            "case_id": case_id,
+            "parent_job_id": parent_id,
+            "media_id": media_id,
+            "state": JobState.PENDING.value,
+            "steps": steps,
+            "priority": priority,
+            "created_at": now,
+            "updated_at": now,
+        }
+        with scoped_session(self._db, scope) as session:
+            session.execute(jobs.insert().values(values))
+        return dict(values)
+
+
+def _steps(steps: Iterable[str]) -> list[str]:
+    """Step names, checked against `Step` (ValueError for an unknown one)."""
+    return [Step(step).value for step in steps]
+
+
+def _plain(row: RowMapping) -> Row:
+    plain = {column.name: row[column] for column in jobs.columns}
+    plain["steps"] = list(plain["steps"] or [])
+    return plain

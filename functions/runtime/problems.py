@@ -1,0 +1,83 @@
+"""RFC 9457 problem details as every function answers errors: ``application/problem+json`` with
+``type`` = ``urn:aima:problem:<kind>``, ``title``, ``status`` and usually ``detail`` and ``instance``
+(the request id)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_PREFIX = "urn:aima:problem:"
+
+
+class Problem(Exception):
+    """An error answered as problem details; ``headers`` go on the response, ``extensions`` into the body."""
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        title: str,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {kind}: {detail or title}")
+        self.status = status
+        self.kind = kind
+        self.title = title
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.extensions = dict(extensions or {})
+
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        """The problem-details members; ``instance`` is the request id."""
+        return problem_body(
+            self.status, self.kind, self.title, self.detail, instance=instance, extensions=self.extensions
+        )
+
+    def to_response(self, instance: str | None = None) -> JSONResponse:
+        """This problem as a response; ``instance`` is the request id."""
+        return JSONResponse(
+            self.body(instance), status_code=self.status, headers=self.headers, media_type=PROBLEM_JSON
+        )
+
+
+def problem_body(
+    status: int,
+    kind: str,
+    title: str,
+    detail: str | None = None,
+    *,
+    instance: str | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Problem-details members; those that are None are left out, and ``extensions`` never override
+    the standard members."""
+    body: dict[str, Any] = {"type": TYPE_PREFIX + kind, "title": title, "status": status}
+    if detail is not None:
+        body["detail"] = detail
+    if instance is not None:
+        body["instance"] = instance
+    for key, value in (extensions or {}).items():
+        body.setdefault(key, value)
+    return body
+
+
+def problem_response(
+    status: int,
+    kind: str,
+    title: str,
+    detail: str | None = None,
+    *,
+    instance: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> JSONResponse:
+    """An ``application/problem+json`` response (see `problem_body`)."""
+    problem = Problem(status, kind, title, detail, headers=headers, extensions=extensions)
+    return problem.to_response(instance)
