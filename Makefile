@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.synced
 SAMPLES := .aima-samples
 
-.PHONY: run test lint typecheck importlint schemas bench clean env services
+.PHONY: run test lint schemas bench clean env services tools lock
 
 env: $(STAMP)
 
@@ -26,10 +26,13 @@ lock:
 services:
 	@bash scripts/ensure-services.sh
 
-run: env
+tools:
+	@bash scripts/ensure-tools.sh
+
+run: env tools
 	@$(BIN)/aima analyze --generate-samples $(SAMPLES)
 
-test: env services lint
+test: env tools services lint
 	@$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: env
@@ -42,7 +45,7 @@ lint: env
 schemas: env
 	@$(BIN)/python -m events.schemas_export
 
-bench: env services
+bench: env tools services
 	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 clean:

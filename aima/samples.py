@@ -1,13 +1,16 @@
 """Sample media the repository generates itself, so `make run` needs no downloads.
 
-Pure Python (no ffmpeg): a 16 kHz mono WAV tone sequence and a PNG test pattern. Output is
-deterministic, so the same files (and checksums) come out on every machine.
+A 16 kHz mono WAV tone sequence and a PNG test pattern in pure Python; with ffmpeg and espeak-ng
+installed (`make run` installs them), also a short video with a scene cut and a tone track, and
+a spoken English sentence. The pure-Python files are byte-identical on every machine.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 import struct
+import subprocess
 import wave
 import zlib
 from pathlib import Path
@@ -46,10 +49,41 @@ def write_pattern_png(path: Path, *, width: int = 320, height: int = 240) -> Pat
     return path
 
 
+def write_clip_mp4(path: Path, *, seconds: int = 6) -> Path:
+    """A 320x240 H.264 clip: test pattern, then colour bars from the middle on (one scene cut),
+    with a 440 Hz tone track. Needs ffmpeg."""
+    half = seconds / 2
+    graph = (
+        f"testsrc2=size=320x240:rate=25:duration={half}[a];"
+        f"smptebars=size=320x240:rate=25:duration={half}[b];"
+        "[a][b]concat=n=2:v=1:a=0[v]"
+    )
+    argv = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-filter_complex", graph]
+    argv += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-map", "[v]", "-map", "0:a"]
+    argv += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)]
+    _run(argv)
+    return path
+
+
+def write_speech_wav(path: Path, text: str = "This is a sample recording for the AIMA test case.") -> Path:
+    """A spoken English sentence (espeak-ng), as WAV."""
+    _run(["espeak-ng", "-v", "en", "-w", str(path), text])
+    return path
+
+
+def _run(argv: list[str]) -> None:
+    subprocess.run(argv, check=True, capture_output=True, timeout=120)
+
+
 def generate(directory: Path) -> list[Path]:
-    """Write the sample set into ``directory`` (created if needed) and return the paths."""
+    """Write the sample set into ``directory`` (created if needed) and return the paths.
+
+    The video and speech samples are made only when ffmpeg and espeak-ng are installed.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    return [
-        write_tone_wav(directory / "tones.wav"),
-        write_pattern_png(directory / "pattern.png"),
-    ]
+    paths = [write_tone_wav(directory / "tones.wav"), write_pattern_png(directory / "pattern.png")]
+    if shutil.which("ffmpeg"):
+        paths.append(write_clip_mp4(directory / "clip.mp4"))
+    if shutil.which("espeak-ng"):
+        paths.append(write_speech_wav(directory / "speech.wav"))
+    return paths

@@ -64,7 +64,7 @@ def migrate() -> None:
 @click.option("--case-name", default=None, help="Name of the case to create (default: from the time).")
 def analyze(paths: tuple[Path, ...], samples_dir: Path | None, case_name: str | None) -> None:
     """Put media into a new case and run every pipeline step this build has."""
-    from aima.cli.analyze import run_analysis
+    from aima.cli.analyze import AnalysisRefused, run_analysis
     from aima.samples import generate
 
     files = list(paths)
@@ -75,7 +75,10 @@ def analyze(paths: tuple[Path, ...], samples_dir: Path | None, case_name: str | 
     for path in files:
         if not path.is_file():
             raise CliError(f"not a readable file: {path}")
-    asyncio.run(run_analysis(load_settings(), files, case_name=case_name, echo=click.echo))
+    try:
+        asyncio.run(run_analysis(load_settings(), files, case_name=case_name, echo=click.echo))
+    except AnalysisRefused as exc:
+        raise CliError(str(exc)) from exc
 
 
 def _register() -> None:
