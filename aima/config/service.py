@@ -108,10 +108,13 @@ class ConfigService:
         tenant_id: str | None,
         audit_tenant_id: str,
         request_id: str | None = None,
+        client: str | None = None,
+        trace_id: str | None = None,
     ) -> ConfigChange:
         """Store ``value`` as the next version of section ``key`` (globally if ``tenant_id`` is None).
 
-        The version and its audit record (``config.write`` in ``audit_tenant_id``) commit together;
+        The version and its audit record (``config.write`` in ``audit_tenant_id``, with the request's
+        ``request_id``, ``client`` and ``trace_id``) commit together;
         the cache is invalidated afterwards. Raises `InvalidConfig` naming the field if the section
         model refuses the value. The caller (the API layer) publishes ``io.aima.config.changed.v1``
         with the returned `ConfigChange`; the kernel cannot reach the event bus.
@@ -137,6 +140,8 @@ class ConfigService:
                 outcome="allowed",
                 object=f"config/{key}",
                 request_id=request_id,
+                client=client,
+                trace_id=trace_id,
                 detail={
                     "key": key,
                     "tenant_id": tenant_id,

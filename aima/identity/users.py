@@ -21,6 +21,7 @@ from aima.identity.passwords import (
     verify_password,
 )
 from aima.settings import Settings, SettingsError
+from aima.storage.audit import AuditHook
 from aima.storage.relational import Database, transaction_lock
 from aima.storage.schema import refresh_tokens, tenants, users, utcnow
 from aima.storage.scoped import IDENTITY_LOOKUP, scoped_session, unscoped_session
@@ -114,8 +115,12 @@ class UserDirectory:
         *,
         email: str | None = None,
         kind: Kind = "human",
+        audit: AuditHook | None = None,
     ) -> UserRecord:
-        """Create a user; humans with a password must meet the policy. Raises `UserExists`."""
+        """Create a user; humans with a password must meet the policy. Raises `UserExists`.
+
+        ``audit`` runs in the insert's transaction, so the record commits with the user.
+        """
         _check_username(username)
         role = GlobalRole(role)
         _kind(kind)
@@ -140,6 +145,8 @@ class UserDirectory:
         try:
             with unscoped_session(self._db, reason=IDENTITY_LOOKUP) as s:
                 s.execute(users.insert().values(values))
+                if audit is not None:
+                    audit(s)
         except Exception as exc:
             if self.by_username(username) is not None:
                 raise UserExists(username) from exc
@@ -225,8 +232,11 @@ class UserDirectory:
         row = self._row("username", username)
         return None if row is None else user_record(row)
 
-    def disable(self, user_id: str) -> None:
-        """Disable a user and revoke all their refresh tokens; raises `UnknownUser`."""
+    def disable(self, user_id: str, *, audit: AuditHook | None = None) -> None:
+        """Disable a user and revoke all their refresh tokens; raises `UnknownUser`.
+
+        ``audit`` runs in the same transaction.
+        """
         now = utcnow()
         with unscoped_session(self._db, reason=IDENTITY_LOOKUP) as s:
             updated = s.execute(
@@ -239,6 +249,8 @@ class UserDirectory:
                 .where(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
                 .values(revoked_at=now)
             )
+            if audit is not None:
+                audit(s)
         log.info("user disabled", extra={"user_id": user_id})
 
     def authenticate(self, username: str, password: str) -> Principal:

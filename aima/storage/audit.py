@@ -18,11 +18,12 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, insert, select, update
+from sqlalchemy import ColumnElement, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from aima.access.scope import Scope
@@ -31,6 +32,9 @@ from aima.storage.schema import audit_heads, audit_log, utcnow
 from aima.storage.scoped import guard, scoped_session
 
 Outcome = Literal["allowed", "denied", "failed"]
+AuditHook = Callable[[Session], object]
+"""Passed to a change (e.g. `aima.storage.cases.CaseRepository.rename`) and called in its transaction
+once the change succeeded, to write its record with `AuditLog.record`: both commit or neither does."""
 OUTCOMES = frozenset({"allowed", "denied", "failed"})
 GENESIS = "0" * 64
 HASHED_FIELDS = (
@@ -61,6 +65,37 @@ def record_hash(record: Mapping[Any, Any], prev_hash: str) -> str:
     return hashlib.sha256((canonical + prev_hash).encode()).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One record to append: who, what, on which case and object, the outcome and request context.
+    The log adds the tenant, time, seq and hashes."""
+
+    actor: str
+    action: str
+    outcome: Outcome
+    case_id: str | None = None
+    object: str | None = None
+    request_id: str | None = None
+    client: str | None = None
+    trace_id: str | None = None
+    detail: dict[str, Any] | None = None
+
+    def check(self) -> None:
+        """Raise ValueError for an unknown outcome or a detail over `MAX_DETAIL_BYTES`."""
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}")
+        if (
+            self.detail is not None
+            and len(json.dumps(self.detail, allow_nan=False).encode()) > MAX_DETAIL_BYTES
+        ):
+            raise ValueError(f"audit detail is larger than {MAX_DETAIL_BYTES} bytes")
+
+    def values(self, tenant_id: str, time: datetime) -> dict[str, Any]:
+        """The row to insert, with placeholder hashes."""
+        given = {field.name: getattr(self, field.name) for field in fields(self)}
+        return {"tenant_id": tenant_id, "time": time, **given, "prev_hash": GENESIS, "hash": GENESIS}
+
+
 class AuditLog:
     """Append, verify, query and export the audit records of a database (see module docstring)."""
 
@@ -84,48 +119,52 @@ class AuditLog:
         detail: dict[str, Any] | None = None,
     ) -> int:
         """Append a record in ``session``'s transaction (scoped to ``tenant_id``); returns its seq."""
-        if outcome not in OUTCOMES:
-            raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}")
-        if detail is not None and len(json.dumps(detail, allow_nan=False).encode()) > MAX_DETAIL_BYTES:
-            raise ValueError(f"audit detail is larger than {MAX_DETAIL_BYTES} bytes")
+        entry = AuditEntry(actor, action, outcome, case_id, object, request_id, client, trace_id, detail)
+        return self.record_many(session, tenant_id, [entry])[0]
+
+    def record_many(self, session: Session, tenant_id: str, entries: Sequence[AuditEntry]) -> list[int]:
+        """Append ``entries`` to the tenant's chain, in this order, in ``session``'s transaction; returns
+        their seqs. A fixed number of statements whatever their number: for writers that batch."""
+        for entry in entries:
+            entry.check()
+        if not entries:
+            return []
         transaction_lock(session, f"aima.audit:{tenant_id}")
         head = session.execute(
             select(audit_heads.c.seq, audit_heads.c.hash).where(audit_heads.c.tenant_id == tenant_id)
         ).first()
-        prev_hash = GENESIS if head is None else head.hash
-        # the hash covers seq and the values as stored, so insert first, then seal the row
-        row = (
+        now = utcnow()
+        # the hash covers seq and the values as stored, so insert first, then link and seal the rows
+        rows = (
             session.execute(
-                insert(audit_log)
-                .values(
-                    tenant_id=tenant_id,
-                    time=utcnow(),
-                    actor=actor,
-                    action=action,
-                    case_id=case_id,
-                    object=object,
-                    outcome=outcome,
-                    request_id=request_id,
-                    client=client,
-                    trace_id=trace_id,
-                    detail=detail,
-                    prev_hash=prev_hash,
-                    hash=GENESIS,
-                )
-                .returning(*audit_log.c)
+                insert(audit_log).returning(*audit_log.c, sort_by_parameter_order=True),
+                [entry.values(tenant_id, now) for entry in entries],
             )
             .mappings()
-            .one()
+            .all()
         )
-        seq, digest = int(row["seq"]), record_hash(row, prev_hash)
-        session.execute(update(audit_log).where(audit_log.c.seq == seq).values(hash=digest))
+        prev_hash = GENESIS if head is None else head.hash
+        seals = []
+        for row in rows:
+            digest = record_hash(row, prev_hash)
+            seals.append({"b_seq": row["seq"], "b_prev": prev_hash, "b_hash": digest})
+            prev_hash = digest
+        session.execute(
+            update(audit_log)
+            .where(audit_log.c.seq == bindparam("b_seq"))
+            .values(prev_hash=bindparam("b_prev"), hash=bindparam("b_hash")),
+            seals,
+        )
+        seq = int(rows[-1]["seq"])
         if head is None:
-            session.execute(insert(audit_heads).values(tenant_id=tenant_id, seq=seq, hash=digest))
+            session.execute(insert(audit_heads).values(tenant_id=tenant_id, seq=seq, hash=prev_hash))
         else:
             session.execute(
-                update(audit_heads).where(audit_heads.c.tenant_id == tenant_id).values(seq=seq, hash=digest)
+                update(audit_heads)
+                .where(audit_heads.c.tenant_id == tenant_id)
+                .values(seq=seq, hash=prev_hash)
             )
-        return seq
+        return [int(row["seq"]) for row in rows]
 
     def record_now(
         self,

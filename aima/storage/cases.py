@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from aima.access.policy import CASE_ROLE_ACTIONS, Role, shareable_role
 from aima.access.scope import Scope
+from aima.storage.audit import AuditHook
 from aima.storage.relational import Database
 from aima.storage.schema import case_members, cases, users, utcnow
 from aima.storage.scoped import guard, scoped_session
@@ -37,16 +38,27 @@ class CaseRepository:
         self._db = db
         guard(db)
 
-    def create(self, scope: Scope, name: str, owner_user_id: str, retention_days: int | None = None) -> Row:
+    def create(
+        self,
+        scope: Scope,
+        name: str,
+        owner_user_id: str,
+        retention_days: int | None = None,
+        *,
+        case_id: str | None = None,
+        audit: AuditHook | None = None,
+    ) -> Row:
         """Create a case with ``owner_user_id`` as its owner, in one transaction.
 
         The scope must be tenant-wide (a new case is in no narrower scope yet; the guard refuses the
-        insert otherwise), and the owner must be a user of the tenant who may own cases.
+        insert otherwise), and the owner must be a user of the tenant who may own cases. ``case_id``
+        (default: a new UUID) lets the caller name the case in its ``audit`` record, which is
+        written in the same transaction.
         """
         name = _check_name(name)
         if retention_days is not None and retention_days < 1:
             raise ValueError("retention_days must be at least 1")
-        case_id = str(uuid.uuid4())
+        case_id = case_id or str(uuid.uuid4())
         now = utcnow()
         with scoped_session(self._db, scope) as session:
             _member_role(session, owner_user_id, "owner")
@@ -69,7 +81,10 @@ class CaseRepository:
                     created_at=now,
                 )
             )
-            return dict(session.execute(select(cases).where(cases.c.id == case_id)).mappings().one())
+            row = dict(session.execute(select(cases).where(cases.c.id == case_id)).mappings().one())
+            if audit is not None:
+                audit(session)
+            return row
 
     def list(self, scope: Scope) -> Rows:
         """Every case in the scope, oldest first."""
@@ -83,22 +98,29 @@ class CaseRepository:
             row = session.execute(select(cases).where(cases.c.id == case_id)).mappings().first()
             return None if row is None else dict(row)
 
-    def rename(self, scope: Scope, case_id: str, name: str) -> bool:
-        """Give the case a new name; False if it does not exist in the scope."""
+    def rename(self, scope: Scope, case_id: str, name: str, *, audit: AuditHook | None = None) -> bool:
+        """Give the case a new name; False if it does not exist in the scope.
+
+        ``audit`` (here and in the other changes) runs in the change's transaction once it succeeded.
+        """
         name = _check_name(name)
         with scoped_session(self._db, scope) as session:
             result = session.execute(update(cases).where(cases.c.id == case_id).values(name=name))
-            return _changed(result)
+            return _audited(session, _changed(result), audit)
 
-    def delete_rows(self, scope: Scope, case_id: str) -> bool:
+    def delete_rows(self, scope: Scope, case_id: str, *, audit: AuditHook | None = None) -> bool:
         """Delete the case's rows (media, jobs and members cascade); False if not in the scope.
 
-        Objects, vectors and documents of the case live in other stores; the caller purges those.
+        Objects, vectors and documents of the case live in other stores; the caller purges those
+        (`aima.storage.factory.Stores.purge_case`).
         """
         with scoped_session(self._db, scope) as session:
-            return _changed(session.execute(delete(cases).where(cases.c.id == case_id)))
+            deleted = _changed(session.execute(delete(cases).where(cases.c.id == case_id)))
+            return _audited(session, deleted, audit)
 
-    def share(self, scope: Scope, case_id: str, user_id: str, role: str) -> None:
+    def share(
+        self, scope: Scope, case_id: str, user_id: str, role: str, *, audit: AuditHook | None = None
+    ) -> None:
         """Make ``user_id`` (a user of the same tenant) a member with ``role``, or change its role.
 
         Raises `NotFound` for a case or user outside the scope, ValueError for a role the user
@@ -119,8 +141,9 @@ class CaseRepository:
             dialect = session.get_bind().dialect.name
             upsert = (sqlite_insert if dialect == "sqlite" else pg_insert)(case_members).values(values)
             session.execute(upsert.on_conflict_do_update(index_elements=keys, set_={"role": role}))
+            _audited(session, True, audit)
 
-    def unshare(self, scope: Scope, case_id: str, user_id: str) -> bool:
+    def unshare(self, scope: Scope, case_id: str, user_id: str, *, audit: AuditHook | None = None) -> bool:
         """End the membership; False if there was none in the scope."""
         with scoped_session(self._db, scope) as session:
             result = session.execute(
@@ -128,7 +151,7 @@ class CaseRepository:
                     case_members.c.case_id == case_id, case_members.c.user_id == user_id
                 )
             )
-            return _changed(result)
+            return _audited(session, _changed(result), audit)
 
     def members(self, scope: Scope, case_id: str) -> Rows:
         """The case's members (user_id, username, role, created_at); empty if not in the scope."""
@@ -166,6 +189,13 @@ def _member_role(session: Session, user_id: str, case_role: str) -> None:
         raise NotFound(f"user {user_id} not found")
     if not shareable_role(role, case_role):
         raise ValueError(f"a {role} cannot be a case {case_role}")
+
+
+def _audited(session: Session, changed: bool, audit: AuditHook | None) -> bool:
+    """Run ``audit`` in the session's transaction if something ``changed``; return ``changed``."""
+    if changed and audit is not None:
+        audit(session)
+    return changed
 
 
 def _check_name(name: str) -> str:

@@ -58,6 +58,18 @@ class Stores:
             self._vectors = vectors
         return self._vectors
 
+    def purge_case(self, case_id: str) -> dict[str, int]:
+        """Delete everything of a case outside the relational store: objects under
+        `case_object_prefix`, its vectors, its documents and cache entries under `case_cache_prefix`.
+        Returns how many of each were deleted; idempotent. The rows are the caller's
+        (`aima.storage.cases.CaseRepository.delete_rows`)."""
+        return {
+            "objects": self.objects.delete_prefix(case_object_prefix(case_id)),
+            "vectors": self.vectors.delete_case(case_id),
+            "documents": self.documents.delete_case(case_id),
+            "cache": self.cache.delete_prefix(case_cache_prefix(case_id)),
+        }
+
     def health_checks(self) -> dict[str, Callable[[], None]]:
         """One readiness check per store, for the health registry."""
         return {
@@ -75,3 +87,13 @@ class Stores:
         self.documents.close()
         self.cache.close()
         self.db.dispose()
+
+
+def case_object_prefix(case_id: str) -> str:
+    """Where a case's objects live in the object store: every key of the case starts with this."""
+    return f"cases/{case_id}/"
+
+
+def case_cache_prefix(case_id: str) -> str:
+    """The prefix of every cache key that belongs to a case (purged with the case)."""
+    return f"case:{case_id}:"

@@ -8,7 +8,7 @@ when a read transaction later wants to write. Migrations are Alembic's, run in c
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -145,6 +145,11 @@ def _pragma(connection: Connection, pragma: str) -> None:
     cursor = connection.connection.cursor()
     cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
+
+
+def after_commit(session: Session, callback: Callable[[], object]) -> None:
+    """Call ``callback`` once the session's current transaction has committed (never on rollback)."""
+    event.listen(session, "after_commit", lambda _session: callback(), once=True)
 
 
 def transaction_lock(session: Session, name: str) -> None:

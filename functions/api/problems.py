@@ -156,7 +156,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     """Render `Problem`, HTTP errors (404, 405, ...), validation errors (422) and anything else (500)."""
     app.add_exception_handler(Problem, _problem)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(RequestValidationError, request_validation_problem)
     # reached only by errors no middleware turned into a response first; the server logs it again
     app.add_exception_handler(Exception, _unexpected)
 
@@ -173,17 +173,31 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     except ValueError:
         phrase = f"HTTP {exc.status_code}"
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else None
+    headers = exc.headers
+    allowed = _allowed_methods(request) if exc.status_code == 405 else []
+    if allowed:
+        headers = {**(headers or {}), "Allow": ", ".join(allowed)}
     return problem_response(
         exc.status_code,
         _slug(phrase),
         phrase,
         detail,
         instance=request_id_of(request.scope),
-        headers=exc.headers,
+        headers=headers,
     )
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the app's routes take at the request's path (Starlette names the first route's only)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        pattern, taken = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if pattern is not None and taken and pattern.match(request.scope["path"]):
+            methods |= taken
+    return sorted(methods)
+
+
+async def request_validation_problem(request: Request, exc: Exception) -> JSONResponse:
     """422 listing each failed field; the offending input is not echoed (it may be a password)."""
     assert isinstance(exc, RequestValidationError)
     errors = [
