@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from aima.settings import Settings, load_settings
+from tests.support import RedisServer
 
 PG_ADMIN_DSN = os.environ.get("AIMA_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("AIMA_TEST_REDIS", "redis://127.0.0.1:6379/15")
@@ -70,6 +71,15 @@ def redis_url() -> Iterator[str]:
     yield REDIS_URL
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own (free port) that the test may stop and restart."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ An unexpected exception answers 500 with a generic detail: its text and tracebac
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -22,75 +21,27 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
 from aima.telemetry.tracing import current_ids
+from functions.runtime.problems import PROBLEM_JSON, TYPE_PREFIX, Problem, problem_body, problem_response
 
-PROBLEM_JSON = "application/problem+json"
-TYPE_PREFIX = "urn:aima:problem:"
+__all__ = [
+    "INTERNAL_DETAIL",
+    "PROBLEM_JSON",
+    "TYPE_PREFIX",
+    "FieldError",
+    "Problem",
+    "ProblemModel",
+    "install_problem_handlers",
+    "internal_error_response",
+    "problem_body",
+    "problem_response",
+    "problem_responses",
+    "request_id_of",
+    "request_validation_problem",
+]
+
 INTERNAL_DETAIL = "An unexpected error occurred. Quote the request id (instance) when reporting it."
 
 log = logging.getLogger(__name__)
-
-
-class Problem(Exception):
-    """An error answered as problem details; ``kind`` makes the type ``urn:aima:problem:<kind>``.
-
-    ``headers`` go on the response (e.g. ``Retry-After``, ``WWW-Authenticate``); ``extensions`` are
-    extra members of the body (never overriding the standard ones).
-    """
-
-    def __init__(
-        self,
-        status: int,
-        kind: str,
-        title: str,
-        detail: str | None = None,
-        *,
-        headers: Mapping[str, str] | None = None,
-        extensions: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(f"{status} {kind}: {detail or title}")
-        self.status = status
-        self.kind = kind
-        self.title = title
-        self.detail = detail
-        self.headers = dict(headers or {})
-        self.extensions = dict(extensions or {})
-
-    @property
-    def type(self) -> str:
-        return TYPE_PREFIX + self.kind
-
-    def to_response(self, instance: str | None = None) -> JSONResponse:
-        """This problem as a response; ``instance`` is the request id."""
-        return problem_response(
-            self.status,
-            self.kind,
-            self.title,
-            self.detail,
-            instance=instance,
-            headers=self.headers,
-            extensions=self.extensions,
-        )
-
-
-def problem_response(
-    status: int,
-    kind: str,
-    title: str,
-    detail: str | None = None,
-    *,
-    instance: str | None = None,
-    headers: Mapping[str, str] | None = None,
-    extensions: Mapping[str, Any] | None = None,
-) -> JSONResponse:
-    """An ``application/problem+json`` response (members that are None are left out)."""
-    body: dict[str, Any] = {"type": TYPE_PREFIX + kind, "title": title, "status": status}
-    if detail is not None:
-        body["detail"] = detail
-    if instance is not None:
-        body["instance"] = instance
-    for key, value in (extensions or {}).items():
-        body.setdefault(key, value)
-    return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON)
 
 
 def request_id_of(scope: Scope) -> str | None:

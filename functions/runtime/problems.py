@@ -34,6 +34,10 @@ class Problem(Exception):
         self.headers = dict(headers or {})
         self.extensions = dict(extensions or {})
 
+    @property
+    def type(self) -> str:
+        return TYPE_PREFIX + self.kind
+
     def body(self, instance: str | None = None) -> dict[str, Any]:
         """The problem-details members; ``instance`` is the request id."""
         return problem_body(

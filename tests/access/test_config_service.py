@@ -4,8 +4,6 @@ reads and writes that carry on from the database while Redis is down."""
 from __future__ import annotations
 
 import logging
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +19,7 @@ from aima.storage.audit import AuditLog
 from aima.storage.cache_redis import RedisCache
 from aima.storage.relational import Database
 from aima.storage.schema import config_entries, utcnow
+from tests.support import RedisServer, free_port
 
 ADMIN = "admin-1"
 
@@ -198,54 +197,8 @@ def test_reads_come_from_the_cache_until_a_change(
     assert service.effective(tenant).limits.max_files_per_request == 9  # invalidated, tenant beats global
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisProcess:
-    """A throwaway redis-server on a fixed loopback port, without persistence."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert self.process.poll() is None, "redis-server exited"
-                assert time.monotonic() < deadline, "redis-server did not answer"
-                time.sleep(0.05)
-        client.close()
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(10)
-            self.process = None
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisProcess]:
-    server = RedisProcess(free_port())
-    server.start()
-    yield server
-    server.kill()
-
-
 def test_a_dead_cache_falls_back_to_the_database_and_recovers(
-    db: Database, audit: AuditLog, own_redis: RedisProcess, caplog: pytest.LogCaptureFixture
+    db: Database, audit: AuditLog, own_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     tenant = new_id()
     cache = RedisCache(f"redis://127.0.0.1:{own_redis.port}/0", socket_timeout=0.5)
@@ -253,7 +206,7 @@ def test_a_dead_cache_falls_back_to_the_database_and_recovers(
     service.set("limits", {"max_files_per_request": 3}, actor=ADMIN, tenant_id=tenant, audit_tenant_id=tenant)
     assert service.effective(tenant).limits.max_files_per_request == 3
 
-    own_redis.kill()
+    own_redis.stop()
     caplog.set_level(logging.INFO, logger="aima.config.service")
     for _ in range(3):  # from the database, without an exception
         assert service.effective(tenant).limits.max_files_per_request == 3
@@ -279,7 +232,7 @@ def test_a_dead_cache_falls_back_to_the_database_and_recovers(
 
 
 def test_a_change_another_process_could_not_announce_shows_within_the_ttl(
-    db: Database, audit: AuditLog, own_redis: RedisProcess
+    db: Database, audit: AuditLog, own_redis: RedisServer
 ) -> None:
     tenant = new_id()
     cache = RedisCache(f"redis://127.0.0.1:{own_redis.port}/0", socket_timeout=0.5)

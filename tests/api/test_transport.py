@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from fastapi import FastAPI, Request, Response
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -37,6 +33,7 @@ from functions.api.problems import (
     problem_responses,
 )
 from functions.api.ratelimit import RateLimiter, RateLimiterDegraded, Verdict, raise_for_verdict
+from tests.support import RedisServer
 
 ORIGIN = "https://app.example"
 ADDRESS = "203.0.113.7"
@@ -484,58 +481,6 @@ async def test_the_user_limit_is_applied_through_hit_and_raise_for_verdict(
         assert problem(refused, 429, "rate-limited")["detail"] == "Rate limit exceeded; retry after 5 s."
         assert refused.headers["retry-after"] == "5"
         assert (await api.get("/me", headers={"x-user": "bob"})).status_code == 200
-
-
-class RedisServer:
-    """A redis-server of this test's own, on a free port, that the test can stop and restart."""
-
-    def __init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
-        give_up = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > give_up:
-                    raise
-                time.sleep(0.02)
-        client.close()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_a_redis_outage_fails_open_or_closed_and_limits_return_with_redis(

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 
-import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -17,6 +13,7 @@ from redis.retry import Retry
 from aima.settings import get_settings
 from aima.telemetry.health import HealthRegistry
 from aima.telemetry.metrics import REGISTRY
+from tests.support import RedisServer
 
 
 def component_up(name: str) -> float | None:
@@ -32,60 +29,6 @@ def redis_ping(port: int) -> redis.Redis:
         socket_timeout=0.5,
         retry=Retry(NoBackoff(), 0),
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """A throwaway redis-server on a fixed port that the test can stop and start again."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--daemonize",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis_ping(self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    server = RedisServer(free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_the_real_redis_reports_up() -> None:
