@@ -83,8 +83,10 @@ def analyze(paths: tuple[Path, ...], samples_dir: Path | None, case_name: str | 
 
 def _register() -> None:
     from aima.cli.admin import audit, case, config, media, user
+    from aima.cli.serve import serve_command
+    from aima.cli.upload import upload_command
 
-    for group in (user, case, media, audit, config):
+    for group in (user, case, media, audit, config, upload_command, serve_command):
         cli.add_command(group)
 
 

@@ -54,8 +54,11 @@ CORS_HEADERS = (
     "tracestate",
     "If-Match",
     "If-None-Match",
+    "Upload-Length",
+    "Upload-Offset",
+    "X-AIMA-Filename",
 )
-CORS_EXPOSED = (REQUEST_ID, "Retry-After", "Location", "ETag")
+CORS_EXPOSED = (REQUEST_ID, "Retry-After", "Location", "ETag", "Upload-Length", "Upload-Offset")
 
 _REQUEST_ID_HEADER = REQUEST_ID.lower().encode()
 _WELL_FORMED_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")  # as the function runtime's, on the raw bytes
@@ -272,19 +275,29 @@ class BodySizeLimitMiddleware:
 
     A declared ``Content-Length`` over the limit is refused before the body is read; a chunked body
     is counted as the application reads it, and on passing the limit reading fails and whatever the
-    application answers is replaced by the 413. Paths under ``exempt_prefixes`` (streaming uploads)
-    are not limited here.
+    application answers is replaced by the 413. Paths under ``exempt_prefixes`` or matching
+    ``exempt_paths`` (streaming uploads, which their function limits) are not limited here.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, exempt_prefixes: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        exempt_prefixes: tuple[str, ...] = (),
+        exempt_paths: re.Pattern[str] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.exempt_prefixes = exempt_prefixes
+        self.exempt_paths = exempt_paths
+
+    def _exempt(self, path: str) -> bool:
+        if self.exempt_prefixes and path.startswith(self.exempt_prefixes):
+            return True
+        return self.exempt_paths is not None and self.exempt_paths.fullmatch(path) is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (
-            self.exempt_prefixes and scope["path"].startswith(self.exempt_prefixes)
-        ):
+        if scope["type"] != "http" or self._exempt(scope["path"]):
             await self.app(scope, receive, send)
             return
         if _content_length(scope) > self.max_bytes:
@@ -345,6 +358,7 @@ def install_middleware(
     *,
     rate_limiter: RateLimiter,
     body_limit_exempt: tuple[str, ...] = (),
+    body_limit_exempt_paths: re.Pattern[str] | None = None,
     rate_limit_exempt: tuple[str, ...] = PROBE_PATHS,
     docs_paths: tuple[str, ...] = DOCS_PATHS,
 ) -> None:
@@ -354,7 +368,10 @@ def install_middleware(
     but then without credentials. No origins configured: no CORS at all.
     """
     app.add_middleware(
-        BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes, exempt_prefixes=body_limit_exempt
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        exempt_prefixes=body_limit_exempt,
+        exempt_paths=body_limit_exempt_paths,
     )
     app.add_middleware(RateLimitMiddleware, limiter=rate_limiter, exempt_prefixes=rate_limit_exempt)
     if settings.cors_origins:

@@ -189,6 +189,46 @@ class CaseExport(BaseModel):
     exported_by: str
 
 
+# --- uploads (answered by the ingest function, relayed unchanged) -----------------------------
+
+
+class UploadResult(BaseModel):
+    """A stored file, or the file of the case it duplicates (``duplicate_of``; then no job)."""
+
+    media_id: str
+    sha256: str
+    size: int
+    kind: str | None
+    content_type: str
+    duplicate_of: str | None
+    job_id: str | None
+    filename: str | None
+
+
+class BulkEntry(BaseModel):
+    """One file of a bulk upload: its result, or the problem it was refused with."""
+
+    filename: str | None
+    status: Literal["stored", "duplicate", "refused"]
+    result: UploadResult | None = None
+    error: dict[str, Any] | None = None
+
+
+class BulkUploadResult(BaseModel):
+    parent_job_id: str
+    results: list[BulkEntry]
+
+
+class UploadSession(BaseModel):
+    """A resumable upload: send its bytes with ``PATCH`` at ``offset``, each part at most
+    ``max_part_bytes`` (and at least 5 MiB unless it completes the file)."""
+
+    upload_id: str
+    offset: int
+    length: int
+    max_part_bytes: int
+
+
 # --- audit -----------------------------------------------------------------------------------
 
 

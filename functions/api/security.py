@@ -21,7 +21,8 @@ the `Gate` (one threadpool hop, at most three small queries):
    or not at all. Other records go through the batching `functions.api.auditing.AuditWriter`; the
    answer waits until the record is committed.
 
-Protected endpoints are plain functions (the kernel is synchronous), run in the threadpool. Route
+Protected endpoints are plain functions (the kernel is synchronous), run in the threadpool; only those
+that stream a body through to a function are coroutines. Route
 modules declare their routes on a `RouteTable`, which `create_app` installs with the API prefix.
 """
 
@@ -406,9 +407,10 @@ def api_route(
 
 
 def _guarded(endpoint: F, action: Action) -> F:
-    """``endpoint`` with its ``access`` injected and its audit record written after it returned."""
-    if inspect.iscoroutinefunction(endpoint):
-        raise TypeError(f"{endpoint.__name__}: protected endpoints are plain functions (the kernel is sync)")
+    """``endpoint`` with its ``access`` injected and its audit record written after it returned.
+
+    Endpoints are plain functions (the kernel is sync), except those that stream a body through to a
+    function: they are coroutines and must not block (the record is written in the threadpool)."""
     signature = inspect.signature(endpoint)
     if "access" not in signature.parameters:
         raise TypeError(f"{endpoint.__name__} needs a parameter 'access: Access' for {action}")
@@ -417,19 +419,39 @@ def _guarded(endpoint: F, action: Action) -> F:
         p.replace(annotation=injected) if p.name == "access" else p for p in signature.parameters.values()
     ]
 
-    @functools.wraps(endpoint)
-    def handler(*args: Any, **kwargs: Any) -> Any:
-        access: Access = kwargs["access"]
-        try:
-            result = endpoint(*args, **kwargs)
-        except Exception as exc:
-            access.finish(exc.kind if isinstance(exc, Problem) else type(exc).__name__)
-            raise
-        access.finish()
-        return result
+    handler: Callable[..., Any]
+    if inspect.iscoroutinefunction(endpoint):
+
+        @functools.wraps(endpoint)
+        async def handler(*args: Any, **kwargs: Any) -> Any:
+            access: Access = kwargs["access"]
+            try:
+                result = await endpoint(*args, **kwargs)
+            except Exception as exc:
+                await run_in_threadpool(access.finish, _error_kind(exc))
+                raise
+            await run_in_threadpool(access.finish)
+            return result
+
+    else:
+
+        @functools.wraps(endpoint)
+        def handler(*args: Any, **kwargs: Any) -> Any:
+            access: Access = kwargs["access"]
+            try:
+                result = endpoint(*args, **kwargs)
+            except Exception as exc:
+                access.finish(_error_kind(exc))
+                raise
+            access.finish()
+            return result
 
     handler.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     return handler  # type: ignore[return-value]
+
+
+def _error_kind(exc: Exception) -> str:
+    return exc.kind if isinstance(exc, Problem) else type(exc).__name__
 
 
 async def audit_invalid_request(request: Request, exc: Exception) -> Response:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+import httpx
+
 from aima.config.service import ConfigService
 from aima.identity.keys import KeyRing
 from aima.identity.oidc import ExternalIssuer, external_issuer_from_settings
@@ -20,6 +22,7 @@ from aima.telemetry.health import HealthRegistry
 from events.bus import EventBus
 from events.factory import bus_from_settings
 from functions.api.auditing import AuditWriter
+from functions.api.forwarding import IngestClient
 from functions.api.ratelimit import RateLimiter
 
 MIN_KEY_RETENTION_S = 86400
@@ -29,7 +32,7 @@ MIN_KEY_RETENTION_S = 86400
 @dataclass
 class ApiServices:
     """The stores, bus, identity, audit (and its batching writer), repositories, configuration, rate
-    limiter and health checks."""
+    limiter, health checks and the client of the ingest function."""
 
     settings: Settings
     stores: Stores
@@ -44,13 +47,20 @@ class ApiServices:
     config: ConfigService
     limiter: RateLimiter
     health: HealthRegistry
+    ingest: IngestClient
     external: ExternalIssuer | None = None
 
     @classmethod
     def open(
-        cls, settings: Settings, *, stores: Stores | None = None, bus: EventBus | None = None
+        cls,
+        settings: Settings,
+        *,
+        stores: Stores | None = None,
+        bus: EventBus | None = None,
+        ingest_transport: httpx.AsyncBaseTransport | None = None,
     ) -> ApiServices:
-        """Open the stores (migrated) and the bus (not started: see `start`) chosen by ``settings``.
+        """Open the stores (migrated) and the bus (not started: see `start`) chosen by ``settings``;
+        ingest is called at ``settings.function_urls["ingest"]`` (through ``ingest_transport`` if given).
 
         The scope guard is switched on, the first admin is created from ``AIMA_BOOTSTRAP_ADMIN_*``
         when there is no user yet, and the embedded profile gets its local owner.
@@ -90,11 +100,14 @@ class ApiServices:
         )
         bus = bus or bus_from_settings(settings)
         health = HealthRegistry(timeout=settings.health_timeout)
+        # the gateway uses the cache for the rate limiter and the configuration cache only, and the
+        # configuration falls back to the database: when the limiter fails open, a cache outage (and
+        # the limiter it degrades) is worth reporting, not a reason to take the gateway out of service
+        optional = {"cache", "rate-limiter"} if settings.rate_limit_fail_open else set()
         for name, check in stores.health_checks().items():
-            health.add(name, check)
+            health.add(name, check, critical=name not in optional)
         health.add("bus", bus.health)
-        # failing open, a degraded limiter lets requests through: worth reporting, not a reason to stop
-        health.add("rate-limiter", limiter.health, critical=not settings.rate_limit_fail_open)
+        health.add("rate-limiter", limiter.health, critical="rate-limiter" not in optional)
         return cls(
             settings=settings,
             stores=stores,
@@ -109,6 +122,9 @@ class ApiServices:
             config=ConfigService(db, stores.cache, audit),
             limiter=limiter,
             health=health,
+            ingest=IngestClient.from_settings(
+                settings, directory=directory, tokens=tokens, transport=ingest_transport
+            ),
             external=external,
         )
 
@@ -119,9 +135,9 @@ class ApiServices:
         await asyncio.to_thread(lambda: self.stores.vectors)
 
     async def close(self) -> None:
-        """Close the bus, the audit writer (after what is queued), the external issuer's HTTP client and
-        every store."""
+        """Close the bus, the audit writer (after what is queued), the HTTP clients and every store."""
         await self.bus.close()
+        await self.ingest.close()
         await asyncio.to_thread(self.audit_writer.close)
         if self.external is not None:
             self.external.close()

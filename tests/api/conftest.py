@@ -1,11 +1,14 @@
 """The gateway on real stores: a tenant with one user per kind of caller, a shared case, tokens from
-``POST /auth/token``, and one prepared request per route (`CALLS`) that the route tests share."""
+``POST /auth/token``, and one prepared request per route (`CALLS`) that the route tests share. The
+gateway reaches a real ingest app (same stores, its own MemoryBus) through ``httpx.ASGITransport``."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,8 +18,11 @@ import pytest
 from fastapi import FastAPI
 
 from aima.access.scope import Scope
+from aima.cli.serve import ingest_app
 from aima.identity.model import UserRecord
+from aima.samples import write_pattern_png
 from aima.settings import Settings, load_settings
+from events.bus_memory import MemoryBus
 from functions.api.app import create_app
 from functions.api.services import ApiServices
 
@@ -131,15 +137,30 @@ class World:
         token = self.tokens.get(caller)
         return {} if token is None else {"Authorization": f"Bearer {token}"}
 
-    async def call(self, caller: str, call: Call) -> httpx.Response:
+    async def call(self, caller: str, call: Call | Awaitable[Call]) -> httpx.Response:
+        call = await prepared(call)
         return await self.client.request(
             call.method,
             call.path,
-            headers=self.headers(caller),
+            headers=self.headers(caller) | (call.headers or {}),
             json=call.json,
             data=call.data,
             params=call.params,
+            content=call.content,
         )
+
+    async def open_upload(self, length: int) -> str:
+        """A resumable upload of the shared case, opened on ingest directly (no gateway audit record)."""
+        answer = await self.services.ingest.send(
+            "POST",
+            f"/cases/{self.case_id}/uploads",
+            tenant_id=self.tenant,
+            actor=self.users["owner"].id,
+            request_id=None,
+            headers={"Upload-Length": str(length)},
+        )
+        assert answer.status_code == 201, answer.text
+        return str(answer.json()["upload_id"])
 
 
 @dataclass(frozen=True)
@@ -149,6 +170,57 @@ class Call:
     json: Any = None
     data: dict[str, str] | None = None
     params: dict[str, str] | None = None
+    content: bytes | None = None
+    headers: dict[str, str] | None = None
+
+
+async def prepared(call: Call | Awaitable[Call]) -> Call:
+    """A route's call; the upload routes prepare theirs asynchronously (they open an upload first)."""
+    return await call if inspect.isawaitable(call) else call
+
+
+def unique_png() -> bytes:
+    """A small PNG made unique by trailing bytes (ingest types files by their head), so no upload is a
+    duplicate of another."""
+    with tempfile.TemporaryDirectory() as folder:
+        png = write_pattern_png(Path(folder) / "p.png", width=16, height=12).read_bytes()
+    return png + uuid.uuid4().bytes
+
+
+def _upload(world: World) -> Call:
+    path = f"/api/v1/cases/{world.case_id}/media"
+    return Call("POST", path, content=unique_png(), headers={"X-AIMA-Filename": "scene%201.png"})
+
+
+BOUNDARY = "aima-test-boundary"
+
+
+def _bulk(world: World) -> Call:
+    body = (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + unique_png()
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+    headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+    return Call("POST", f"/api/v1/cases/{world.case_id}/media:bulk", content=body, headers=headers)
+
+
+def _begin(world: World) -> Call:
+    path = f"/api/v1/cases/{world.case_id}/uploads"
+    return Call("POST", path, headers={"Upload-Length": "100000", "X-AIMA-Filename": "later.png"})
+
+
+async def _upload_call(world: World, method: str) -> Call:
+    png = unique_png()
+    upload_id = await world.open_upload(len(png))
+    path = f"/api/v1/cases/{world.case_id}/uploads/{upload_id}"
+    if method != "PATCH":
+        return Call(method, path)
+    headers = {"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+    return Call("PATCH", path, content=png, headers=headers)
 
 
 def _share_target(world: World) -> Call:
@@ -172,7 +244,7 @@ def _refresh(world: World) -> Call:
 
 
 CASE = "/api/v1/cases/{case_id}"
-CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
+CALLS: dict[tuple[str, str], Callable[[World], Call | Awaitable[Call]]] = {
     ("GET", "/healthz"): lambda w: Call("GET", "/healthz"),
     ("GET", "/readyz"): lambda w: Call("GET", "/readyz"),
     ("GET", "/metrics"): lambda w: Call("GET", "/metrics"),
@@ -204,6 +276,12 @@ CALLS: dict[tuple[str, str], Callable[[World], Call]] = {
     ("DELETE", CASE + "/members/{user_id}"): _unshare_target,
     ("GET", CASE + "/media"): lambda w: Call("GET", f"/api/v1/cases/{w.case_id}/media"),
     ("GET", CASE + "/export"): lambda w: Call("GET", f"/api/v1/cases/{w.case_id}/export"),
+    ("POST", CASE + "/media"): _upload,
+    ("POST", CASE + "/media:bulk"): _bulk,
+    ("POST", CASE + "/uploads"): _begin,
+    ("HEAD", CASE + "/uploads/{upload_id}"): lambda w: _upload_call(w, "HEAD"),
+    ("PATCH", CASE + "/uploads/{upload_id}"): lambda w: _upload_call(w, "PATCH"),
+    ("DELETE", CASE + "/uploads/{upload_id}"): lambda w: _upload_call(w, "DELETE"),
     ("GET", "/api/v1/audit"): lambda w: Call("GET", "/api/v1/audit", params={"limit": "5"}),
     ("GET", "/api/v1/audit/export"): lambda w: Call("GET", "/api/v1/audit/export", params={"format": "csv"}),
     ("GET", "/api/v1/audit/verify"): lambda w: Call("GET", "/api/v1/audit/verify"),
@@ -223,8 +301,17 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def services(settings: Settings) -> AsyncIterator[ApiServices]:
-    opened = ApiServices.open(settings)
+async def ingest_bus() -> AsyncIterator[MemoryBus]:
+    """The bus the ingest app publishes on."""
+    bus = MemoryBus()
+    yield bus
+    await bus.close()
+
+
+@pytest.fixture
+async def services(settings: Settings, ingest_bus: MemoryBus) -> AsyncIterator[ApiServices]:
+    ingest = ingest_app(settings, ingest_bus)
+    opened = ApiServices.open(settings, ingest_transport=httpx.ASGITransport(app=ingest))
     yield opened
     await opened.close()
 

@@ -17,7 +17,7 @@ from aima.access.scope import Scope
 from aima.storage.audit import AuditEntry, AuditLog
 from aima.storage.schema import audit_log
 from functions.api.security import api_routes, route_action
-from tests.api.conftest import CALLS, World
+from tests.api.conftest import CALLS, World, prepared
 
 AUDITED_KINDS = {"read", "change", "export", "delete"}
 
@@ -51,11 +51,11 @@ def summary(records: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
 
 async def test_every_audited_route_writes_exactly_one_record_per_call(world: World, app: FastAPI) -> None:
     routes = audited_routes(app)
-    assert len(routes) == 21
+    assert len(routes) == 27
     admin = world.users["admin"]
     problems = []
     for method, path, action in routes:
-        call = CALLS[(method, path)](world)
+        call = await prepared(CALLS[(method, path)](world))
         before = last_seq(world)
         response = await world.call("admin", call)
         assert response.status_code < 300, (method, path, response.text)
