@@ -43,7 +43,7 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.dml import Delete, Insert, Update, UpdateBase
 from sqlalchemy.sql.elements import BindParameter, ClauseElement, ColumnClause, ColumnElement, TextClause
-from sqlalchemy.sql.selectable import AliasedReturnsRows, FromClause, Join, Select, TableClause
+from sqlalchemy.sql.selectable import AliasedReturnsRows, FromClause, Join, Select, SelectState, TableClause
 
 from aima.access.scope import Scope
 from aima.storage.relational import Database
@@ -228,7 +228,7 @@ class _Confiner:
         return conditions
 
     def _select(self, statement: Select[Any]) -> None:
-        froms = statement.get_final_froms()
+        froms = _final_froms(statement)
         if statement._setup_joins:
             # Select.join() builds its JOINs at compile time; make them explicit so they can carry ON criteria
             statement._setup_joins = ()
@@ -260,7 +260,7 @@ class _Confiner:
         if isinstance(statement, Delete):
             froms += statement._extra_froms
         if expressions:  # tables named in WHERE or SET become UPDATE ... FROM / DELETE ... USING
-            froms += select(literal(1), *expressions).get_final_froms()
+            froms += _final_froms(select(literal(1), *expressions))
         where: list[ColumnElement[bool]] = []
         for from_ in _unique(froms):
             self._collect(from_, where)
@@ -294,6 +294,18 @@ class _Confiner:
                 case_id = row.get(case_column, _MISSING)
                 if not isinstance(case_id, str) or not self.scope.allows_case(case_id):
                     raise ScopeViolation(f"writing {name} rows of case {_show(case_id)} outside the scope")
+
+
+def _final_froms(statement: Select[Any]) -> Sequence[FromClause]:
+    """What ``statement.get_final_froms()`` returns, without compiling the statement to get it.
+
+    For Core statements the FROM list comes from `SelectState` alone, which needs no compiler;
+    ``get_final_froms`` compiles the whole statement first (most of the guard's cost). ORM-enabled
+    statements take the documented route.
+    """
+    if statement._propagate_attrs.get("compile_state_plugin", "default") != "default":
+        return statement.get_final_froms()
+    return SelectState(statement, None)._get_display_froms()  # type: ignore[arg-type]
 
 
 def _written_rows(statement: Insert | Update, parameters: Any) -> list[dict[str, Any]]:

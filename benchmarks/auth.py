@@ -1,0 +1,211 @@
+"""The price of authentication, authorisation and audit: ``GET /api/v1/cases/{id}`` with and without.
+
+Run ``python benchmarks/auth.py``. The real gateway runs twice, each in a server subprocess of its
+own (uvicorn, one worker, on loopback): ``create_app(services)`` (token check, rate limit, policy,
+scope guard, one audit record committed per request) and ``create_app(services, auth=False)`` (the
+baseline: every request acts as the embedded local owner, no token, no audit). Both use the embedded
+profile on one temporary SQLite database (WAL), set up here first: an admin, a member user (viewer)
+and a case, in the local owner's tenant so both variants read the same row. The authenticated
+variant reads as the member, so its membership lookup and case-confined scope are on the path.
+
+The load generator (httpx, ``CONCURRENCY`` requests in flight, ``REQUESTS`` per round after a
+warm-up) runs in this process and shares the machine's cores with the server under test; only one
+server is loaded at a time. Rounds are interleaved and the median of ``ROUNDS`` counts. Printed
+readably, then as the last line one JSON object with the checks; the exit code is 0 either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CONCURRENCY = int(os.environ.get("AIMA_BENCH_CONCURRENCY", "32"))
+REQUESTS = int(os.environ.get("AIMA_BENCH_REQUESTS", "3000"))
+WARMUP = 300
+ROUNDS = 3
+P50_RATIO_TARGET = 1.3
+THROUGHPUT_TARGET = 0.6
+READS_TARGET = 500
+VARIANTS = ("auth", "noauth")
+
+
+def settings_for(data_dir: Path) -> Any:
+    from aima.settings import load_settings
+
+    return load_settings(
+        profile="embedded",
+        data_dir=data_dir,
+        log_level="WARNING",
+        rate_limit_per_user=10**9,
+        rate_limit_per_address=10**9,
+    )
+
+
+def prepare(data_dir: Path) -> dict[str, str]:
+    """Migrate the database and create the admin, the member, the case and the member's token."""
+    from aima.access.scope import Scope
+    from functions.api.services import ApiServices
+
+    services = ApiServices.open(settings_for(data_dir))
+    try:
+        directory = services.directory
+        tenant = directory.ensure_local_owner().tenant_id
+        admin = directory.create_user(tenant, "bench-admin", None, "admin")
+        member = directory.create_user(tenant, "bench-member", None, "user")
+        scope = Scope.for_tenant(tenant, admin.id)
+        case_id = str(services.cases.create(scope, "Benchmark case", admin.id)["id"])
+        services.cases.share(scope, case_id, member.id, "viewer")
+        token = services.tokens.issue_access(directory.principal(member.id))
+        return {"case_id": case_id, "token": token}
+    finally:
+        asyncio.run(services.close())
+
+
+# --- the server subprocess ------------------------------------------------------------------------
+
+
+def serve(data_dir: Path, variant: str, ready_file: Path) -> None:
+    """Serve the gateway (``variant`` auth or noauth) on a free loopback port until terminated."""
+    import uvicorn
+
+    from functions.api.app import create_app
+    from functions.api.services import ApiServices
+
+    services = ApiServices.open(settings_for(data_dir))
+    app = create_app(services, auth=variant == "auth")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    ready_file.write_text(json.dumps({"port": sock.getsockname()[1], "pid": os.getpid()}))
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", workers=1)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+@contextlib.contextmanager
+def server(data_dir: Path, variant: str) -> Iterator[int]:
+    """The gateway in a subprocess, answering; yields its port."""
+    ready = data_dir.parent / f"ready-{variant}.json"
+    process = subprocess.Popen([sys.executable, __file__, "--serve", str(data_dir), variant, str(ready)])
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() or not ready.read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the {variant} server did not start")
+            time.sleep(0.1)
+        port = int(json.loads(ready.read_text())["port"])
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# --- the load generator ---------------------------------------------------------------------------
+
+
+async def load(port: int, path: str, headers: dict[str, str], count: int) -> tuple[list[float], float]:
+    """``count`` GETs of ``path`` with ``CONCURRENCY`` in flight: each latency (s) and the wall time."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    latencies: list[float] = []
+    remaining = count
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", headers=headers, limits=limits
+    ) as client:
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                started = time.perf_counter()
+                response = await client.get(path)
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    raise RuntimeError(f"GET {path}: {response.status_code} {response.text}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return latencies, time.perf_counter() - started
+
+
+def measure() -> tuple[dict[str, float], dict[str, float]]:
+    """Median p50 latency (ms) and throughput (requests/s) of each variant over interleaved rounds."""
+    with tempfile.TemporaryDirectory(prefix="aima-bench-auth-") as work:
+        data_dir = Path(work) / "aima"
+        setup = prepare(data_dir)
+        path = f"/api/v1/cases/{setup['case_id']}"
+        headers = {"auth": {"Authorization": f"Bearer {setup['token']}"}, "noauth": {}}
+        p50: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        rate: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        with server(data_dir, "auth") as auth_port, server(data_dir, "noauth") as noauth_port:
+            ports = {"auth": auth_port, "noauth": noauth_port}
+            for variant in VARIANTS:
+                asyncio.run(load(ports[variant], path, headers[variant], WARMUP))
+            for round_ in range(ROUNDS):
+                order = VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]
+                for variant in order:
+                    latencies, wall = asyncio.run(load(ports[variant], path, headers[variant], REQUESTS))
+                    p50[variant].append(statistics.median(latencies) * 1000)
+                    rate[variant].append(len(latencies) / wall)
+                    print(
+                        f"round {round_ + 1} {variant:>6}: p50 {p50[variant][-1]:7.2f} ms, "
+                        f"{rate[variant][-1]:7.0f} req/s"
+                    )
+        return (
+            {v: statistics.median(p50[v]) for v in VARIANTS},
+            {v: statistics.median(rate[v]) for v in VARIANTS},
+        )
+
+
+def check(name: str, value: float, op: str, target: float) -> dict[str, Any]:
+    ok = value <= target if op == "<=" else value >= target
+    return {"name": name, "value": round(value, 3), "op": op, "target": target, "ok": ok}
+
+
+def main() -> None:
+    print(
+        f"GET /api/v1/cases/{{id}}: {REQUESTS} requests per round, {CONCURRENCY} in flight, median of "
+        f"{ROUNDS} interleaved rounds; each gateway in its own server subprocess (uvicorn, 1 worker), "
+        f"embedded profile on a temporary SQLite database; the load generator shares the "
+        f"{os.cpu_count()} cores with the server"
+    )
+    p50, rate = measure()
+    for variant, label in (("auth", "authenticated member + audit"), ("noauth", "auth disabled")):
+        print(f"{label:>30}: p50 {p50[variant]:.2f} ms, {rate[variant]:.0f} req/s")
+    checks = [
+        check("p50_ratio_auth_vs_noauth", p50["auth"] / p50["noauth"], "<=", P50_RATIO_TARGET),
+        check("auth_vs_noauth_throughput", rate["auth"] / rate["noauth"], ">=", THROUGHPUT_TARGET),
+        check("auth_reads_per_s", rate["auth"], ">=", READS_TARGET),
+    ]
+    print(json.dumps({"benchmark": "auth", "checks": checks}))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--serve":
+        serve(Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4]))
+    else:
+        main()
