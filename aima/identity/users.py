@@ -335,5 +335,5 @@ class UserDirectory:
             return principal_of({**row, "role": role.value})
 
     def _row(self, column: str, value: str) -> Mapping[Any, Any] | None:
-        with unscoped_session(self._db, reason=IDENTITY_LOOKUP) as s:
+        with unscoped_session(self._db, reason=IDENTITY_LOOKUP, readonly=True) as s:
             return s.execute(users.select().where(users.c[column] == value)).mappings().first()

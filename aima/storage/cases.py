@@ -94,7 +94,7 @@ class CaseRepository:
 
     def get(self, scope: Scope, case_id: str) -> Row | None:
         """The case, or None if it does not exist in the scope."""
-        with scoped_session(self._db, scope) as session:
+        with scoped_session(self._db, scope, readonly=True) as session:
             row = session.execute(select(cases).where(cases.c.id == case_id)).mappings().first()
             return None if row is None else dict(row)
 
@@ -173,7 +173,7 @@ class CaseRepository:
         tenant-wide, but only this user's membership rows (ids and roles, no case content).
         """
         scope = Scope.for_tenant(tenant_id, f"system:memberships:{user_id}")
-        with scoped_session(self._db, scope) as session:
+        with scoped_session(self._db, scope, readonly=True) as session:
             rows = session.execute(
                 select(case_members.c.case_id, case_members.c.role).where(case_members.c.user_id == user_id)
             )

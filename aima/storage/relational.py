@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT = 15.0
 PG_CONNECT_TIMEOUT = 10
+READ_ONLY = "aima_read_only"  # execution option: the transaction only reads
 
 
 def alembic_config(connection: Connection) -> Config:
@@ -77,9 +78,15 @@ class Database:
         return cls(settings.database_url, pool_size=settings.database_pool_size)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session in one transaction: committed when the block ends, rolled back if it raises."""
+    def session(self, *, readonly: bool = False) -> Iterator[Session]:
+        """A session in one transaction: committed when the block ends, rolled back if it raises.
+
+        ``readonly`` sessions must not write; on SQLite they start with a plain (deferred) BEGIN,
+        so in WAL mode they read a snapshot without queueing for the write lock.
+        """
         with self._sessions.begin() as session:
+            if readonly:
+                session.connection(execution_options={READ_ONLY: True})
             yield session
 
     def migrate(self) -> None:
@@ -137,7 +144,8 @@ def _sqlite_connect(dbapi_connection: DBAPIConnection, record: ConnectionPoolEnt
 
 
 def _sqlite_begin(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    readonly = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 def _pragma(connection: Connection, pragma: str) -> None:

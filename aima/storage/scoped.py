@@ -84,10 +84,11 @@ def guard(db: Database) -> None:
 
 
 @contextmanager
-def scoped_session(db: Database, scope: Scope) -> Iterator[Session]:
-    """A guarded session in one transaction, confined to ``scope`` (see module docstring)."""
+def scoped_session(db: Database, scope: Scope, *, readonly: bool = False) -> Iterator[Session]:
+    """A guarded session in one transaction, confined to ``scope`` (see module docstring);
+    ``readonly`` for transactions that only read (see `Database.session`)."""
     guard(db)
-    with db.session() as session:
+    with db.session(readonly=readonly) as session:
         session.info[SCOPE_KEY] = scope
         yield session
 
@@ -96,7 +97,7 @@ IDENTITY_LOOKUP = "identity: users and memberships are looked up before any tena
 
 
 @contextmanager
-def unscoped_session(db: Database, *, reason: str) -> Iterator[Session]:
+def unscoped_session(db: Database, *, reason: str, readonly: bool = False) -> Iterator[Session]:
     """A session in one transaction that may read and write every tenant's rows.
 
     Only for lookups that must come before any scope exists, such as finding a user by login name;
@@ -105,7 +106,7 @@ def unscoped_session(db: Database, *, reason: str) -> Iterator[Session]:
     if not reason.strip():
         raise ValueError("an unscoped session needs a reason")
     guard(db)
-    with db.session() as session:
+    with db.session(readonly=readonly) as session:
         session.info[_UNSCOPED_KEY] = reason
         yield session
 

@@ -253,3 +253,25 @@ def test_embedded_settings_give_a_sqlite_file_with_wal_and_foreign_keys(embedded
 def test_unknown_database_scheme_is_refused() -> None:
     with pytest.raises(ValueError, match="unsupported"):
         Database("mysql://localhost/aima")
+
+
+def test_sqlite_readonly_sessions_do_not_queue_behind_a_writer(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'ro.db'}", pool_size=3)
+    database.migrate()
+    with database.session() as writer:  # holds SQLite's write lock (BEGIN IMMEDIATE) until the block ends
+        writer.execute(
+            insert(processed_events).values(consumer="c", event_id="e1", processed_at=datetime.now(UTC))
+        )
+        began = time.monotonic()
+        result: list[int] = []
+
+        def read() -> None:
+            with database.session(readonly=True) as reader:
+                result.append(reader.execute(select(func.count()).select_from(processed_events)).scalar_one())
+
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join(timeout=5)
+        assert result == [0]  # the committed snapshot, at once
+        assert time.monotonic() - began < 2
+    database.dispose()
