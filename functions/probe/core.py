@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,12 +94,16 @@ class ProbeCore:
         media: MediaRepository,
         *,
         limits: ProbeLimits = ProbeLimits(),
+        limits_for: Callable[[str], ProbeLimits] | None = None,
         workdir: Path | None = None,
     ) -> None:
+        """``limits_for(tenant_id)``, when given, supplies each tenant's limits (from the runtime
+        configuration) instead of the fixed ``limits``."""
         self._objects = objects
         self._documents = documents
         self._media = media
         self._limits = limits
+        self._limits_for = limits_for
         self._workdir = workdir
 
     async def handle(self, event: CloudEvent) -> list[CloudEvent]:
@@ -128,7 +133,7 @@ class ProbeCore:
     def _derive(self, work: Path, data: MediaUploaded) -> _Derived:
         source = work / "input"  # no extension: the content decides the format, not the name
         self._download(data, source)
-        limits = self._limits
+        limits = self._limits if self._limits_for is None else self._limits_for(data.tenant_id)
         run = limits.run_limits()
         info = ffmpeg.probe(source, run)
         derived = _Derived(info)

@@ -14,7 +14,10 @@ import httpx
 import pytest
 
 from aima.access.scope import Scope
+from aima.config.service import ConfigService
 from aima.identity.users import UserDirectory
+from aima.storage.audit import AuditLog
+from aima.storage.cache import MemoryCache
 from aima.storage.cases import CaseRepository
 from aima.storage.documents import DocumentStore
 from aima.storage.media import MediaRepository
@@ -34,7 +37,7 @@ from events.catalogue import (
 )
 from events.envelope import CloudEvent, derived_event_id
 from events.http import to_binary
-from functions.probe.app import SUBSCRIBES, create_app
+from functions.probe.app import SUBSCRIBES, create_app, tenant_limits
 from functions.probe.core import PROBES, ProbeCore, ProbeLimits
 from functions.probe.ffmpeg import header_dimensions
 
@@ -383,3 +386,26 @@ async def test_the_http_adapter_takes_a_binary_cloudevent_and_publishes_the_resu
     assert response.headers["X-Emitted-Event-Ids"].split(",") == [
         derived_event_id(uploaded.id, "probe", name) for name in ("probed", "audio")
     ]
+
+
+async def test_the_duration_limit_and_frame_density_come_from_the_tenants_configuration(
+    env: Env, media: Media
+) -> None:
+    config = ConfigService(env.db, MemoryCache(), AuditLog(env.db))
+    limits_for = tenant_limits(config, LIMITS)
+    core = ProbeCore(env.objects, env.documents, env.media, limits_for=limits_for, workdir=env.workdir)
+
+    def configure(key: str, value: dict[str, int]) -> None:
+        config.set(key, value, actor="t", tenant_id=env.tenant_id, audit_tenant_id=env.tenant_id)
+
+    configure("limits", {"max_duration_s": 3})
+    failed = parse_data((await core.handle(env.upload(media.rotated)))[0])  # the same 6 s video, rotated
+    assert isinstance(failed, MediaFailed)
+    assert "longer than the limit of 3 s" in failed.reason
+
+    configure("limits", {"max_duration_s": 60})
+    configure("analysis", {"max_frames_per_minute": 60})
+    events = by_type(await core.handle(env.upload(media.video, filename="again.mp4")))
+    frames = parse_data(events[FramesExtracted.TYPE])
+    assert isinstance(frames, FramesExtracted)
+    assert len(frames.frames) >= 6  # at least one a second over the 6 s video
