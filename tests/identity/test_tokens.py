@@ -11,9 +11,8 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 import jwt
@@ -35,25 +34,6 @@ AUDIENCE = "aima-api"
 SECRET = "key-encryption-secret-for-tests"
 PASSWORD = "correct horse battery staple"
 T = TypeVar("T")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """A migrated, empty database of its own (SQLite file or a private PostgreSQL database)."""
-    url = (
-        f"sqlite:///{tmp_path / 'aima.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("private_pg_database")
-    )
-    database = Database(url, pool_size=4)
-    database.migrate()
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def directory(db: Database) -> UserDirectory:
-    return UserDirectory(db)
 
 
 def new_keyring(db: Database, *, secret: str = SECRET, lifetime_s: int = 86400) -> KeyRing:

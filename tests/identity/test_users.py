@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,25 +25,6 @@ from aima.storage.relational import Database
 from aima.storage.schema import users
 
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """A migrated, empty database of its own (SQLite file or a private PostgreSQL database)."""
-    url = (
-        f"sqlite:///{tmp_path / 'aima.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("private_pg_database")
-    )
-    database = Database(url, pool_size=4)
-    database.migrate()
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def directory(db: Database) -> UserDirectory:
-    return UserDirectory(db)
 
 
 def name(prefix: str = "user") -> str:
