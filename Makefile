@@ -46,7 +46,7 @@ schemas: env
 	@$(BIN)/python -m events.schemas_export
 
 bench: env tools services
-	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b; done
+	@set -e; for b in benchmarks/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 clean:
 	rm -rf $(VENV) .aima $(SAMPLES) .mypy_cache .ruff_cache

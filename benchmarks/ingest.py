@@ -321,11 +321,19 @@ def upload_checks() -> list[dict[str, Any]]:
     ]
 
 
+def frame_checks() -> list[dict[str, Any]]:
+    """Frame extraction against a bare ffmpeg decode (benchmarks/_frame_sampling.py)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _frame_sampling import frame_checks as measure
+
+    return list(measure())
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--serve"]:
         serve(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))
         return
-    checks = upload_checks()
+    checks = upload_checks() + frame_checks()
     print(json.dumps({"benchmark": "ingest", "checks": checks}))
 
 

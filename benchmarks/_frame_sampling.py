@@ -1,6 +1,7 @@
 """Frame extraction: the probe's sampler vs a bare ``ffmpeg -vf fps=1`` decode of the same video.
 
-Run ``python benchmarks/frames.py`` (needs ffmpeg). A 60 s 1280x720 25 fps H.264 video is generated
+Part of ``benchmarks/ingest.py``; alone: ``python benchmarks/_frame_sampling.py`` (needs ffmpeg).
+A 60 s 1280x720 25 fps H.264 video is generated
 into a temporary folder from ffmpeg's test sources (testsrc2, smptebars, mandelbrot) with scene cuts
 at 12.4, 21.7, 31.7 and 47.3 s. Ours is `functions.probe.ffmpeg.sample_frames` with the probe's
 default limits (12 frames a minute, scene threshold 0.3, frames of at most 1280 pixels), called as
@@ -120,9 +121,5 @@ def frame_checks() -> list[dict[str, object]]:
     return [check("sampler_vs_bare_decode", ratio, RATIO_TARGET)]
 
 
-def main() -> None:
-    print(json.dumps({"benchmark": "frames", "checks": frame_checks()}))
-
-
 if __name__ == "__main__":
-    main()
+    print(json.dumps({"benchmark": "frames", "checks": frame_checks()}))
