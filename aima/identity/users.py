@@ -48,6 +48,33 @@ def user_record(row: Mapping[Any, Any]) -> UserRecord:
     )
 
 
+def _new_user(
+    tenant_id: str,
+    username: str,
+    role: GlobalRole,
+    *,
+    kind: Kind = "human",
+    email: str | None = None,
+    password_hash: str | None = None,
+    issuer: str | None = None,
+    subject: str | None = None,
+) -> dict[str, Any]:
+    """The ``users`` row of a new, enabled user."""
+    return {
+        "id": str(uuid.uuid4()),
+        "tenant_id": tenant_id,
+        "username": username,
+        "email": email,
+        "password_hash": password_hash,
+        "role": role.value,
+        "kind": kind,
+        "disabled": False,
+        "issuer": issuer,
+        "subject": subject,
+        "created_at": utcnow(),
+    }
+
+
 def principal_of(row: Mapping[Any, Any]) -> Principal:
     """The `Principal` of a row of ``users``; ``auth`` says how such a user signs in."""
     auth: AuthMethod
@@ -129,19 +156,7 @@ class UserDirectory:
         if self.by_username(username) is not None:
             raise UserExists(username)
         password_hash = None if password is None else hash_password(password)
-        values = {
-            "id": str(uuid.uuid4()),
-            "tenant_id": tenant_id,
-            "username": username,
-            "email": email,
-            "password_hash": password_hash,
-            "role": role.value,
-            "kind": kind,
-            "disabled": False,
-            "issuer": None,
-            "subject": None,
-            "created_at": utcnow(),
-        }
+        values = _new_user(tenant_id, username, role, kind=kind, email=email, password_hash=password_hash)
         try:
             with unscoped_session(self._db, reason=IDENTITY_LOOKUP) as s:
                 s.execute(users.insert().values(values))
@@ -167,19 +182,7 @@ class UserDirectory:
             tenant_id = str(tenant.id) if tenant is not None else str(uuid.uuid4())
             if tenant is None:
                 s.execute(tenants.insert().values(id=tenant_id, name=tenant_name, created_at=utcnow()))
-            values = {
-                "id": str(uuid.uuid4()),
-                "tenant_id": tenant_id,
-                "username": username,
-                "email": None,
-                "password_hash": password_hash,
-                "role": GlobalRole.ADMIN.value,
-                "kind": "human",
-                "disabled": False,
-                "issuer": None,
-                "subject": None,
-                "created_at": utcnow(),
-            }
+            values = _new_user(tenant_id, username, GlobalRole.ADMIN, password_hash=password_hash)
             s.execute(users.insert().values(values))
         log.info("first admin created", extra={"user_id": values["id"], "tenant_id": tenant_id})
         return user_record(values)
@@ -287,19 +290,7 @@ class UserDirectory:
             # never adopt someone else's account by name: keep the identities apart
             suffix = hashlib.sha256(f"{issuer}\0{subject}".encode()).hexdigest()[:10]
             name = f"{name[: MAX_USERNAME - 11]}#{suffix}"
-        values = {
-            "id": str(uuid.uuid4()),
-            "tenant_id": tenant_id,
-            "username": name,
-            "email": None,
-            "password_hash": None,
-            "role": role.value,
-            "kind": "human",
-            "disabled": False,
-            "issuer": issuer,
-            "subject": subject,
-            "created_at": utcnow(),
-        }
+        values = _new_user(tenant_id, name, role, issuer=issuer, subject=subject)
         try:
             with unscoped_session(self._db, reason=IDENTITY_LOOKUP) as s:
                 s.execute(users.insert().values(values))
