@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     rate_limit_per_address: int = Field(default=1200, ge=1)
     rate_limit_window: int = Field(default=60, ge=1)
     rate_limit_fail_open: bool = True
+    # seconds the gateway keeps a caller's user record and case memberships (0: read them per request);
+    # changes made through the same gateway apply at once, those made elsewhere within this time
+    access_cache_ttl: float = Field(default=2.0, ge=0, le=60)
     function_urls: dict[str, str] = Field(default_factory=dict)
 
     # telemetry

@@ -8,7 +8,9 @@ clients raced with one token): the whole family is revoked and `RefreshReuse` ra
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import logging
 import secrets
 import time
@@ -18,6 +20,7 @@ from typing import Any
 
 import jwt
 
+from aima.expiring import ExpiringMap
 from aima.identity.errors import AuthenticationFailed, InvalidToken, RefreshReuse, decode_reason
 from aima.identity.keys import KeyRing
 from aima.identity.model import Principal
@@ -31,9 +34,27 @@ log = logging.getLogger(__name__)
 
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "tid", "role", "kind", "iat", "nbf", "exp", "jti"]
 LEEWAY_S = 5
+VERIFIED_TTL_S = 60.0
+"""How long a verified access token is remembered (see `TokenService.verify_access`)."""
+VERIFIED_MAX = 10_000
 # every change to a family holds this lock, so a revocation cannot miss a token issued concurrently
 # (SQLite transactions are serialised anyway)
 LOCK_FAMILY = "SELECT pg_advisory_xact_lock(hashtext(%(family)s))"
+
+
+def peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and claims of a compact JWS, NOT verified: only to route it to its verifier.
+    Raises `InvalidToken` ("malformed token") unless it is three segments with JSON objects."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise InvalidToken("malformed token")
+    try:
+        header, claims = (json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4))) for p in parts[:2])
+    except (ValueError, TypeError):
+        raise InvalidToken("malformed token") from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise InvalidToken("malformed token")
+    return header, claims
 
 
 def _digest(token: str) -> str:
@@ -67,6 +88,9 @@ class TokenService:
         self._refresh_ttl = timedelta(seconds=refresh_ttl)
         self._directory = directory
         self._external = external
+        self._verified: ExpiringMap[str, dict[str, Any]] = ExpiringMap(
+            VERIFIED_TTL_S, max_entries=VERIFIED_MAX
+        )
 
     def issue_access(self, principal: Principal) -> str:
         """A signed access token for ``principal``, valid for the access TTL."""
@@ -82,22 +106,36 @@ class TokenService:
 
     def verify_access(self, token: str) -> Principal:
         """The principal of a valid access or service token (ours or the external issuer's);
-        raises `InvalidToken`. The user must still exist and be enabled."""
-        try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError as exc:
-            raise InvalidToken("malformed token") from exc
+        raises `InvalidToken`. The user must still exist and be enabled.
+
+        A token of ours whose signature and claims checked out is remembered (by its exact text,
+        for `VERIFIED_TTL_S`), so a client presenting it again costs no signature check; its expiry,
+        its signing key and its user are checked on every use all the same.
+        """
+        header, unverified = peek(token)
         if self._external is not None and unverified.get("iss") == self._external.issuer:
             return self._external.verify(token)
+        kid = header.get("kid")
         if header.get("alg") != self._keys.algorithm:
             raise InvalidToken("algorithm not allowed")
-        kid = header.get("kid")
         if not isinstance(kid, str):
             raise InvalidToken("missing kid")
         key = self._keys.public_key(kid)
         if key is None:
             raise InvalidToken("unknown signing key")
+        claims = self._verified.get_or_load(token, lambda: self._decode(token, key))
+        if claims["exp"] + LEEWAY_S < time.time():
+            raise InvalidToken("token expired")
+        try:
+            principal = self._directory.principal(str(claims["sub"]))
+        except AuthenticationFailed as exc:
+            raise InvalidToken("user unknown or disabled") from exc
+        if principal.tenant_id != claims["tid"]:
+            raise InvalidToken("tenant mismatch")
+        return principal
+
+    def _decode(self, token: str, key: Any) -> dict[str, Any]:
+        """The claims of ``token`` after checking its signature with ``key`` and every claim."""
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -110,13 +148,9 @@ class TokenService:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(decode_reason(exc)) from exc
-        try:
-            principal = self._directory.principal(str(claims["sub"]))
-        except AuthenticationFailed as exc:
-            raise InvalidToken("user unknown or disabled") from exc
-        if principal.tenant_id != claims["tid"]:
-            raise InvalidToken("tenant mismatch")
-        return principal
+        if not isinstance(claims["exp"], int | float):
+            raise InvalidToken("malformed token")
+        return claims
 
     def issue_refresh(self, principal: Principal, family_id: str | None = None) -> str:
         """A new refresh token, in a new family unless ``family_id`` is given."""

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aima.access.scope import Scope
+from aima.expiring import ExpiringMap
 from aima.identity.errors import AuthenticationFailed, BootstrapRefused, UnknownUser, UserExists
 from aima.identity.model import AuthMethod, GlobalRole, Kind, Principal, UserRecord
 from aima.identity.passwords import (
@@ -22,7 +23,7 @@ from aima.identity.passwords import (
 )
 from aima.settings import Settings, SettingsError
 from aima.storage.audit import AuditHook
-from aima.storage.relational import Database, transaction_lock
+from aima.storage.relational import Database, after_commit, transaction_lock
 from aima.storage.schema import refresh_tokens, tenants, users, utcnow
 from aima.storage.scoped import IDENTITY_LOOKUP, scoped_session, unscoped_session
 
@@ -110,10 +111,16 @@ def _check_username(username: str) -> None:
 
 
 class UserDirectory:
-    """Tenants and users in the relational store."""
+    """Tenants and users in the relational store.
 
-    def __init__(self, db: Database) -> None:
+    ``principal_ttl`` > 0 keeps each `principal` answer that long (`aima.expiring.ExpiringMap`): the
+    gateway looks the caller up on every request. A change made through this directory (disable,
+    a role from the external issuer) takes effect at once; one made by another process within the TTL.
+    """
+
+    def __init__(self, db: Database, *, principal_ttl: float = 0.0) -> None:
         self._db = db
+        self._principals: ExpiringMap[str, Principal] = ExpiringMap(principal_ttl)
 
     def ensure_tenant(self, name: str) -> str:
         """The id of the tenant called ``name``, created if missing."""
@@ -254,6 +261,7 @@ class UserDirectory:
             )
             if audit is not None:
                 audit(s)
+        self._principals.invalidate(user_id)
         log.info("user disabled", extra={"user_id": user_id})
 
     def authenticate(self, username: str, password: str) -> Principal:
@@ -305,6 +313,9 @@ class UserDirectory:
 
     def principal(self, user_id: str) -> Principal:
         """The principal of an enabled user; `AuthenticationFailed` if missing or disabled."""
+        return self._principals.get_or_load(user_id, lambda: self._load_principal(user_id))
+
+    def _load_principal(self, user_id: str) -> Principal:
         row = self._row("id", user_id)
         if row is None or row["disabled"]:
             raise AuthenticationFailed()
@@ -323,6 +334,7 @@ class UserDirectory:
                 raise AuthenticationFailed()
             if row["role"] != role.value:
                 s.execute(users.update().where(users.c.id == row["id"]).values(role=role.value))
+                after_commit(s, lambda: self._principals.invalidate(row["id"]))
             return principal_of({**row, "role": role.value})
 
     def _row(self, column: str, value: str) -> Mapping[Any, Any] | None:

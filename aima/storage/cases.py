@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from aima.access.policy import CASE_ROLE_ACTIONS, Role, shareable_role
 from aima.access.scope import Scope
+from aima.expiring import ExpiringMap
 from aima.storage.audit import AuditHook
 from aima.storage.relational import Database
 from aima.storage.schema import case_members, cases, users, utcnow
@@ -32,10 +33,16 @@ class NotFound(LookupError):
 
 
 class CaseRepository:
-    """Cases and memberships of one database (see module docstring)."""
+    """Cases and memberships of one database (see module docstring).
 
-    def __init__(self, db: Database) -> None:
+    ``memberships_ttl`` > 0 keeps each `memberships` answer that long (`aima.expiring.ExpiringMap`):
+    the gateway builds every request's scope from it. Creating, sharing, unsharing and deleting
+    through this repository take effect at once; the same changes by another process within the TTL.
+    """
+
+    def __init__(self, db: Database, *, memberships_ttl: float = 0.0) -> None:
         self._db = db
+        self._memberships: ExpiringMap[tuple[str, str], dict[str, str]] = ExpiringMap(memberships_ttl)
         guard(db)
 
     def create(
@@ -84,7 +91,8 @@ class CaseRepository:
             row = dict(session.execute(select(cases).where(cases.c.id == case_id)).mappings().one())
             if audit is not None:
                 audit(session)
-            return row
+        self._memberships.invalidate((scope.tenant_id, owner_user_id))
+        return row
 
     def list(self, scope: Scope) -> Rows:
         """Every case in the scope, oldest first."""
@@ -115,8 +123,12 @@ class CaseRepository:
         (`aima.storage.factory.Stores.purge_case`).
         """
         with scoped_session(self._db, scope) as session:
-            deleted = _changed(session.execute(delete(cases).where(cases.c.id == case_id)))
-            return _audited(session, deleted, audit)
+            deleted = _audited(
+                session, _changed(session.execute(delete(cases).where(cases.c.id == case_id))), audit
+            )
+        if deleted:
+            self._memberships.clear()  # every member's
+        return deleted
 
     def share(
         self, scope: Scope, case_id: str, user_id: str, role: str, *, audit: AuditHook | None = None
@@ -142,6 +154,7 @@ class CaseRepository:
             upsert = (sqlite_insert if dialect == "sqlite" else pg_insert)(case_members).values(values)
             session.execute(upsert.on_conflict_do_update(index_elements=keys, set_={"role": role}))
             _audited(session, True, audit)
+        self._memberships.invalidate((scope.tenant_id, user_id))
 
     def unshare(self, scope: Scope, case_id: str, user_id: str, *, audit: AuditHook | None = None) -> bool:
         """End the membership; False if there was none in the scope."""
@@ -151,7 +164,9 @@ class CaseRepository:
                     case_members.c.case_id == case_id, case_members.c.user_id == user_id
                 )
             )
-            return _audited(session, _changed(result), audit)
+            ended = _audited(session, _changed(result), audit)
+        self._memberships.invalidate((scope.tenant_id, user_id))
+        return ended
 
     def members(self, scope: Scope, case_id: str) -> Rows:
         """The case's members (user_id, username, role, created_at); empty if not in the scope."""
@@ -172,6 +187,12 @@ class CaseRepository:
         This is what a user's scope is built from, so it cannot itself run in that scope: it reads
         tenant-wide, but only this user's membership rows (ids and roles, no case content).
         """
+        kept = self._memberships.get_or_load(
+            (tenant_id, user_id), lambda: self._load_memberships(tenant_id, user_id)
+        )
+        return dict(kept)
+
+    def _load_memberships(self, tenant_id: str, user_id: str) -> dict[str, str]:
         scope = Scope.for_tenant(tenant_id, f"system:memberships:{user_id}")
         with scoped_session(self._db, scope, readonly=True) as session:
             rows = session.execute(

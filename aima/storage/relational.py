@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT = 15.0
 PG_CONNECT_TIMEOUT = 10
+SQLITE_MIN_POOL = 40
+"""SQLite connections kept open at least: as many as threads may use the database at once (anyio's
+default threadpool has 40). An overflow connection is closed when returned, and reopening one (file,
+WAL and foreign-key pragmas) costs more than the query it serves; an open one costs a file handle."""
 READ_ONLY = "aima_read_only"  # execution option: the transaction only reads
 
 
@@ -55,7 +59,9 @@ class Database:
             if database and database != ":memory:" and not database.startswith("file:"):
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             self.engine: Engine = create_engine(
-                parsed, pool_size=pool_size, connect_args={"timeout": SQLITE_BUSY_TIMEOUT}
+                parsed,
+                pool_size=max(pool_size, SQLITE_MIN_POOL),
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT},
             )
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)

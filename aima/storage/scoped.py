@@ -43,7 +43,15 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.dml import Delete, Insert, Update, UpdateBase
 from sqlalchemy.sql.elements import BindParameter, ClauseElement, ColumnClause, ColumnElement, TextClause
-from sqlalchemy.sql.selectable import AliasedReturnsRows, FromClause, Join, Select, SelectState, TableClause
+from sqlalchemy.sql.selectable import (
+    AliasedReturnsRows,
+    FromClause,
+    Join,
+    Select,
+    SelectBase,
+    SelectState,
+    TableClause,
+)
 
 from aima.access.scope import Scope
 from aima.storage.relational import Database
@@ -120,12 +128,12 @@ def confine(statement: Executable, scope: Scope | None, parameters: Any = None) 
     """
     if not isinstance(statement, ClauseElement):
         return statement
-    names = _touched_tables(statement)
+    names, flat = _survey(statement)
     if not names:
         return statement
     if scope is None:
         raise UnscopedQuery(f"a statement on {', '.join(sorted(names))} ran without a scope")
-    return cast(Executable, _Confiner(scope).confine(statement, parameters))
+    return cast(Executable, _Confiner(scope).confine(statement, parameters, flat=flat))
 
 
 def _on_execute(state: ORMExecuteState) -> None:
@@ -163,11 +171,33 @@ def _backstop(
 
 def _touched_tables(statement: ClauseElement) -> set[str]:
     """Tenant tables the statement names; raises `UnscopedQuery` for raw SQL naming one."""
+    return _survey(statement)[0]
+
+
+def _survey(statement: ClauseElement) -> tuple[set[str], bool]:
+    """Tenant tables the statement names, and whether it is *flat*: a Core statement whose only
+    FROM elements are plain tables, without subqueries, joins, aliases, CTEs, functions in FROM
+    position or nested statements (so its scope criteria can simply be added to its WHERE).
+    Raises `UnscopedQuery` for raw SQL naming a tenant table."""
     names: set[str] = set()
+    flat = isinstance(statement, Select | Insert | Update | Delete) and _core_only(statement)
+    own_table = statement.table if isinstance(statement, UpdateBase) else None
     for element in visitors.iterate(statement, {"column_tables": True}):
-        if isinstance(element, TableClause) and element.name in TENANT_TABLES:
-            names.add(element.name)
-        elif isinstance(element, TextClause):
+        if isinstance(element, TableClause):
+            if element.name in TENANT_TABLES:
+                names.add(element.name)
+            if own_table is not None and element is not own_table:
+                flat = False
+        elif element is not statement and isinstance(element, FromClause | SelectBase | UpdateBase):
+            flat = False
+        elif isinstance(element, ColumnClause) and own_table is not None and element.table is not own_table:
+            # a DML statement's WHERE or SET naming another table (UPDATE ... FROM, DELETE ...
+            # USING), which the traversal does not yield as a table, or a free-standing column
+            flat = False
+            table = _tenant_table(element.table) if element.table is not None else None
+            if table is not None:
+                names.add(table)
+        if isinstance(element, TextClause):
             _check_text(element.text)
         elif isinstance(element, ColumnClause) and element.is_literal:
             _check_text(element.name)
@@ -178,7 +208,14 @@ def _touched_tables(statement: ClauseElement) -> set[str]:
             and element.table.name in TENANT_TABLES
         ):
             raise UnscopedQuery(f"a data-modifying CTE on {element.table.name} cannot be scoped")
-    return names
+    return names, flat
+
+
+def _core_only(statement: ClauseElement) -> bool:
+    """Not ORM-enabled, and (for a SELECT) without joins that are only built when compiling."""
+    if statement._propagate_attrs.get("compile_state_plugin", "default") != "default":
+        return False
+    return not (isinstance(statement, Select) and statement._setup_joins)
 
 
 def _check_text(sql: str) -> None:
@@ -202,9 +239,13 @@ class _Confiner:
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
 
-    def confine(self, statement: ClauseElement, parameters: Any) -> ClauseElement:
+    def confine(self, statement: ClauseElement, parameters: Any, *, flat: bool = False) -> ClauseElement:
         if isinstance(statement, Insert | Update):
             self._check_written_rows(statement, parameters)
+        if flat:
+            fast = self._confine_flat(statement)
+            if fast is not None:
+                return fast
         visit: dict[str, Callable[[Any], None]] = {
             "select": self._select,
             "update": self._dml,
@@ -212,6 +253,19 @@ class _Confiner:
             "insert": self._on_conflict,
         }
         return visitors.cloned_traverse(statement, {}, visit)
+
+    def _confine_flat(self, statement: ClauseElement) -> ClauseElement | None:
+        """A flat statement (see `_survey`) with the scope added to its WHERE, generatively, without
+        copying the whole tree as the general rewrite does; None if it needs the general rewrite."""
+        if isinstance(statement, Select):
+            where = [c for from_ in _final_froms(statement) for c in self.criteria(from_)]
+            return statement.where(*where) if where else statement
+        if isinstance(statement, Update | Delete):
+            where = self.criteria(statement.table)
+            return statement.where(*where) if where else statement
+        if isinstance(statement, Insert) and statement._post_values_clause is None:
+            return statement  # its rows were checked; an INSERT has nothing to confine
+        return None
 
     def criteria(self, from_: FromClause) -> list[ColumnElement[bool]]:
         """The scope as conditions on ``from_`` (empty if it is no tenant table)."""

@@ -68,7 +68,7 @@ class ApiServices:
         stores = stores or Stores.open(settings)
         db = stores.db
         guard(db)
-        directory = UserDirectory(db)
+        directory = UserDirectory(db, principal_ttl=settings.access_cache_ttl)
         directory.bootstrap_from_settings(settings)
         if settings.profile == "embedded":
             directory.ensure_local_owner()
@@ -117,7 +117,7 @@ class ApiServices:
             tokens=tokens,
             audit=audit,
             audit_writer=AuditWriter(db, audit),
-            cases=CaseRepository(db),
+            cases=CaseRepository(db, memberships_ttl=settings.access_cache_ttl),
             media=MediaRepository(db),
             config=ConfigService(db, stores.cache, audit),
             limiter=limiter,

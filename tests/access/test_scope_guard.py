@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from alembic import command
@@ -28,6 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from aima.access.scope import Scope
+from aima.storage import scoped as scoped_module
 from aima.storage.relational import Database, alembic_config
 from aima.storage.schema import (
     audit_heads,
@@ -143,6 +145,9 @@ def test_unscoped_changes_and_counts_raise_too(db: Database, world: World) -> No
         select(processed_events.c.event_id).where(processed_events.c.consumer.in_(select(users.c.username))),
         update(cases).values(name="x"),
         delete(media),
+        # a table without tenants, changed where a tenant table says so: UPDATE ... FROM cases
+        update(processed_events).where(processed_events.c.event_id == cases.c.id).values(consumer="x"),
+        delete(processed_events).where(processed_events.c.event_id == media.c.id),
         insert(cases).values(id=new_id(), tenant_id=world.a, name="x"),
     ]
     for statement in statements:
@@ -382,3 +387,40 @@ def test_a_scoped_session_is_one_transaction(db: Database, world: World) -> None
     with pytest.raises(RuntimeError, match="boom"):
         delete_then_fail()
     assert raw_ids(db, jobs, world.a) == {world.jobs[world.a]}
+
+
+# --- the flat fast path ----------------------------------------------------------------------
+
+
+FLAT = [
+    select(cases),
+    select(cases.c.id).where(cases.c.id == "c1").order_by(cases.c.name).limit(3),
+    select(media.c.id, cases.c.name).where(media.c.case_id == cases.c.id),
+    select(case_members.c.case_id).where(case_members.c.user_id == "u1"),
+    update(cases).where(cases.c.id == "c1").values(name="renamed"),
+    delete(media).where(media.c.id == "m1"),
+]
+NOT_FLAT = [
+    select(cases.c.id).join(media),  # join built at compile time
+    select(cases.alias().c.id),
+    select(func.count()).select_from(cases),
+    select(cases.c.id).where(cases.c.id.in_(select(media.c.case_id))),
+    update(cases).where(cases.c.id == media.c.case_id).values(status="x"),
+    delete(processed_events).where(processed_events.c.event_id == media.c.id),
+]
+
+
+@pytest.mark.parametrize("statement", FLAT + NOT_FLAT, ids=lambda s: str(s).split("\n")[0][:40])
+@pytest.mark.parametrize("scope", [Scope("t1", None, "a"), Scope("t1", frozenset({"c1", "c2"}), "a")])
+def test_the_flat_fast_path_writes_what_the_general_rewrite_writes(statement: Any, scope: Scope) -> None:
+    """Flat statements skip the copy of the whole tree; the SQL they run is the same."""
+    names, flat = scoped_module._survey(statement)
+    assert names
+    assert flat == any(statement is s for s in FLAT)
+    confiner = scoped_module._Confiner(scope)
+    fast = confiner.confine(statement, None, flat=flat)
+    general = confiner.confine(statement, None, flat=False)
+    compiled = [str(s.compile(compile_kwargs={"literal_binds": True})) for s in (fast, general)]
+    assert compiled[0] == compiled[1]
+    assert "'t1'" in compiled[0]
+    assert ("'c1', 'c2'" in compiled[0]) == (scope.case_ids is not None)  # every one names a case table
