@@ -58,11 +58,29 @@ class ExpiringMap(Generic[K, V]):
         value = load()
         with self._lock:
             if generation == self._generation:
-                self._entries[key] = (now + self.ttl, value)
-                self._entries.move_to_end(key)
-                while len(self._entries) > self._max:
-                    self._entries.popitem(last=False)
+                self._store(key, value, now)
         return value
+
+    def _store(self, key: K, value: V, now: float) -> None:
+        self._entries[key] = (now + self.ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def get(self, key: K) -> V | None:
+        """The value kept for ``key``, or None if there is none (or it expired)."""
+        if self.ttl == 0:
+            return None
+        with self._lock:
+            found = self._entries.get(key)
+        return found[1] if found is not None and found[0] > self._clock() else None
+
+    def put(self, key: K, value: V) -> None:
+        """Keep ``value`` for ``key`` (for values that no invalidation concerns; else `get_or_load`)."""
+        if self.ttl == 0:
+            return
+        with self._lock:
+            self._store(key, value, self._clock())
 
     def invalidate(self, key: K) -> None:
         """Forget ``key``; loads running now are not kept either."""

@@ -15,6 +15,7 @@ import logging
 import secrets
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -40,6 +41,14 @@ VERIFIED_MAX = 10_000
 # every change to a family holds this lock, so a revocation cannot miss a token issued concurrently
 # (SQLite transactions are serialised anyway)
 LOCK_FAMILY = "SELECT pg_advisory_xact_lock(hashtext(%(family)s))"
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """An access token of ours that passed every check: its key id and claims."""
+
+    kid: str
+    claims: dict[str, Any]
 
 
 def peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -88,9 +97,7 @@ class TokenService:
         self._refresh_ttl = timedelta(seconds=refresh_ttl)
         self._directory = directory
         self._external = external
-        self._verified: ExpiringMap[str, dict[str, Any]] = ExpiringMap(
-            VERIFIED_TTL_S, max_entries=VERIFIED_MAX
-        )
+        self._verified: ExpiringMap[str, _Verified] = ExpiringMap(VERIFIED_TTL_S, max_entries=VERIFIED_MAX)
 
     def issue_access(self, principal: Principal) -> str:
         """A signed access token for ``principal``, valid for the access TTL."""
@@ -112,18 +119,24 @@ class TokenService:
         for `VERIFIED_TTL_S`), so a client presenting it again costs no signature check; its expiry,
         its signing key and its user are checked on every use all the same.
         """
-        header, unverified = peek(token)
-        if self._external is not None and unverified.get("iss") == self._external.issuer:
-            return self._external.verify(token)
-        kid = header.get("kid")
-        if header.get("alg") != self._keys.algorithm:
-            raise InvalidToken("algorithm not allowed")
-        if not isinstance(kid, str):
-            raise InvalidToken("missing kid")
-        key = self._keys.public_key(kid)
-        if key is None:
-            raise InvalidToken("unknown signing key")
-        claims = self._verified.get_or_load(token, lambda: self._decode(token, key))
+        verified = self._verified.get(token)
+        if verified is None:
+            header, unverified = peek(token)
+            if self._external is not None and unverified.get("iss") == self._external.issuer:
+                return self._external.verify(token)
+            if header.get("alg") != self._keys.algorithm:
+                raise InvalidToken("algorithm not allowed")
+            kid = header.get("kid")
+            if not isinstance(kid, str):
+                raise InvalidToken("missing kid")
+            key = self._keys.public_key(kid)
+            if key is None:
+                raise InvalidToken("unknown signing key")
+            verified = _Verified(kid, self._decode(token, key))
+            self._verified.put(token, verified)
+        elif self._keys.public_key(verified.kid) is None:
+            raise InvalidToken("unknown signing key")  # dropped since
+        claims = verified.claims
         if claims["exp"] + LEEWAY_S < time.time():
             raise InvalidToken("token expired")
         try:

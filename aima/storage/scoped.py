@@ -27,6 +27,7 @@ around the guard, for lookups that must precede any scope (finding the user who 
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import weakref
@@ -34,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, and_, event, literal, select
+from sqlalchemy import Connection, Engine, Table, and_, event, literal, select
 from sqlalchemy.dialects.postgresql.dml import OnConflictDoUpdate as PgOnConflictDoUpdate
 from sqlalchemy.dialects.sqlite.dml import OnConflictDoUpdate as SqliteOnConflictDoUpdate
 from sqlalchemy.engine.interfaces import ExecutionContext
@@ -269,18 +270,9 @@ class _Confiner:
 
     def criteria(self, from_: FromClause) -> list[ColumnElement[bool]]:
         """The scope as conditions on ``from_`` (empty if it is no tenant table)."""
-        name = _tenant_table(from_)
-        if name is None:
-            return []
-        columns = from_.c
-        case_column = CASE_COLUMNS.get(name) if self.scope.case_ids is not None else None
-        for column in ("tenant_id", case_column):
-            if column is not None and column not in columns:
-                raise UnscopedQuery(f"{name} is used without its {column} column, so it cannot be scoped")
-        conditions = [columns["tenant_id"] == self.scope.tenant_id]
-        if case_column is not None and self.scope.case_ids is not None:
-            conditions.append(columns[case_column].in_(sorted(self.scope.case_ids)))
-        return conditions
+        if isinstance(from_, Table):  # a table of the schema: its criteria for a scope are reusable
+            return list(_table_criteria(from_, self.scope.tenant_id, self.scope.case_ids))
+        return _criteria(from_, self.scope.tenant_id, self.scope.case_ids)
 
     def _select(self, statement: Select[Any]) -> None:
         froms = _final_froms(statement)
@@ -349,6 +341,35 @@ class _Confiner:
                 case_id = row.get(case_column, _MISSING)
                 if not isinstance(case_id, str) or not self.scope.allows_case(case_id):
                     raise ScopeViolation(f"writing {name} rows of case {_show(case_id)} outside the scope")
+
+
+@functools.lru_cache(maxsize=1024)
+def _table_criteria(
+    table: Table, tenant_id: str, case_ids: frozenset[str] | None
+) -> tuple[ColumnElement[bool], ...]:
+    """`_criteria` of a schema table, kept: expressions are immutable, so statements may share them."""
+    return tuple(_criteria(table, tenant_id, case_ids))
+
+
+def _criteria(
+    from_: FromClause, tenant_id: str, case_ids: frozenset[str] | None
+) -> list[ColumnElement[bool]]:
+    """The scope (``tenant_id``, ``case_ids``) as conditions on ``from_`` (empty if no tenant table)."""
+    name = _tenant_table(from_)
+    if name is None:
+        return []
+    columns = from_.c
+    case_column = CASE_COLUMNS.get(name) if case_ids is not None else None
+    for column in ("tenant_id", case_column):
+        if column is not None and column not in columns:
+            raise UnscopedQuery(f"{name} is used without its {column} column, so it cannot be scoped")
+    conditions = [columns["tenant_id"] == tenant_id]
+    if case_column is not None and case_ids is not None:
+        if len(case_ids) == 1:  # one case (a member of one, a function on one): no expanding IN
+            conditions.append(columns[case_column] == next(iter(case_ids)))
+        else:
+            conditions.append(columns[case_column].in_(sorted(case_ids)))
+    return conditions
 
 
 def _final_froms(statement: Select[Any]) -> Sequence[FromClause]:

@@ -51,13 +51,18 @@ class AuditWriter:
 
     def write(self, tenant_id: str, entry: AuditEntry) -> int:
         """Append ``entry`` to the tenant's chain; return its seq once committed, or raise why not."""
+        return self.submit(tenant_id, entry).result()
+
+    def submit(self, tenant_id: str, entry: AuditEntry) -> Future[int]:
+        """Queue ``entry`` for the tenant's chain; the future gives its seq once committed (or the
+        error). For callers that wait without blocking a thread (``asyncio.wrap_future``)."""
         entry.check()  # refuse a bad entry here, not in a batch it would fail for everyone
         pending = _Pending(tenant_id, entry)
         with self._lock:
             if self._closed:
                 raise AuditWriterClosed("the audit writer is closed")
             self._queue.put(pending)
-        return pending.done.result()
+        return pending.done
 
     def close(self) -> None:
         """Commit what is queued, then stop the thread (idempotent)."""

@@ -3,15 +3,17 @@
 Every route is registered with `api_route`, which names its `Action`: it is kept on the OpenAPI
 operation as ``x-aima-action`` and `assert_routes_declared` stops the app at start-up if a route has
 none. For every action but `Action.PUBLIC` the endpoint receives an `Access`, built per request by
-the `Gate` (one threadpool hop, at most three small queries):
+the `Gate` (one threadpool hop; at most two small queries, none while the caller's user record and
+memberships are remembered, see ``AIMA_ACCESS_CACHE_TTL``):
 
 1. **authentication**: the Bearer token (``OAuth2PasswordBearer``, so OpenAPI shows the scheme) is
-   verified, which re-reads the user. A missing or invalid token answers 401 with
+   verified, and the user looked up: it must exist and be enabled, and its role is the one that
+   counts. A missing or invalid token answers 401 with
    ``WWW-Authenticate: Bearer`` and writes one audit record (``auth.authenticate``, actor
    ``anonymous``, outcome ``denied``, in the `ANONYMOUS_TENANT` chain: no tenant can be trusted yet);
 2. the per-user rate limit;
 3. **authorisation**: `decide` on the subject, the action and the case named by the path's
-   ``{case_id}`` with the subject's membership role on it (one query; admins need none). Denied: one
+   ``{case_id}`` with the subject's membership role on it (admins need none). Denied: one
    audit record, and 404 if the subject is no member of the case (its existence is not revealed),
    else 403;
 4. **audit**: after the endpoint returned, one record (``allowed``; ``failed`` if it raised or its
@@ -19,15 +21,16 @@ the `Gate` (one threadpool hop, at most three small queries):
    endpoint wrote it itself. A change writes it inside its own transaction
    (``audit=access.hook(...)`` on the repository call), so the change and its record commit together
    or not at all. Other records go through the batching `functions.api.auditing.AuditWriter`; the
-   answer waits until the record is committed.
+   answer waits (on the event loop, holding no thread) until the record is committed.
 
-Protected endpoints are plain functions (the kernel is synchronous), run in the threadpool; only those
-that stream a body through to a function are coroutines. Route
+Protected endpoints are plain functions (the kernel is synchronous), run in the threadpool by their
+wrapper; only those that stream a body through to a function are coroutines. Route
 modules declare their routes on a `RouteTable`, which `create_app` installs with the API prefix.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -163,17 +166,7 @@ class Gate:
     ) -> None:
         """Write one audit record about the request: in ``session``'s transaction if given, else through
         the batching writer (returning once it is committed)."""
-        entry = AuditEntry(
-            actor=actor,
-            action=action,
-            outcome=outcome,
-            case_id=case_id,
-            object=object,
-            request_id=info.request_id,
-            client=info.client,
-            trace_id=info.trace_id,
-            detail={"route": info.route, **(detail or {})},
-        )
+        entry = _entry(info, actor, action, outcome, case_id, object, detail)
         if session is None:
             self.services.audit_writer.write(tenant_id, entry)
         else:
@@ -309,15 +302,20 @@ class Access:
         else:
             after_commit(session, self.mark_audited)
 
-    def finish(self, error: str | None = None) -> None:
-        """Write the request's record unless it was written: ``allowed``, or ``failed`` with ``error``.
-        Only for actions of an audited kind (read, change, export, delete)."""
+    async def finish(self, error: str | None = None) -> None:
+        """Write the request's record unless it was written: ``allowed``, or ``failed`` with ``error``;
+        only for actions of an audited kind (read, change, export, delete). Waits for its commit on
+        the event loop, holding no thread."""
         if self.audited or ACTION_KIND[self.action] not in AUDITED_KINDS:
             return
-        if error is None:
-            self.audit()
-        else:
-            self.audit(outcome="failed", detail={"error": error})
+        if self.gate.auth:
+            outcome: Outcome = "allowed" if error is None else "failed"
+            detail = None if error is None else {"error": error}
+            entry = _entry(
+                self.info, self.subject.user_id, self.action.value, outcome, self.case_id, None, detail
+            )
+            await asyncio.wrap_future(self.services.audit_writer.submit(self.subject.tenant_id, entry))
+        self.audited = True
 
     def mark_audited(self) -> None:
         """Note that the kernel wrote this request's record itself (in the change's transaction)."""
@@ -334,6 +332,29 @@ class Access:
             anyio.from_thread.run(self.services.bus.publish, event)
         except Exception:
             log.exception("publishing %s failed", event.type, extra={"event_id": event.id})
+
+
+def _entry(
+    info: RequestInfo,
+    actor: str,
+    action: str,
+    outcome: Outcome,
+    case_id: str | None,
+    object: str | None,
+    detail: dict[str, Any] | None,
+) -> AuditEntry:
+    """The audit record of a request: who, what, the outcome, and the request's ids and route."""
+    return AuditEntry(
+        actor=actor,
+        action=action,
+        outcome=outcome,
+        case_id=case_id,
+        object=object,
+        request_id=info.request_id,
+        client=info.client,
+        trace_id=info.trace_id,
+        detail={"route": info.route, **(detail or {})},
+    )
 
 
 def unauthorized(detail: str, challenge: str = 'Bearer realm="aima"') -> Problem:
@@ -428,22 +449,22 @@ def _guarded(endpoint: F, action: Action) -> F:
             try:
                 result = await endpoint(*args, **kwargs)
             except Exception as exc:
-                await run_in_threadpool(access.finish, _error_kind(exc))
+                await access.finish(_error_kind(exc))
                 raise
-            await run_in_threadpool(access.finish)
+            await access.finish()
             return result
 
     else:
 
         @functools.wraps(endpoint)
-        def handler(*args: Any, **kwargs: Any) -> Any:
+        async def handler(*args: Any, **kwargs: Any) -> Any:
             access: Access = kwargs["access"]
             try:
-                result = endpoint(*args, **kwargs)
+                result = await run_in_threadpool(endpoint, *args, **kwargs)
             except Exception as exc:
-                access.finish(_error_kind(exc))
+                await access.finish(_error_kind(exc))
                 raise
-            access.finish()
+            await access.finish()
             return result
 
     handler.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
@@ -459,7 +480,7 @@ async def audit_invalid_request(request: Request, exc: Exception) -> Response:
     still gets its one record (``failed``), then the 422 problem."""
     access = getattr(request.state, "access", None)
     if isinstance(access, Access):
-        await run_in_threadpool(access.finish, "validation-failed")
+        await access.finish("validation-failed")
     return await request_validation_problem(request, exc)
 
 
