@@ -186,6 +186,22 @@ async def test_expired_forged_and_missing_tokens_are_refused_and_audited(env: En
     ]
 
 
+async def test_a_share_and_its_end_apply_to_the_very_next_request(env: Env) -> None:
+    """The gateway remembers memberships (AIMA_ACCESS_CACHE_TTL), but forgets them on every change."""
+    assert env.services.settings.access_cache_ttl > 0
+    alice = env.bearer((await login(env.client, env.alice.username))["access_token"])
+    admin = env.bearer((await login(env.client, env.admin.username))["access_token"])
+    created = await env.client.post("/api/v1/cases", json={"name": "Shared"}, headers=admin)
+    case = f"/api/v1/cases/{created.json()['id']}"
+    problem(await env.client.get(case, headers=alice), 404)
+    shared = await env.client.put(f"{case}/members/{env.alice.id}", json={"role": "viewer"}, headers=admin)
+    assert shared.status_code == 200, shared.text
+    assert (await env.client.get(case, headers=alice)).status_code == 200
+    ended = await env.client.delete(f"{case}/members/{env.alice.id}", headers=admin)
+    assert ended.status_code == 204
+    problem(await env.client.get(case, headers=alice), 404)
+
+
 async def test_a_disabled_user_is_refused_at_once(env: Env) -> None:
     alice = await login(env.client, env.alice.username)
     admin = await login(env.client, env.admin.username)

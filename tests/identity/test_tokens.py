@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import jwt
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select, update
 
+from aima.identity import tokens as tokens_module
 from aima.identity.errors import InvalidToken, RefreshReuse
 from aima.identity.keys import MARGIN_S, KeyRing
 from aima.identity.model import GlobalRole, Principal
@@ -290,6 +292,7 @@ def test_keys_retired_longer_than_the_retention_are_dropped(
     tokens: TokenService, db: Database, keyring: KeyRing, alice: Principal
 ) -> None:
     token = tokens.issue_access(alice)
+    assert tokens.verify_access(token) == alice  # now remembered: dropping its key must still end it
     old = keyring.active().kid
     keyring.rotate()
     with db.engine.begin() as s:  # maintenance access, outside the guarded sessions
@@ -417,3 +420,29 @@ def test_two_concurrent_refreshes_with_one_token_let_exactly_one_win(
         # the loser's reuse revoked the family, the winner's new token included
         with pytest.raises(InvalidToken):
             tokens.refresh(won[0][1])
+
+
+def test_a_remembered_token_skips_the_signature_check_but_not_its_expiry(
+    tokens: TokenService, keyring: KeyRing, alice: Principal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = sign(keyring, claims_for(alice, exp=int(time.time()) + 60))
+    checked: list[str] = []
+    real_decode = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: checked.append(a[0]) or real_decode(*a, **k))
+    assert tokens.verify_access(token) == alice
+    assert tokens.verify_access(token) == alice
+    assert checked == [token]  # verified once, then remembered
+    header, claims, signature = token.split(".")
+    assert refused(tokens, f"{header}.{claims}.{signature[:-4]}AAAA") == "bad signature"  # other text
+    later = time.time() + 60 + tokens_module.LEEWAY_S + 1
+    monkeypatch.setattr(tokens_module, "time", SimpleNamespace(time=lambda: later))
+    assert refused(tokens, token) == "token expired"
+
+
+def test_a_remembered_token_follows_its_user(
+    tokens: TokenService, directory: UserDirectory, alice: Principal
+) -> None:
+    token = tokens.issue_access(alice)
+    assert tokens.verify_access(token) == alice
+    directory.disable(alice.user_id)
+    assert refused(tokens, token) == "user unknown or disabled"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -205,3 +206,37 @@ def test_an_external_identity_never_takes_over_a_local_account_by_name(directory
     assert external.user_id != local.id
     assert external.username.startswith("erin#")
     assert directory.authenticate("erin", PASSWORD).role is GlobalRole.USER
+
+
+# --- the remembered principal (the gateway's AIMA_ACCESS_CACHE_TTL) -------------------------------
+
+
+def test_a_remembered_principal_follows_changes_made_through_the_directory(db: Database) -> None:
+    directory = UserDirectory(db, principal_ttl=60)
+    alice = directory.create_user(directory.ensure_tenant("acme"), name(), None, "user")
+    assert directory.principal(alice.id).role is GlobalRole.USER
+    with db.engine.begin() as s:  # another process changes the role: not seen within the TTL
+        s.execute(update(users).where(users.c.id == alice.id).values(role="guest"))
+    assert directory.principal(alice.id).role is GlobalRole.USER
+    directory.disable(alice.id)  # through this directory: at once
+    with pytest.raises(AuthenticationFailed):
+        directory.principal(alice.id)
+
+
+def test_a_change_made_elsewhere_shows_once_the_ttl_passed(db: Database) -> None:
+    directory = UserDirectory(db, principal_ttl=0.3)
+    alice = directory.create_user(directory.ensure_tenant("acme"), name(), None, "user")
+    assert directory.principal(alice.id).role is GlobalRole.USER
+    with db.engine.begin() as s:
+        s.execute(update(users).where(users.c.id == alice.id).values(disabled=True))
+    time.sleep(0.35)
+    with pytest.raises(AuthenticationFailed):
+        directory.principal(alice.id)
+
+
+def test_an_external_role_change_at_login_takes_effect_at_once(db: Database) -> None:
+    directory = UserDirectory(db, principal_ttl=60)
+    first = directory.provision_external("https://idp.example", "sub-1", "erin", "user", "acme")
+    assert directory.principal(first.user_id).role is GlobalRole.USER
+    directory.provision_external("https://idp.example", "sub-1", "erin", "guest", "acme")
+    assert directory.principal(first.user_id).role is GlobalRole.GUEST
