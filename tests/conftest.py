@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from aima.settings import Settings, load_settings
+from aima.storage.relational import Database
 from tests.support import RedisServer
 
 PG_ADMIN_DSN = os.environ.get("AIMA_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -91,3 +92,12 @@ def nats_url() -> str:
 def embedded_settings(tmp_path: Path) -> Settings:
     """Embedded-profile settings with every store under a fresh temporary folder."""
     return load_settings(profile="embedded", data_dir=tmp_path / "aima")
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    """A migrated SQLite database of its own, in a file under the test's temporary folder."""
+    database = Database(f"sqlite:///{tmp_path / 'aima.db'}")
+    database.migrate()
+    yield database
+    database.dispose()
