@@ -83,7 +83,6 @@ def serve(data_dir: Path, ready_file: Path, rounds: int) -> None:
     import uvicorn
 
     from aima.access.scope import Scope
-    from aima.identity.keys import KeyRing
     from aima.identity.tokens import TokenService
     from aima.identity.users import UserDirectory
     from aima.settings import load_settings
@@ -105,22 +104,7 @@ def serve(data_dir: Path, ready_file: Path, rounds: int) -> None:
         str(cases.create(Scope.for_tenant(tenant_id, owner.id), f"bench {i}", owner.id)["id"])
         for i in range(rounds)
     ]
-    assert settings.key_encryption_secret is not None
-    keyring = KeyRing(
-        db,
-        encryption_secret=settings.key_encryption_secret.get_secret_value(),
-        lifetime_s=86400,
-        retain_s=3600,
-    )
-    tokens = TokenService(
-        db,
-        keyring,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        access_ttl=settings.access_token_ttl,
-        refresh_ttl=settings.refresh_token_ttl,
-        directory=directory,
-    )
+    tokens = TokenService.from_settings(settings, db, directory)
     bus = MemoryBus()
     app = create_app(
         build_core(settings, bus_publish=bus.publish), tokens=tokens, health=HealthRegistry(timeout=2.0)

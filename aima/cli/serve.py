@@ -19,7 +19,6 @@ import click
 import uvicorn
 from fastapi import FastAPI
 
-from aima.identity.keys import KeyRing
 from aima.identity.tokens import TokenService
 from aima.identity.users import UserDirectory
 from aima.settings import Settings, load_settings
@@ -47,24 +46,7 @@ class Served:
 
 def token_service(settings: Settings, db: Database) -> TokenService:
     """A `TokenService` on the shared key ring, as the gateway opens it (verification only here)."""
-    from functions.api.services import MIN_KEY_RETENTION_S
-
-    assert settings.key_encryption_secret is not None  # filled or required by the profile
-    keyring = KeyRing(
-        db,
-        encryption_secret=settings.key_encryption_secret.get_secret_value(),
-        lifetime_s=settings.signing_key_lifetime,
-        retain_s=max(MIN_KEY_RETENTION_S, settings.access_token_ttl),
-    )
-    return TokenService(
-        db,
-        keyring,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        access_ttl=settings.access_token_ttl,
-        refresh_ttl=settings.refresh_token_ttl,
-        directory=UserDirectory(db),
-    )
+    return TokenService.from_settings(settings, db, UserDirectory(db))
 
 
 def ingest_app(settings: Settings, bus: EventBus) -> FastAPI:

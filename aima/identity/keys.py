@@ -16,13 +16,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from aima.storage.relational import Database
 from aima.storage.schema import signing_keys, utcnow
+
+if TYPE_CHECKING:
+    from aima.settings import Settings
 
 CURVES: dict[str, tuple[str, type[ec.EllipticCurve]]] = {
     "ES256": ("P-256", ec.SECP256R1),
@@ -75,6 +78,10 @@ def public_jwk(key: ec.EllipticCurvePublicKey, algorithm: str) -> dict[str, str]
     return {**members, "kid": b64url(thumbprint.digest()), "alg": algorithm, "use": "sig"}
 
 
+MIN_KEY_RETENTION_S = 86400
+"""Rotated signing keys verify at least this long: the longest service token an admin can issue."""
+
+
 class KeyRing:
     """Signing keys shared by all replicas through the relational store."""
 
@@ -103,6 +110,18 @@ class KeyRing:
         self._active_read = 0.0
         self._verifying: dict[str, _VerifyingKey] = {}
         self._verifying_read = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, db: Database) -> KeyRing:
+        """The ring every replica shares: ``AIMA_KEY_ENCRYPTION_SECRET``, ``AIMA_SIGNING_KEY_LIFETIME``,
+        and rotated keys kept for `MIN_KEY_RETENTION_S` or the access-token lifetime if longer."""
+        assert settings.key_encryption_secret is not None  # filled or required by the profile
+        return cls(
+            db,
+            encryption_secret=settings.key_encryption_secret.get_secret_value(),
+            lifetime_s=settings.signing_key_lifetime,
+            retain_s=max(MIN_KEY_RETENTION_S, settings.access_token_ttl),
+        )
 
     @property
     def algorithm(self) -> str:

@@ -17,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 
@@ -30,6 +30,9 @@ from aima.identity.users import UserDirectory, principal_of
 from aima.storage.relational import Database
 from aima.storage.schema import refresh_tokens, users, utcnow
 from aima.storage.scoped import IDENTITY_LOOKUP, unscoped_session
+
+if TYPE_CHECKING:
+    from aima.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,31 @@ class TokenService:
         self._directory = directory
         self._external = external
         self._verified: ExpiringMap[str, _Verified] = ExpiringMap(VERIFIED_TTL_S, max_entries=VERIFIED_MAX)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        db: Database,
+        directory: UserDirectory,
+        external: ExternalIssuer | None = None,
+    ) -> TokenService:
+        """The token service as the gateway runs it, on the shared key ring (`KeyRing.from_settings`)."""
+        return cls(
+            db,
+            KeyRing.from_settings(settings, db),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            access_ttl=settings.access_token_ttl,
+            refresh_ttl=settings.refresh_token_ttl,
+            directory=directory,
+            external=external,
+        )
+
+    @property
+    def keyring(self) -> KeyRing:
+        """The key ring that signs and verifies (its JWKS is published)."""
+        return self._keys
 
     def issue_access(self, principal: Principal) -> str:
         """A signed access token for ``principal``, valid for the access TTL."""

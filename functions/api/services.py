@@ -25,9 +25,6 @@ from functions.api.auditing import AuditWriter
 from functions.api.forwarding import IngestClient
 from functions.api.ratelimit import RateLimiter
 
-MIN_KEY_RETENTION_S = 86400
-"""Rotated signing keys verify at least this long: the longest service token an admin can issue."""
-
 
 @dataclass
 class ApiServices:
@@ -72,24 +69,8 @@ class ApiServices:
         directory.bootstrap_from_settings(settings)
         if settings.profile == "embedded":
             directory.ensure_local_owner()
-        assert settings.key_encryption_secret is not None  # filled or required by the profile
-        keyring = KeyRing(
-            db,
-            encryption_secret=settings.key_encryption_secret.get_secret_value(),
-            lifetime_s=settings.signing_key_lifetime,
-            retain_s=max(MIN_KEY_RETENTION_S, settings.access_token_ttl),
-        )
         external = external_issuer_from_settings(settings, directory)
-        tokens = TokenService(
-            db,
-            keyring,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            access_ttl=settings.access_token_ttl,
-            refresh_ttl=settings.refresh_token_ttl,
-            directory=directory,
-            external=external,
-        )
+        tokens = TokenService.from_settings(settings, db, directory, external)
         audit = AuditLog(db)
         limiter = RateLimiter(
             stores.cache,
@@ -113,7 +94,7 @@ class ApiServices:
             stores=stores,
             bus=bus,
             directory=directory,
-            keyring=keyring,
+            keyring=tokens.keyring,
             tokens=tokens,
             audit=audit,
             audit_writer=AuditWriter(db, audit),
