@@ -2,6 +2,13 @@
 
 Every method takes the caller's `Scope`, so the scope guard confines it even where a WHERE is
 missing: a case outside the scope is simply not found. Methods return plain dicts.
+
+A case always has an owner. `CaseRepository.share` and `CaseRepository.unshare` refuse (`LastOwner`)
+a change that would leave it without one: the only owner can neither leave nor take a lesser role,
+whoever asks (admins included), until another member has been made owner — ownership is handed over,
+never dropped. The check runs after the change, in its transaction, which first takes a lock on the
+case's membership (`transaction_lock`: an advisory lock on PostgreSQL; SQLite's single writer
+serialises anyway), so two owners stepping down at the same moment cannot both succeed.
 """
 
 from __future__ import annotations
@@ -9,7 +16,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, delete, insert, select, update
+from sqlalchemy import CursorResult, Result, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -18,7 +25,7 @@ from aima.access.policy import CASE_ROLE_ACTIONS, Role, shareable_role
 from aima.access.scope import Scope
 from aima.expiring import ExpiringMap
 from aima.storage.audit import AuditHook
-from aima.storage.relational import Database
+from aima.storage.relational import Database, transaction_lock
 from aima.storage.schema import case_members, cases, users, utcnow
 from aima.storage.scoped import guard, scoped_session
 
@@ -30,6 +37,10 @@ Rows = list[Row]  # an alias, as `list` inside the class means CaseRepository.li
 
 class NotFound(LookupError):
     """The case or user does not exist within the scope."""
+
+
+class LastOwner(Exception):
+    """A change that would leave the case without an owner (see module docstring); nothing changed."""
 
 
 class CaseRepository:
@@ -136,12 +147,14 @@ class CaseRepository:
         """Make ``user_id`` (a user of the same tenant) a member with ``role``, or change its role.
 
         Raises `NotFound` for a case or user outside the scope, ValueError for a role the user
-        cannot hold (guests can only be viewers).
+        cannot hold (guests can only be viewers), `LastOwner` for taking the only owner's ownership.
         """
         with scoped_session(self._db, scope) as session:
             if session.execute(select(cases.c.id).where(cases.c.id == case_id)).first() is None:
                 raise NotFound(f"case {case_id} not found")
             _member_role(session, user_id, role)
+            _lock_members(session, case_id)
+            was_owner = _role_of(session, case_id, user_id) == "owner"
             values = {
                 "case_id": case_id,
                 "user_id": user_id,
@@ -153,18 +166,26 @@ class CaseRepository:
             dialect = session.get_bind().dialect.name
             upsert = (sqlite_insert if dialect == "sqlite" else pg_insert)(case_members).values(values)
             session.execute(upsert.on_conflict_do_update(index_elements=keys, set_={"role": role}))
+            if was_owner and role != "owner":
+                _keep_an_owner(session, case_id, user_id)
             _audited(session, True, audit)
         self._memberships.invalidate((scope.tenant_id, user_id))
 
     def unshare(self, scope: Scope, case_id: str, user_id: str, *, audit: AuditHook | None = None) -> bool:
-        """End the membership; False if there was none in the scope."""
+        """End the membership; False if there was none in the scope. Raises `LastOwner` for the
+        case's only owner."""
         with scoped_session(self._db, scope) as session:
+            _lock_members(session, case_id)
+            was_owner = _role_of(session, case_id, user_id) == "owner"
             result = session.execute(
                 delete(case_members).where(
                     case_members.c.case_id == case_id, case_members.c.user_id == user_id
                 )
             )
-            ended = _audited(session, _changed(result), audit)
+            changed = _changed(result)
+            if changed and was_owner:
+                _keep_an_owner(session, case_id, user_id)
+            ended = _audited(session, changed, audit)
         self._memberships.invalidate((scope.tenant_id, user_id))
         return ended
 
@@ -210,6 +231,36 @@ def _member_role(session: Session, user_id: str, case_role: str) -> None:
         raise NotFound(f"user {user_id} not found")
     if not shareable_role(role, case_role):
         raise ValueError(f"a {role} cannot be a case {case_role}")
+
+
+def _lock_members(session: Session, case_id: str) -> None:
+    """Serialise the membership changes of one case until the transaction ends."""
+    transaction_lock(session, f"aima.case-members:{case_id}")
+
+
+def _role_of(session: Session, case_id: str, user_id: str) -> str | None:
+    """``user_id``'s role on the case, or None."""
+    role: str | None = session.scalar(
+        select(case_members.c.role).where(
+            case_members.c.case_id == case_id, case_members.c.user_id == user_id
+        )
+    )
+    return role
+
+
+def _keep_an_owner(session: Session, case_id: str, user_id: str) -> None:
+    """Raise `LastOwner` (rolling the change back) if the case has no owner left once ``user_id``
+    stopped being one."""
+    left = session.scalar(
+        select(func.count())
+        .select_from(case_members)
+        .where(case_members.c.case_id == case_id, case_members.c.role == "owner")
+    )
+    if not left:
+        raise LastOwner(
+            f"user {user_id} is the only owner of case {case_id}; make another member owner first, "
+            "then change or end this membership"
+        )
 
 
 def _audited(session: Session, changed: bool, audit: AuditHook | None) -> bool:

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from fastapi import Response
 
 from aima.access.policy import Action
-from aima.storage.cases import NotFound
+from aima.storage.cases import LastOwner, NotFound
 from events.catalogue import CaseCreated, CaseDeleted
-from functions.api.problems import Problem
+from functions.api.problems import Problem, problem_responses
 from functions.api.schemas import (
     CaseCreate,
     CaseExport,
@@ -105,9 +105,18 @@ def list_members(case_id: CaseId, access: Access) -> list[MemberOut]:
     return [MemberOut.model_validate(row) for row in access.services.cases.members(access.scope, case_id)]
 
 
-@api_route(router, "PUT", "/cases/{case_id}/members/{user_id}", action=Action.CASE_SHARE)
+@api_route(
+    router,
+    "PUT",
+    "/cases/{case_id}/members/{user_id}",
+    action=Action.CASE_SHARE,
+    responses=problem_responses(409),
+)
 def share_case(case_id: CaseId, user_id: UserId, body: MemberIn, access: Access) -> MemberOut:
-    """Make a user of the tenant a member with ``role``, or change its role (guests: viewer only)."""
+    """Make a user of the tenant a member with ``role``, or change its role (guests: viewer only).
+
+    The case's only owner keeps ``owner`` (409 ``last-owner``) until another member was made owner.
+    """
     access.require_case()
     cases = access.services.cases
     hook = access.hook(object=f"user/{user_id}", detail={"role": body.role})
@@ -115,6 +124,8 @@ def share_case(case_id: CaseId, user_id: UserId, body: MemberIn, access: Access)
         cases.share(access.scope, case_id, user_id, body.role, audit=hook)
     except NotFound:  # the case exists: the user is not one of the tenant's
         raise not_found("user") from None
+    except LastOwner as exc:
+        raise last_owner(exc) from None
     except ValueError as exc:
         raise unprocessable(exc) from None
     member = next((row for row in cases.members(access.scope, case_id) if row["user_id"] == user_id), None)
@@ -123,10 +134,22 @@ def share_case(case_id: CaseId, user_id: UserId, body: MemberIn, access: Access)
     return MemberOut.model_validate(member)
 
 
-@api_route(router, "DELETE", "/cases/{case_id}/members/{user_id}", action=Action.CASE_SHARE, status_code=204)
+@api_route(
+    router,
+    "DELETE",
+    "/cases/{case_id}/members/{user_id}",
+    action=Action.CASE_SHARE,
+    status_code=204,
+    responses=problem_responses(409),
+)
 def unshare_case(case_id: CaseId, user_id: UserId, access: Access) -> Response:
+    """End a membership; the case's only owner cannot leave (409 ``last-owner``): hand it over first."""
     hook = access.hook(object=f"user/{user_id}")
-    if not access.services.cases.unshare(access.scope, case_id, user_id, audit=hook):
+    try:
+        ended = access.services.cases.unshare(access.scope, case_id, user_id, audit=hook)
+    except LastOwner as exc:
+        raise last_owner(exc) from None
+    if not ended:
         raise not_found("member")
     return Response(status_code=204)
 
@@ -157,3 +180,8 @@ def export_case(case_id: CaseId, access: Access) -> CaseExport:
 def unprocessable(exc: Exception) -> Problem:
     """A 422 problem for a value the kernel refused."""
     return Problem(422, "invalid-value", "Invalid value", str(exc))
+
+
+def last_owner(exc: LastOwner) -> Problem:
+    """A 409 problem for a change that would leave the case without an owner."""
+    return Problem(409, "last-owner", "Case would have no owner", f"{exc}.")
