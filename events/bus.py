@@ -72,6 +72,11 @@ class Subscription:
         )
 
 
+class Unretryable(Exception):
+    """Raised by a handler for an event that can never succeed (invalid, forged): dead-lettered at
+    once instead of being retried."""
+
+
 class BusError(RuntimeError):
     """The bus could not accept or deliver an event."""
 
@@ -97,6 +102,16 @@ class EventBus(abc.ABC):
     @abc.abstractmethod
     async def subscribe(self, subscription: Subscription) -> None:
         """Start a durable consumer in the background; redelivers what it had not acknowledged."""
+
+    @abc.abstractmethod
+    async def broadcast(self, subscription: Subscription) -> None:
+        """Deliver every matching event published from now on to this process as well.
+
+        Unlike `subscribe` (a work queue shared by the replicas of one consumer), every process that
+        broadcast-subscribes gets its own copy, while it runs: for notices such as
+        ``io.aima.config.changed.v1`` that each process must see. No history, no dead letters; a
+        failing handler is logged, not retried.
+        """
 
     @abc.abstractmethod
     async def dead_letters(self, consumer: str | None = None, limit: int = 100) -> list[DeadLetter]:

@@ -13,11 +13,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 
 from aima.telemetry.tracing import inject, span_from
-from events.bus import BusError, DeadLetter, EventBus, Subscription
+from events.bus import BusError, DeadLetter, EventBus, RetryPolicy, Subscription, Unretryable
 from events.envelope import CloudEvent
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,10 @@ class MemoryBus(EventBus):
         consumer = _Consumer(subscription)
         consumer.task = asyncio.create_task(self._work(consumer), name=f"bus:{subscription.consumer}")
         self._consumers.append(consumer)
+
+    async def broadcast(self, subscription: Subscription) -> None:
+        """In one process every subscription already sees every event: `subscribe`, without retries."""
+        await self.subscribe(replace(subscription, policy=RetryPolicy(max_deliver=1, backoff=())))
 
     async def dead_letters(self, consumer: str | None = None, limit: int = 100) -> list[DeadLetter]:
         """Dead letters, oldest first, optionally for one consumer."""
@@ -138,7 +142,7 @@ class MemoryBus(EventBus):
                 emitted: Sequence[CloudEvent] = await sub.handler(event)
                 await self.publish_many(emitted)
         except Exception as exc:
-            if attempt < sub.policy.max_deliver:
+            if attempt < sub.policy.max_deliver and not isinstance(exc, Unretryable):
                 self._retry_later(consumer, event, attempt, sub.policy.delay(attempt))
                 return
             error = f"{type(exc).__name__}: {exc}"

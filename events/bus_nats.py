@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -28,7 +29,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
 from aima.telemetry.tracing import inject, span_from
-from events.bus import DEAD_LETTER_TYPE, BusError, DeadLetter, EventBus, Subscription
+from events.bus import DEAD_LETTER_TYPE, BusError, DeadLetter, EventBus, Subscription, Unretryable
 from events.envelope import CloudEvent, derived_event_id
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,8 @@ class NatsBus(EventBus):
         self._js: JetStreamContext | None = None
         self._loops: list[tuple[asyncio.Task[None], JetStreamContext.PullSubscription]] = []
         self._connection_lost: asyncio.Future[None] | None = None  # resolved at the next disconnect
+        self._broadcasts: list[Any] = []  # core NATS subscriptions (one copy per process)
+        self._outage_since: float | None = None  # monotonic time of the disconnect; None while connected
 
     # --- port -------------------------------------------------------------------------------
 
@@ -102,9 +105,9 @@ class NatsBus(EventBus):
                     reconnect_time_wait=0.2,
                     connect_timeout=2,
                     drain_timeout=5,
-                    error_cb=_log_error,
+                    error_cb=self._on_error,
                     disconnected_cb=self._on_disconnect,
-                    reconnected_cb=_log_reconnected,
+                    reconnected_cb=self._on_reconnect,
                 )
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             raise BusError(f"cannot connect to NATS at {self._url}: {exc!r}") from exc
@@ -190,6 +193,33 @@ class NatsBus(EventBus):
         task = asyncio.create_task(self._consume(subscription, psub), name=f"bus:{durable}")
         self._loops.append((task, psub))
 
+    async def broadcast(self, subscription: Subscription) -> None:
+        """A plain (core NATS) subscription on the event subjects: every process gets each event."""
+        if self._nc is None:
+            raise BusError("NatsBus is not started")
+
+        async def deliver(msg: Msg) -> None:
+            try:
+                event = CloudEvent.from_json(msg.data)
+            except ValueError:
+                log.warning(
+                    "broadcast %s: a message that is not a CloudEvent was ignored", subscription.consumer
+                )
+                return
+            if not subscription.matches(event.type):
+                return
+            try:
+                with span_from(event.extensions, f"notice {event.type}", consumer=subscription.consumer):
+                    await subscription.handler(event)
+            except Exception:
+                log.exception("broadcast handler %s failed on %s", subscription.consumer, event.id)
+
+        for subject in {self._type_subject(pattern) for pattern in subscription.types}:
+            try:
+                self._broadcasts.append(await self._nc.subscribe(subject, cb=deliver))
+            except nats.errors.Error as exc:
+                raise BusError(f"cannot subscribe to {subject}: {exc!r}") from exc
+
     async def dead_letters(self, consumer: str | None = None, limit: int = 100) -> list[DeadLetter]:
         """Dead letters from the DLQ stream, oldest first, optionally for one consumer."""
         js = self._jetstream()
@@ -226,9 +256,12 @@ class NatsBus(EventBus):
         nc, self._nc, self._js = self._nc, None, None
         if nc is None or nc.is_closed:
             return
+        broadcasts, self._broadcasts = self._broadcasts, []
         try:
             for _, psub in loops:  # nobody reads their inboxes any more; drain would wait on them
                 await psub.unsubscribe()
+            for sub in broadcasts:
+                await sub.unsubscribe()
             await nc.drain()
         except (TimeoutError, nats.errors.Error):
             await nc.close()
@@ -239,8 +272,21 @@ class NatsBus(EventBus):
         if self._connection_lost is not None and not self._connection_lost.done():
             self._connection_lost.set_result(None)
         self._connection_lost = asyncio.get_running_loop().create_future()
-        if self._nc is not None:  # not our own close()
-            log.warning("nats: disconnected from %s", self._url)
+        if self._nc is not None and self._outage_since is None:  # not our own close(); once per outage
+            self._outage_since = time.monotonic()
+            log.warning("nats: disconnected from %s; reconnecting (one warning per outage)", self._url)
+
+    async def _on_error(self, exc: Exception) -> None:
+        """Errors while disconnected are the reconnect attempts of a known outage: not warned again."""
+        if self._outage_since is not None:
+            log.debug("nats: still unreachable: %r", exc)
+            return
+        log.warning("nats: %r", exc)
+
+    async def _on_reconnect(self) -> None:
+        since, self._outage_since = self._outage_since, None
+        lasted = "" if since is None else f" after {time.monotonic() - since:.1f} s"
+        log.warning("nats: reconnected to %s%s", self._url, lasted)
 
     def _jetstream(self) -> JetStreamContext:
         if self._js is None:
@@ -370,7 +416,7 @@ class NatsBus(EventBus):
                 emitted = await subscription.handler(event)
                 await self.publish_many(emitted)
         except Exception as exc:
-            if delivery < policy.max_deliver:
+            if delivery < policy.max_deliver and not isinstance(exc, Unretryable):
                 await msg.nak(delay=policy.delay(delivery))
                 return
             await self._dead_letter(consumer, event, delivery, f"{type(exc).__name__}: {exc}")
@@ -431,11 +477,3 @@ def _dead_letter_from(letter: CloudEvent) -> DeadLetter:
         error=str(data["error"]),
         failed_at=letter.time,
     )
-
-
-async def _log_error(exc: Exception) -> None:
-    log.warning("nats: %r", exc)
-
-
-async def _log_reconnected() -> None:
-    log.info("nats: reconnected")

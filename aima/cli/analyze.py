@@ -1,14 +1,16 @@
 """``aima analyze``: the embedded main job — every pipeline step this build has, in one process.
 
-The function cores run exactly as they do as Knative functions, wired to the in-process bus:
-ingest stores each file in a new case (one parent job, one child job per file) and publishes
-``media.uploaded``; probe reads metadata, samples frames and extracts audio. The summary shows
-only what those steps computed; steps that later issues add are listed as not in this build.
+The function cores run exactly as they do as Knative functions, from their specs, wired to the
+in-process bus: ingest stores each file in a new case (one parent job, one child job per file) and
+publishes ``media.uploaded``; every analysis step found by `functions.runtime.spec.discover`
+(probe today) handles what it consumes. The summary shows only what those steps computed, counts
+each step's results, and lists the steps that later issues add as not in this build.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,25 +19,15 @@ from typing import Any
 from aima.access.scope import Scope
 from aima.identity.users import UserDirectory
 from aima.settings import Settings
-from aima.storage.audit import AuditLog
 from aima.storage.cases import CaseRepository
-from aima.storage.factory import Stores
 from aima.storage.media import MediaRepository
 from aima.telemetry.logging import setup_logging
 from events.bus import Subscription
-from events.catalogue import (
-    AudioExtracted,
-    FramesExtracted,
-    MediaFailed,
-    MediaProbed,
-    parse_data,
-)
+from events.catalogue import AudioExtracted, FramesExtracted, MediaFailed, MediaProbed, parse_data
 from events.envelope import CloudEvent
-from events.factory import bus_from_settings, retry_policy_from_settings
-from functions.ingest.app import build_core as build_ingest
-from functions.probe.app import SUBSCRIBES as PROBE_SUBSCRIBES
-from functions.probe.app import build_core as build_probe
-from functions.runtime.worker import instrument
+from functions.runtime.deps import Deps
+from functions.runtime.host import Host
+from functions.runtime.spec import FunctionSpec, discover
 
 CHUNK = 1 << 20
 NOT_YET = (
@@ -48,7 +40,8 @@ NOT_YET = (
     "fusion",
     "report",
 )
-RESULT_TYPES = (MediaProbed.TYPE, FramesExtracted.TYPE, AudioExtracted.TYPE, MediaFailed.TYPE)
+KNOWN = (MediaProbed.TYPE, FramesExtracted.TYPE, AudioExtracted.TYPE, MediaFailed.TYPE)
+INGEST = "ingest"
 
 Echo = Callable[[str], None]
 
@@ -63,16 +56,23 @@ def _chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
+def analysis_steps(specs: dict[str, FunctionSpec]) -> list[FunctionSpec]:
+    """The pipeline steps of this installation: event functions that declare ``analysis=True``."""
+    return [spec for spec in specs.values() if spec.analysis and spec.build is not None]
+
+
 async def run_analysis(
     settings: Settings, files: Sequence[Path], *, case_name: str | None, echo: Echo
 ) -> None:
-    """Create a case from ``files`` and run the pipeline on it (embedded profile only)."""
+    """Create a case from ``files`` and run every analysis step on it (embedded profile only)."""
     if settings.profile != "embedded":
         raise AnalysisRefused("aima analyze runs the embedded profile; in a cluster, upload through the API")
     setup_logging(level="WARNING", json_logs=settings.log_json, service="aima-cli")
     started = time.perf_counter()
-    stores = Stores.open(settings)
-    bus = bus_from_settings(settings)
+    specs = discover()
+    steps = analysis_steps(specs)
+    deps = Deps(settings.model_copy(update={"bus": "memory", "delivery": "bus"}))
+    host = Host(deps, steps)
     results: dict[str, list[CloudEvent]] = {}
 
     async def collect(event: CloudEvent) -> list[CloudEvent]:
@@ -80,36 +80,41 @@ async def run_analysis(
         return []
 
     try:
+        stores = deps.stores
         owner = UserDirectory(stores.db).ensure_local_owner()
         name = case_name or f"analysis {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+        tenant = Scope.for_tenant(owner.tenant_id, owner.username)
+        case_id = str(uuid.uuid4())
+        audit = deps.audit
         case = CaseRepository(stores.db).create(
-            Scope.for_tenant(owner.tenant_id, owner.username), name, owner.user_id
-        )
-        case_id = str(case["id"])
-        AuditLog(stores.db).record_now(
-            tenant_id=owner.tenant_id,
-            actor=owner.username,
-            action="case.create",
-            outcome="allowed",
+            tenant,
+            name,
+            owner.user_id,
             case_id=case_id,
-            object=f"case/{case_id}",
-            detail={"via": "aima analyze"},
+            audit=lambda session: audit.record(
+                session,
+                tenant_id=owner.tenant_id,
+                actor=owner.username,
+                action="case.create",
+                outcome="allowed",
+                case_id=case_id,
+                object=f"case/{case_id}",
+                detail={"via": "aima analyze"},
+            ),
         )
-        await bus.start()
-        policy = retry_policy_from_settings(settings)
-        probe = build_probe(settings)
-        await bus.subscribe(
-            Subscription("probe", PROBE_SUBSCRIBES, instrument("probe", probe.handle), policy)
-        )
-        await bus.subscribe(Subscription("analyze-summary", RESULT_TYPES, collect, policy))
-        ingest = build_ingest(settings, bus_publish=bus.publish)
+        await host.start()
+        emitted = tuple(sorted({payload.TYPE for spec in steps for payload in spec.emits}))
+        await deps.bus.subscribe(Subscription("analyze-summary", emitted, collect, deps.retry_policy))
+        ingest_spec = specs[INGEST]
+        from functions.ingest.spec import build_core  # the composition root may name a function
+
+        assert ingest_spec.name == INGEST
+        ingest = build_core(deps)
         scope = Scope.for_case(owner.tenant_id, case_id, owner.username)
         bulk = await ingest.bulk(scope, case_id, [(path.name, _chunks(path)) for path in files])
-        drain: Any = getattr(bus, "drain", None)
-        if drain is not None:
-            await drain(timeout=600)
+        await _settle(deps)
         rows = {row["id"]: row for row in MediaRepository(stores.db).list(scope, case_id)}
-        echo(f"case {case_id}  {name!r}  (embedded, data in {settings.data_dir})")
+        echo(f"case {case['id']}  {name!r}  (embedded, data in {settings.data_dir})")
         echo(f"job {bulk.parent_job_id}: {len(files)} file(s)")
         for item in bulk.results:
             echo("")
@@ -128,16 +133,36 @@ async def run_analysis(
             for line in _describe(results.get(stored.media_id, [])):
                 echo("  " + line)
         echo("")
-        echo("not in this build yet: " + ", ".join(NOT_YET))
+        counts = {
+            spec.name: sum(1 for evs in results.values() for e in evs if e.source.endswith("/" + spec.name))
+            for spec in steps
+        }
+        echo("steps run: " + ", ".join(f"{n} ({c} result{'s' if c != 1 else ''})" for n, c in counts.items()))
+        missing = [step for step in NOT_YET if step not in specs]
+        if missing:
+            echo("not in this build yet: " + ", ".join(missing))
         echo(f"done in {time.perf_counter() - started:.1f} s")
     finally:
-        await bus.close()
-        stores.close()
+        await host.stop()
+
+
+async def _settle(deps: Deps, timeout: float = 600.0) -> None:  # noqa: ASYNC109 - seconds, as the bus takes
+    """Wait until the in-process bus is idle and the outbox has nothing left to publish."""
+    drain: Any = getattr(deps.bus.inner, "drain", None)
+    deadline = time.monotonic() + timeout
+    while True:
+        if drain is not None:
+            await drain(timeout=max(1.0, deadline - time.monotonic()))
+        if await deps.relay.flush() == 0:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError("the analysis did not settle in time")
 
 
 def _describe(events: list[CloudEvent]) -> Iterator[str]:
     """One line per step result, from the events the steps published."""
-    for event in sorted(events, key=lambda e: RESULT_TYPES.index(e.type)):
+    order = {event_type: n for n, event_type in enumerate(KNOWN)}
+    for event in sorted(events, key=lambda e: (order.get(e.type, len(KNOWN)), e.type)):
         data = parse_data(event)
         if isinstance(data, MediaFailed):
             yield f"{data.step}: failed: {data.reason}"
@@ -154,3 +179,5 @@ def _describe(events: list[CloudEvent]) -> Iterator[str]:
             yield f"frames: {len(data.frames)} sampled at t = {stamps}{more} s"
         elif isinstance(data, AudioExtracted):
             yield f"audio: {data.duration_s:.2f} s extracted at {data.sample_rate} Hz mono for transcription"
+        else:
+            yield f"{event.source.rsplit('/', 1)[-1]}: {event.type}"

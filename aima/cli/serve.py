@@ -1,158 +1,86 @@
-"""``aima serve``: run the gateway or one function under uvicorn, wired from `Settings`.
+"""``aima serve NAME``: run one function (or ``all``) under uvicorn, from its spec.
 
-* ``api``: the public gateway (its lifespan starts the bus and closes the services);
-* ``ingest``: the internal upload API; it verifies service tokens against the shared key ring and
-  publishes ``MediaUploaded`` on the bus;
-* ``probe``, ``retention``: the function's HTTP adapter (CloudEvents at ``POST /``) and, when the bus
-  is NATS, its bus consumer too. On the in-process bus of the embedded profile events do not cross
-  processes: ``aima analyze`` runs the whole pipeline in one process instead.
+The names are the function specs found on this installation (`functions.runtime.spec.discover`),
+so a new function package is servable without touching the CLI. Delivery follows
+``AIMA_DELIVERY`` (see `functions.runtime.host`).
+
+The in-process bus of the embedded profile does not cross processes, so on it a single function
+is refused with one line saying what to use instead: ``aima serve all`` runs the gateway and every
+function in one process (the gateway calls ingest in-process, events flow on the in-process bus),
+or ``AIMA_BUS=nats`` lets separate processes share NATS JetStream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import click
 import uvicorn
-from fastapi import FastAPI
 
-from aima.identity.tokens import TokenService
-from aima.identity.users import UserDirectory
 from aima.settings import Settings, load_settings
-from aima.storage.relational import Database
-from aima.telemetry.health import HealthRegistry
 from aima.telemetry.logging import setup_logging
 from aima.telemetry.tracing import setup_tracing
-from events.bus import EventBus, Handler, Subscription
-from events.factory import bus_from_settings, retry_policy_from_settings
-from functions.runtime.worker import instrument
+from functions.runtime.deps import Deps
+from functions.runtime.host import CannotServe, Host
+from functions.runtime.spec import FunctionSpec, discover
 
-SERVICES = ("api", "ingest", "probe", "retention")
-DEFAULT_PORTS = {"api": 8080, "ingest": 8081, "probe": 8082, "retention": 8083}
-
-
-@dataclass
-class Served:
-    """An app to serve, the bus its process publishes on (None: the app's lifespan owns it) and the
-    subscription of its bus consumer, if it runs one."""
-
-    app: FastAPI
-    bus: EventBus | None = None
-    subscription: Subscription | None = None
+ALL = "all"
 
 
-def token_service(settings: Settings, db: Database) -> TokenService:
-    """A `TokenService` on the shared key ring, as the gateway opens it (verification only here)."""
-    return TokenService.from_settings(settings, db, UserDirectory(db))
+def choose(name: str, settings: Settings, specs: dict[str, FunctionSpec]) -> list[FunctionSpec]:
+    """The specs ``aima serve NAME`` runs; raises `CannotServe` with what to do instead."""
+    if name == ALL:
+        # functions with an HTTP API of their own first: the gateway calls ingest in-process
+        return sorted(specs.values(), key=lambda s: (s.public, s.app is None, s.name))
+    if name not in specs:
+        raise CannotServe(f"no function {name!r}; this installation has: {', '.join(sorted(specs))}, {ALL}")
+    if settings.bus == "memory":
+        raise CannotServe(
+            f"{name} alone cannot share events with other processes on the embedded in-process bus: "
+            f"run every function in one process with `aima serve {ALL}`, or set AIMA_BUS=nats"
+        )
+    return [specs[name]]
 
 
-def ingest_app(settings: Settings, bus: EventBus) -> FastAPI:
-    """The ingest function's HTTP app on the stores ``settings`` name, publishing on ``bus``."""
-    from functions.ingest.app import build_core, create_app
-
-    db = Database.from_settings(settings)
-    db.migrate()
-    health = HealthRegistry(timeout=settings.health_timeout)
-    health.add("database", db.health)
-    health.add("bus", bus.health)
-    return create_app(
-        build_core(settings, bus_publish=bus.publish), tokens=token_service(settings, db), health=health
-    )
-
-
-def _api(settings: Settings) -> Served:
-    from functions.api.app import create_app
-    from functions.api.services import ApiServices
-
-    return Served(create_app(ApiServices.open(settings), close_services=True))
-
-
-def _ingest(settings: Settings) -> Served:
-    bus = bus_from_settings(settings)
-    return Served(ingest_app(settings, bus), bus)
-
-
-def _probe(settings: Settings) -> Served:
-    from functions.probe.app import NAME, SUBSCRIBES, build_core, create_app
-
-    bus = bus_from_settings(settings)
-    core = build_core(settings)
-    app = create_app(core, publisher=bus, health=_bus_health(settings, bus))
-    return Served(app, bus, _subscription(settings, NAME, core.handle, SUBSCRIBES))
-
-
-def _retention(settings: Settings) -> Served:
-    from functions.retention.app import NAME, SUBSCRIBES, build_core, create_app
-
-    bus = bus_from_settings(settings)
-    core = build_core(settings)
-    app = create_app(core, publisher=bus, health=_bus_health(settings, bus))
-    return Served(app, bus, _subscription(settings, NAME, core.handle, SUBSCRIBES))
-
-
-def _bus_health(settings: Settings, bus: EventBus) -> HealthRegistry:
-    health = HealthRegistry(timeout=settings.health_timeout)
-    health.add("bus", bus.health)
-    return health
-
-
-def _subscription(
-    settings: Settings, name: str, handler: Handler, types: tuple[str, ...]
-) -> Subscription | None:
-    if settings.bus != "nats":
-        return None
-    policy = retry_policy_from_settings(settings)
-    wrapped = instrument(name, handler, max_deliver=policy.max_deliver)
-    return Subscription(consumer=name, types=types, handler=wrapped, policy=policy)
-
-
-BUILDERS: dict[str, Callable[[Settings], Served]] = {
-    "api": _api,
-    "ingest": _ingest,
-    "probe": _probe,
-    "retention": _retention,
-}
-
-
-def build(name: str, settings: Settings) -> Served:
-    """What ``aima serve NAME`` runs; logging and tracing are set up for it."""
-    setup_logging(settings.log_level, settings.log_json, service=name)
-    setup_tracing(settings.service_name)
-    return BUILDERS[name](settings)
-
-
-async def serve(served: Served, host: str, port: int) -> None:
-    """Serve until SIGINT/SIGTERM: start the bus (and the consumer), run uvicorn, close the bus."""
+async def serve(host: Host, chosen: Sequence[FunctionSpec], address: str, port: int) -> None:
+    """Serve until SIGINT/SIGTERM: the first chosen spec's app on ``port`` (``all``: the gateway's),
+    every chosen event function's consumer, the relay; then stop them."""
+    apps = {spec.name: host.app(spec) for spec in chosen}
+    front = next((s for s in chosen if s.public), chosen[0])
     server = uvicorn.Server(
-        uvicorn.Config(served.app, host=host, port=port, log_config=None, access_log=False)
+        uvicorn.Config(apps[front.name], host=address, port=port, log_config=None, access_log=False)
     )
-    if served.bus is None:
-        await server.serve()
-        return
-    await served.bus.start()
+    await host.start()
     try:
-        if served.subscription is not None:
-            await served.bus.subscribe(served.subscription)
         await server.serve()
     finally:
         with contextlib.suppress(Exception):
-            await served.bus.close()
+            await host.stop()
 
 
 @click.command("serve")
-@click.argument("service", type=click.Choice(SERVICES))
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.argument("name")
+@click.option("--host", "address", default="127.0.0.1", show_default=True)
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
     default=None,
-    help="Default: api 8080, ingest 8081, probe 8082, retention 8083.",
+    help="Default: the function's own (api 8080, ingest 8081, probe 8082, retention 8083).",
 )
-def serve_command(service: str, host: str, port: int | None) -> None:
-    """Run the gateway or a function under uvicorn, configured from AIMA_* settings."""
+def serve_command(name: str, address: str, port: int | None) -> None:
+    """Run the function NAME (or `all` of them in one process) under uvicorn, from AIMA_* settings."""
+    from aima.cli import CliError
+
     settings = load_settings()
-    port = DEFAULT_PORTS[service] if port is None else port
-    asyncio.run(serve(build(service, settings), host, port))
+    specs = discover()
+    try:
+        chosen = choose(name, settings, specs)
+    except CannotServe as exc:
+        raise CliError(str(exc)) from exc
+    setup_logging(settings.log_level, settings.log_json, service=name)
+    setup_tracing(settings.service_name)
+    front = next((s for s in chosen if s.public), chosen[0])
+    host = Host(Deps(settings), chosen)
+    asyncio.run(serve(host, chosen, address, front.port if port is None else port))

@@ -11,8 +11,9 @@ The cache is an optimisation only: when it fails, reads fall back to the databas
 succeed, with one warning per outage; the cache is retried every ``cache_retry`` seconds and, once
 back, starts a fresh generation before it is trusted again.
 
-The kernel cannot publish events, so `ConfigService.set` returns a `ConfigChange` and the API layer
-publishes ``io.aima.config.changed.v1`` with it. Connection settings and secrets are not here.
+`ConfigService.set` writes ``io.aima.config.changed.v1`` to the outbox in the change's transaction;
+every process receives it as a broadcast and calls `ConfigService.invalidate`, so a change applies
+everywhere at once, not after ``cache_ttl``. Connection settings and secrets are not here.
 """
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ from aima.config.schema import SECTIONS, RuntimeConfig
 from aima.storage.audit import AuditLog
 from aima.storage.cache import Cache
 from aima.storage.config_store import ConfigStore, Stored
+from aima.storage.outbox import Outbox
 from aima.storage.relational import Database
+from events.catalogue import ConfigChanged, make_event
+from events.envelope import derived_event_id
 
 log = logging.getLogger(__name__)
+SOURCE = "/aima/kernel/config"
 
 GENERATION_KEY = "config:generation"
 CACHE_TTL = 60.0
@@ -73,6 +78,7 @@ class ConfigService:
         cache_retry: float = CACHE_RETRY,
     ) -> None:
         self._store = ConfigStore(db)
+        self._outbox = Outbox(db)
         self._cache = cache
         self._audit = audit
         self._ttl = cache_ttl
@@ -113,11 +119,10 @@ class ConfigService:
     ) -> ConfigChange:
         """Store ``value`` as the next version of section ``key`` (globally if ``tenant_id`` is None).
 
-        The version and its audit record (``config.write`` in ``audit_tenant_id``, with the request's
-        ``request_id``, ``client`` and ``trace_id``) commit together;
-        the cache is invalidated afterwards. Raises `InvalidConfig` naming the field if the section
-        model refuses the value. The caller (the API layer) publishes ``io.aima.config.changed.v1``
-        with the returned `ConfigChange`; the kernel cannot reach the event bus.
+        The version, its audit record (``config.write`` in ``audit_tenant_id``, with the request's
+        ``request_id``, ``client`` and ``trace_id``) and ``io.aima.config.changed.v1`` (in the outbox)
+        commit together; the cache is invalidated afterwards. Raises `InvalidConfig` naming the field
+        if the section model refuses the value.
         """
         model = _section(key)
         if not isinstance(value, dict):
@@ -149,8 +154,17 @@ class ConfigService:
                     "value_sha256": hashlib.sha256(canonical.encode()).hexdigest(),
                 },
             )
+            notice = ConfigChanged(tenant_id=tenant_id, key=key, version=version)
+            event_id = derived_event_id(f"config:{tenant_id or '*'}:{key}", str(version))
+            self._outbox.add(
+                session, [make_event(notice, source=SOURCE, subject=f"config/{key}", event_id=event_id)]
+            )
         self._cache_call(self._new_generation)
         return ConfigChange(key, tenant_id, version)
+
+    def invalidate(self) -> None:
+        """Forget every cached configuration (another process changed one: ``config.changed``)."""
+        self._cache_call(self._new_generation)
 
     def history(self, key: str, tenant_id: str | None) -> list[dict[str, Any]]:
         """Every version of the section at this level, newest first, with changed_by and changed_at."""

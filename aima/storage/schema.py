@@ -143,6 +143,21 @@ processed_events = Table(
 )
 
 
+# --- the transactional outbox (migration 0003) ----------------------------------------------
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("type", String(200), nullable=False),
+    Column("body", Text(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+    Column("published_at", UTCDateTime(), nullable=True),
+    Index(None, "published_at", "seq"),
+)
+
+
 # --- identity, access, audit, runtime configuration (migration 0002) -------------------------
 
 tenants = Table(

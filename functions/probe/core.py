@@ -7,9 +7,9 @@ where it can) and stores what it derived next to the original::
     cases/{case_id}/media/{media_id}/frames/{timestamp_ms:010d}.jpg
     cases/{case_id}/media/{media_id}/thumb.jpg, preview.jpg, audio.wav
 
-then the metadata on the media row and in a ``probes`` document. It emits MediaProbed,
-FramesExtracted (video, image) and AudioExtracted (audio, video with sound) with ids derived
-from the handled event, so a redelivery stores the same objects again and emits the same ids.
+then the metadata on the media row and in a ``probes`` document. It returns MediaProbed,
+FramesExtracted (video, image) and AudioExtracted (audio, video with sound); the runtime derives
+their ids from the handled event, so a redelivery stores the same objects again and emits the same ids.
 Anything wrong with the file ends in MediaFailed and a ``failed`` row with the reason; only
 infrastructure errors (a store that cannot be reached) raise, so the bus retries.
 """
@@ -38,16 +38,14 @@ from events.catalogue import (
     MediaFailed,
     MediaProbed,
     MediaUploaded,
-    make_event,
-    parse_data,
 )
-from events.envelope import CloudEvent, derived_event_id
+from events.envelope import derived_event_id
 from functions.probe import ffmpeg
 from functions.probe.ffmpeg import MediaError, ProbeResult, RunLimits
+from functions.runtime.context import Context
 
 log = logging.getLogger(__name__)
 
-SOURCE = "/aima/functions/probe"
 ACTOR = "function:probe"
 PROBES = "probes"
 STEP = "probe"
@@ -85,7 +83,7 @@ class _Derived:
 
 
 class ProbeCore:
-    """``async handle(event) -> list[CloudEvent]`` for ``io.aima.media.uploaded.v1``."""
+    """``async handle(data, ctx) -> list[EventData]`` for ``io.aima.media.uploaded.v1``."""
 
     def __init__(
         self,
@@ -106,13 +104,11 @@ class ProbeCore:
         self._limits_for = limits_for
         self._workdir = workdir
 
-    async def handle(self, event: CloudEvent) -> list[CloudEvent]:
+    async def handle(self, data: MediaUploaded, ctx: Context) -> list[EventData]:
         """Probe the uploaded file; blocking work runs in a worker thread."""
-        data = parse_data(event, MediaUploaded)
-        assert isinstance(data, MediaUploaded)
-        return await asyncio.to_thread(self._handle, event, data)
+        return await asyncio.to_thread(self._handle, ctx.event_id, data)
 
-    def _handle(self, event: CloudEvent, data: MediaUploaded) -> list[CloudEvent]:
+    def _handle(self, event_id: str, data: MediaUploaded) -> list[EventData]:
         scope = Scope.for_case(data.tenant_id, data.case_id, ACTOR)
         if self._media.get(scope, data.media_id) is None:
             log.info("media is gone; nothing to probe", extra={"media_id": data.media_id})
@@ -121,12 +117,12 @@ class ProbeCore:
             try:
                 derived = self._derive(Path(tmp), data)
             except MediaError as exc:
-                return self._fail(event, data, scope, exc.reason)
-            doc = self._store(event, data, derived)
+                return self._fail(data, scope, exc.reason)
+            doc = self._store(event_id, data, derived)
         if not self._media.set_probed(scope, data.media_id, kind=derived.info.kind, metadata=doc["metadata"]):
             self._forget(data)  # deleted while we worked: leave nothing behind
             return []
-        return self._events(event, data, doc)
+        return self._results(data, doc)
 
     # --- work on the local copy --------------------------------------------------------------
 
@@ -182,7 +178,7 @@ class ProbeCore:
 
     # --- results -------------------------------------------------------------------------------
 
-    def _store(self, event: CloudEvent, data: MediaUploaded, derived: _Derived) -> dict[str, Any]:
+    def _store(self, event_id: str, data: MediaUploaded, derived: _Derived) -> dict[str, Any]:
         """Upload the artefacts, drop stale frames of an earlier run, upsert the probe document."""
         base = _base(data)
         frames = []
@@ -204,7 +200,7 @@ class ProbeCore:
             audio = {"object_key": wav_key, "sample_rate": AUDIO_RATE, "duration_s": round(duration, 3)}
         doc = {
             "media_id": data.media_id,
-            "source_event": event.id,
+            "source_event": event_id,
             "kind": derived.info.kind,
             "metadata": derived.info.to_dict(),
             "frames": frames,
@@ -226,7 +222,7 @@ class ProbeCore:
             self._objects.put(key, source, content_type=content_type)
         return key
 
-    def _events(self, event: CloudEvent, data: MediaUploaded, doc: dict[str, Any]) -> list[CloudEvent]:
+    def _results(self, data: MediaUploaded, doc: dict[str, Any]) -> list[EventData]:
         ids = {
             "tenant_id": data.tenant_id,
             "case_id": data.case_id,
@@ -234,26 +230,23 @@ class ProbeCore:
             "job_id": data.job_id,
         }
         meta = doc["metadata"]
-        payloads: list[tuple[str, EventData]] = [
-            (
-                "probed",
-                MediaProbed(
-                    **ids,
-                    kind=doc["kind"],
-                    duration_s=meta["duration_s"],
-                    width=meta["width"],
-                    height=meta["height"],
-                ),
+        payloads: list[EventData] = [
+            MediaProbed(
+                **ids,
+                kind=doc["kind"],
+                duration_s=meta["duration_s"],
+                width=meta["width"],
+                height=meta["height"],
             )
         ]
         if doc["frames"]:
             frames = [FrameRef(**frame) for frame in doc["frames"]]
-            payloads.append(("frames", FramesExtracted(**ids, frames=frames)))
+            payloads.append(FramesExtracted(**ids, frames=frames))
         if doc["audio"] is not None:
-            payloads.append(("audio", AudioExtracted(**ids, **doc["audio"])))
-        return [self._emit(event, data, name, payload) for name, payload in payloads]
+            payloads.append(AudioExtracted(**ids, **doc["audio"]))
+        return payloads
 
-    def _fail(self, event: CloudEvent, data: MediaUploaded, scope: Scope, reason: str) -> list[CloudEvent]:
+    def _fail(self, data: MediaUploaded, scope: Scope, reason: str) -> list[EventData]:
         log.warning("media failed to probe: %s", reason, extra={"media_id": data.media_id})
         self._forget(data)
         if not self._media.mark_failed(scope, data.media_id, reason):
@@ -264,7 +257,7 @@ class ProbeCore:
             "media_id": data.media_id,
             "job_id": data.job_id,
         }
-        return [self._emit(event, data, "failed", MediaFailed(**ids, step=STEP, reason=reason))]
+        return [MediaFailed(**ids, step=STEP, reason=reason)]
 
     def _forget(self, data: MediaUploaded) -> None:
         """Remove what an earlier run derived (never the original)."""
@@ -274,15 +267,6 @@ class ProbeCore:
             self._objects.delete(f"{base}/{name}")
         self._documents.delete_many(
             PROBES, {"_id": data.media_id, "tenant_id": data.tenant_id, "case_id": data.case_id}
-        )
-
-    @staticmethod
-    def _emit(event: CloudEvent, data: MediaUploaded, name: str, payload: EventData) -> CloudEvent:
-        return make_event(
-            payload,
-            source=SOURCE,
-            subject=data.media_id,
-            event_id=derived_event_id(event.id, STEP, name),
         )
 
 

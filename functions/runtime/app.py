@@ -1,13 +1,16 @@
-"""The HTTP adapter of a function: receives CloudEvents the way Knative delivers them.
+"""The HTTP adapter of an event function: receives CloudEvents the way a Knative Trigger delivers them.
 
-``POST /`` answers 202 with an empty body and the emitted event ids in ``X-Emitted-Event-Ids``:
-a Knative broker treats any non-empty reply that is not a CloudEvent as a failed delivery.
-4xx means "do not retry" and 5xx "retry" to Knative's delivery, so a bad event is rejected with
-400, a failing handler answers 500 and an unreachable bus 503 (RFC 9457 problem details).
+``POST /`` takes one CloudEvent (binary or structured mode) signed by an AIMA process
+(`events.signing`); anything unsigned or signed wrongly gets 401 and an audit record. It answers
+202 with an empty body and the emitted event ids in ``X-Emitted-Event-Ids``: a Knative broker
+treats any non-empty reply that is not a CloudEvent as a failed delivery. 4xx means "do not retry"
+and 5xx "retry" to Knative's delivery, so a bad event is refused with 400, a failing handler
+answers 500 and an unreachable store or bus 503 (RFC 9457 problem details).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -17,65 +20,93 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from aima.storage.audit import AuditLog
 from aima.telemetry.health import HealthRegistry
 from aima.telemetry.metrics import HTTP_REQUESTS, HTTP_SECONDS, render
 from aima.telemetry.tracing import span_from
-from events.bus import EventBus, Handler
 from events.http import InvalidCloudEvent, from_http
+from events.signing import EventSigner, InvalidSignature
+from functions.runtime.dispatch import Dispatcher, RefusedEvent
 from functions.runtime.problems import problem_response
 from functions.runtime.worker import instrument
 
 log = logging.getLogger(__name__)
 REQUEST_ID = "X-Request-ID"
 EMITTED_IDS = "X-Emitted-Event-Ids"
+REFUSED_TENANT = "anonymous"
+"""The audit chain of refused deliveries: no tenant of an unverified event can be trusted."""
 _WELL_FORMED_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def create_function_app(
-    name: str,
-    handler: Handler,
+    dispatcher: Dispatcher,
     *,
-    publisher: EventBus | None,
+    signer: EventSigner | None,
+    audit: AuditLog | None,
     health: HealthRegistry,
-    accepts: tuple[str, ...] = (),
+    receive_events: bool = True,
 ) -> FastAPI:
-    """A FastAPI app serving ``handler`` at ``POST /`` plus health and metrics endpoints.
+    """A FastAPI app for an event function: ``POST /`` (when ``receive_events``) plus health and metrics.
 
-    Emitted events are published through ``publisher`` (None: a sink that publishes nothing).
-    ``accepts`` limits the event types taken (empty: any).
+    ``signer`` verifies every event (None only in tests of the adapter itself); ``audit`` records
+    refused deliveries.
     """
-    run = instrument(name, handler)
+    name = dispatcher.spec.name
     app = FastAPI(title=f"aima-{name}", openapi_url=None, docs_url=None, redoc_url=None)
     observe_requests(app, name)
+    if receive_events:
+        run = instrument(name, dispatcher.dispatch)
 
-    @app.post("/")
-    async def receive(request: Request) -> Response:
-        try:
-            event = from_http(request.headers, await request.body())
-        except InvalidCloudEvent as exc:
-            return problem_response(400, "invalid-cloudevent", "Invalid CloudEvent", str(exc))
-        if accepts and event.type not in accepts:
-            detail = f"{name} does not accept events of type {event.type!r}; it accepts {', '.join(accepts)}"
-            return problem_response(400, "unsupported-event-type", "Unsupported event type", detail)
-        with span_from(event.extensions, f"{name} receive"):
+        @app.post("/")
+        async def receive(request: Request) -> Response:
             try:
-                emitted = await run(event)  # logs its own failure, with the trace id
-            except Exception as exc:
-                detail = f"{type(exc).__name__} while handling event {event.id}; deliver it again"
-                return problem_response(500, "handler-failed", "Handler failed", detail)
+                event = from_http(request.headers, await request.body())
+            except InvalidCloudEvent as exc:
+                return problem_response(400, "invalid-cloudevent", "Invalid CloudEvent", str(exc))
+            if signer is not None:
+                try:
+                    signer.verify(event)
+                except InvalidSignature as exc:
+                    await _record_refusal(audit, name, request, event.id, event.type, str(exc))
+                    detail = f"{exc}; {name} accepts events only from the broker or another AIMA function"
+                    headers = {"WWW-Authenticate": 'Signature realm="aima-events"'}
+                    return problem_response(
+                        401, "unsigned-event", "Event not signed", detail, headers=headers
+                    )
             try:
-                if publisher is not None:
-                    await publisher.publish_many(emitted)
-            except Exception as exc:
-                log.exception("publishing emitted events failed", extra={"event_id": event.id})
-                detail = (
-                    f"{type(exc).__name__} while publishing events caused by {event.id}; deliver it again"
-                )
-                return problem_response(503, "publish-failed", "Emitted events not published", detail)
-        return Response(status_code=202, headers={EMITTED_IDS: ",".join(e.id for e in emitted)})
+                dispatcher.validate(event)
+            except RefusedEvent as exc:
+                return problem_response(400, "refused-event", "Event refused", str(exc))
+            with span_from(event.extensions, f"{name} receive"):
+                try:
+                    emitted = await run(event)  # logs its own failure, with the trace id
+                except Exception as exc:
+                    detail = f"{type(exc).__name__} while handling event {event.id}; deliver it again"
+                    return problem_response(500, "handler-failed", "Handler failed", detail)
+            return Response(status_code=202, headers={EMITTED_IDS: ",".join(e.id for e in emitted)})
 
     add_probe_routes(app, health)
     return app
+
+
+async def _record_refusal(
+    audit: AuditLog | None, function: str, request: Request, event_id: str, event_type: str, reason: str
+) -> None:
+    log.warning("refused an unsigned or forged event", extra={"function": function, "event_id": event_id})
+    if audit is None:
+        return
+    client = request.client.host if request.client else None
+    await asyncio.to_thread(
+        audit.record_now,
+        tenant_id=REFUSED_TENANT,
+        actor="unauthenticated",
+        action="event.refused",
+        outcome="denied",
+        object=f"function/{function}",
+        request_id=getattr(request.state, "request_id", None),
+        client=client,
+        detail={"event_id": event_id[:128], "type": event_type[:200], "reason": reason},
+    )
 
 
 def observe_requests(app: FastAPI, name: str) -> None:

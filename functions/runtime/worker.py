@@ -1,11 +1,8 @@
-"""The bus adapter of a function, and the instrumentation both adapters wrap its core in."""
+"""The instrumentation both adapters (the HTTP endpoint and the bus consumer) wrap a function in."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -14,7 +11,7 @@ from opentelemetry import trace
 
 from aima.telemetry.metrics import EVENTS_HANDLED, HANDLER_SECONDS
 from aima.telemetry.tracing import extract, inject, tracer
-from events.bus import EventBus, Handler, RetryPolicy, Subscription
+from events.bus import Handler
 from events.envelope import CloudEvent
 
 log = logging.getLogger(__name__)
@@ -65,28 +62,3 @@ def instrument(consumer: str, handler: Handler, *, max_deliver: int | None = Non
             return [e if e.traceparent else e.with_extensions(**context) for e in emitted]
 
     return handle
-
-
-async def run_worker(
-    name: str, handler: Handler, types: tuple[str, ...], bus: EventBus, policy: RetryPolicy
-) -> None:
-    """Run ``handler`` as the durable consumer ``name`` of ``types`` until cancelled or SIGTERM.
-
-    Starts ``bus`` and closes it on the way out (in-flight events are redelivered later).
-    """
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    on_main_thread = threading.current_thread() is threading.main_thread()
-    if on_main_thread:
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-    try:
-        await bus.start()
-        wrapped = instrument(name, handler, max_deliver=policy.max_deliver)
-        await bus.subscribe(Subscription(consumer=name, types=types, handler=wrapped, policy=policy))
-        log.info("worker started", extra={"consumer": name, "types": list(types)})
-        await stop.wait()
-    finally:
-        if on_main_thread:
-            loop.remove_signal_handler(signal.SIGTERM)
-        await bus.close()
-        log.info("worker stopped", extra={"consumer": name})

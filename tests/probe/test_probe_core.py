@@ -6,7 +6,7 @@ import io
 import time
 import uuid
 import wave
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +24,6 @@ from aima.storage.media import MediaRepository
 from aima.storage.objects_local import LocalObjectStore
 from aima.storage.relational import Database
 from aima.telemetry.health import HealthRegistry
-from events.bus import Subscription
-from events.bus_memory import MemoryBus
 from events.catalogue import (
     AudioExtracted,
     FramesExtracted,
@@ -37,9 +35,11 @@ from events.catalogue import (
 )
 from events.envelope import CloudEvent, derived_event_id
 from events.http import to_binary
-from functions.probe.app import SUBSCRIBES, create_app, tenant_limits
 from functions.probe.core import PROBES, ProbeCore, ProbeLimits
 from functions.probe.ffmpeg import header_dimensions
+from functions.probe.spec import SPEC, tenant_limits
+from functions.runtime.app import create_function_app
+from functions.runtime.dispatch import Dispatcher
 
 from .conftest import CUT_S, DURATION_S, LATITUDE, LONGITUDE, Media
 
@@ -139,6 +139,11 @@ def env(tmp_path: Path) -> Iterator[Env]:
     db.dispose()
 
 
+def handle(core: ProbeCore) -> Callable[[CloudEvent], Awaitable[list[CloudEvent]]]:
+    """The core as the runtime runs it (ids derived, envelopes built), without a ledger or a bus."""
+    return Dispatcher(SPEC, core, outbox=None, relay=None).dispatch
+
+
 def by_type(events: Sequence[CloudEvent]) -> dict[str, CloudEvent]:
     assert len({e.type for e in events}) == len(events)
     return {e.type: e for e in events}
@@ -148,11 +153,11 @@ async def test_a_video_is_probed_sampled_and_its_audio_extracted(env: Env, media
     uploaded = env.upload(media.video)
     media_id = (uploaded.data or {})["media_id"]
 
-    events = by_type(await env.core.handle(uploaded))
+    events = by_type(await handle(env.core)(uploaded))
 
     assert set(events) == {MediaProbed.TYPE, FramesExtracted.TYPE, AudioExtracted.TYPE}
-    for name, event in zip(("probed", "frames", "audio"), events.values(), strict=True):
-        assert event.id == derived_event_id(uploaded.id, "probe", name)
+    for event in events.values():
+        assert event.id == derived_event_id(uploaded.id, "probe", event.type)
         assert (event.tenantid, event.caseid, event.subject) == (env.tenant_id, env.case_id, media_id)
     probed = parse_data(events[MediaProbed.TYPE])
     assert isinstance(probed, MediaProbed)
@@ -197,7 +202,7 @@ async def test_a_video_is_probed_sampled_and_its_audio_extracted(env: Env, media
 async def test_an_image_is_one_frame_at_zero_with_a_thumbnail_and_exif(env: Env, media: Media) -> None:
     uploaded = env.upload(media.photo, content_type="image/jpeg")
 
-    events = by_type(await env.core.handle(uploaded))
+    events = by_type(await handle(env.core)(uploaded))
 
     assert set(events) == {MediaProbed.TYPE, FramesExtracted.TYPE}
     frames = parse_data(events[FramesExtracted.TYPE])
@@ -220,7 +225,7 @@ async def test_an_image_is_one_frame_at_zero_with_a_thumbnail_and_exif(env: Env,
 async def test_speech_audio_becomes_16_khz_mono(env: Env, media: Media) -> None:
     uploaded = env.upload(media.speech, content_type="audio/wav")
 
-    events = by_type(await env.core.handle(uploaded))
+    events = by_type(await handle(env.core)(uploaded))
 
     assert set(events) == {MediaProbed.TYPE, AudioExtracted.TYPE}
     audio = parse_data(events[AudioExtracted.TYPE])
@@ -250,11 +255,11 @@ async def test_hostile_files_end_failed_with_a_reason(
     media_id = (uploaded.data or {})["media_id"]
 
     started = time.monotonic()
-    events = await env.core.handle(uploaded)
+    events = await handle(env.core)(uploaded)
 
     assert time.monotonic() - started < LIMITS.timeout_s
     assert [e.type for e in events] == [MediaFailed.TYPE]
-    assert events[0].id == derived_event_id(uploaded.id, "probe", "failed")
+    assert events[0].id == derived_event_id(uploaded.id, "probe", MediaFailed.TYPE)
     failed = parse_data(events[0])
     assert isinstance(failed, MediaFailed)
     assert (failed.step, failed.media_id) == ("probe", media_id)
@@ -275,7 +280,7 @@ async def test_a_file_over_the_duration_limit_or_a_timeout_fails_cleanly(env: En
         (media.rotated, ProbeLimits(timeout_s=0.001), "took longer than 0.001 s and was stopped"),
     ):
         core = ProbeCore(env.objects, env.documents, env.media, limits=limits, workdir=env.workdir)
-        events = await core.handle(env.upload(source))
+        events = await handle(core)(env.upload(source))
         failed = parse_data(events[0])
         assert isinstance(failed, MediaFailed)
         assert reason in failed.reason
@@ -285,9 +290,9 @@ async def test_a_file_over_the_duration_limit_or_a_timeout_fails_cleanly(env: En
 async def test_redelivery_emits_the_same_ids_and_no_duplicate_frames(env: Env, media: Media) -> None:
     uploaded = env.upload(media.video)
 
-    first = await env.core.handle(uploaded)
+    first = await handle(env.core)(uploaded)
     keys = env.derived_keys(uploaded)
-    second = await env.core.handle(uploaded)
+    second = await handle(env.core)(uploaded)
 
     assert [e.id for e in second] == [e.id for e in first]
     assert [e.data for e in second] == [e.data for e in first]
@@ -301,7 +306,7 @@ async def test_a_store_that_is_down_raises_so_the_bus_retries(env: Env, media: M
     env.documents.close()
 
     with pytest.raises(RuntimeError):
-        await env.core.handle(uploaded)
+        await handle(env.core)(uploaded)
 
     row = env.media.get(env.scope, (uploaded.data or {})["media_id"])
     assert row is not None
@@ -315,9 +320,9 @@ async def test_media_outside_the_scope_or_deleted_is_skipped(env: Env, media: Me
     media_id = (uploaded.data or {})["media_id"]
     other_case = uploaded.model_copy(update={"data": {**(uploaded.data or {}), "case_id": str(uuid.uuid4())}})
 
-    assert await env.core.handle(other_case) == []
+    assert await handle(env.core)(other_case) == []
     assert env.media.delete(env.scope, media_id)
-    assert await env.core.handle(uploaded) == []
+    assert await handle(env.core)(uploaded) == []
     assert env.derived_keys(uploaded) == []
 
 
@@ -358,33 +363,23 @@ def test_the_repository_keeps_one_row_per_file_and_case(
     db.dispose()
 
 
-async def test_the_http_adapter_takes_a_binary_cloudevent_and_publishes_the_results(
+async def test_the_http_adapter_takes_a_binary_cloudevent_and_answers_with_the_emitted_ids(
     env: Env, media: Media
 ) -> None:
-    bus = MemoryBus()
-    published: list[CloudEvent] = []
-
-    async def record(event: CloudEvent) -> list[CloudEvent]:
-        published.append(event)
-        return []
-
-    await bus.subscribe(Subscription("observer", ("io.aima.media.*",), record))
-    app = create_app(env.core, publisher=bus, health=HealthRegistry(timeout=1.0))
+    dispatcher = Dispatcher(SPEC, env.core, outbox=None, relay=None)
+    app = create_function_app(dispatcher, signer=None, audit=None, health=HealthRegistry(timeout=1.0))
     uploaded = env.upload(media.speech, content_type="audio/wav")
     headers, body = to_binary(uploaded)
-    assert SUBSCRIBES == (MediaUploaded.TYPE,)
+    assert SPEC.types == (MediaUploaded.TYPE,)
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://probe") as client:
         response = await client.post("/", headers=headers, content=body)
         rejected = await client.post("/", headers={**headers, "ce-type": MediaProbed.TYPE}, content=body)
-    await bus.drain()
-    await bus.close()
 
     assert response.status_code == 202
     assert rejected.status_code == 400
-    assert {e.type for e in published} == {MediaProbed.TYPE, AudioExtracted.TYPE}
     assert response.headers["X-Emitted-Event-Ids"].split(",") == [
-        derived_event_id(uploaded.id, "probe", name) for name in ("probed", "audio")
+        derived_event_id(uploaded.id, "probe", name) for name in (MediaProbed.TYPE, AudioExtracted.TYPE)
     ]
 
 
@@ -399,13 +394,13 @@ async def test_the_duration_limit_and_frame_density_come_from_the_tenants_config
         config.set(key, value, actor="t", tenant_id=env.tenant_id, audit_tenant_id=env.tenant_id)
 
     configure("limits", {"max_duration_s": 3})
-    failed = parse_data((await core.handle(env.upload(media.rotated)))[0])  # the same 6 s video, rotated
+    failed = parse_data((await handle(core)(env.upload(media.rotated)))[0])  # the same 6 s video, rotated
     assert isinstance(failed, MediaFailed)
     assert "longer than the limit of 3 s" in failed.reason
 
     configure("limits", {"max_duration_s": 60})
     configure("analysis", {"max_frames_per_minute": 60})
-    events = by_type(await core.handle(env.upload(media.video, filename="again.mp4")))
+    events = by_type(await handle(core)(env.upload(media.video, filename="again.mp4")))
     frames = parse_data(events[FramesExtracted.TYPE])
     assert isinstance(frames, FramesExtracted)
     assert len(frames.frames) >= 6  # at least one a second over the 6 s video

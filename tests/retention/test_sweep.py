@@ -28,12 +28,12 @@ from aima.storage.retention import ACTION, ACTOR, PURGED_AT, RetentionSweeper
 from aima.storage.schema import media, utcnow
 from aima.storage.scoped import scoped_session
 from aima.telemetry.health import HealthRegistry
-from events.bus import Subscription
-from events.bus_memory import MemoryBus
 from events.catalogue import RetentionSweepRequested, RetentionSwept, make_event, parse_data
 from events.envelope import CloudEvent, derived_event_id
-from functions.retention.app import SUBSCRIBES, create_app
 from functions.retention.core import RetentionCore
+from functions.retention.spec import SPEC
+from functions.runtime.app import create_function_app
+from functions.runtime.dispatch import Dispatcher
 
 PROBES = "probes"
 FRAMES = ("frames/0000000000.jpg", "frames/0000001000.jpg", "frames/0000002400.jpg")
@@ -268,15 +268,16 @@ async def test_the_function_emits_one_retention_swept_per_case_with_derived_ids(
     env.media(tenant[0], first, age_days=35)
     env.media(tenant[0], second, age_days=31)
     env.media(tenant[0], untouched, age_days=40)
-    core = RetentionCore(env.sweeper)
+    handle = Dispatcher(SPEC, RetentionCore(env.sweeper), outbox=None, relay=None).dispatch
     request = sweep_request(utcnow())
 
-    emitted = await core.handle(request)
+    emitted = await handle(request)
 
     assert {e.caseid for e in emitted} == {first, second}
+    keys = (RetentionSwept.TYPE, f"{RetentionSwept.TYPE}#1")
+    assert [e.id for e in emitted] == [derived_event_id(request.id, "retention", key) for key in keys]
     for event in emitted:
         assert event.type == RetentionSwept.TYPE
-        assert event.id == derived_event_id(request.id, "retention", str(event.caseid))
         assert (event.tenantid, event.subject) == (tenant[0], event.caseid)
     counts = {e.caseid: parse_data(e, RetentionSwept) for e in emitted}
     assert counts[first] == RetentionSwept(
@@ -293,32 +294,24 @@ async def test_the_function_emits_one_retention_swept_per_case_with_derived_ids(
         objects_deleted=len(INTERMEDIATES),
         bytes_freed=intermediate_bytes(),
     )
-    assert await core.handle(request) == []  # a redelivery finds nothing left
+    assert await handle(request) == []  # a redelivery finds nothing left
 
 
-async def test_the_http_adapter_takes_a_sweep_request_and_publishes_the_results(env: Env) -> None:
+async def test_the_http_adapter_takes_a_sweep_request_and_answers_with_the_emitted_ids(env: Env) -> None:
     tenant = env.tenant()
     case_id = env.case(tenant)
     media_id = env.media(tenant[0], case_id, age_days=10)
-    bus = MemoryBus()
-    published: list[CloudEvent] = []
-
-    async def record(event: CloudEvent) -> list[CloudEvent]:
-        published.append(event)
-        return []
-
-    await bus.subscribe(Subscription("observer", ("io.aima.retention.*",), record))
-    app = create_app(RetentionCore(env.sweeper), publisher=bus, health=HealthRegistry(timeout=1.0))
+    dispatcher = Dispatcher(SPEC, RetentionCore(env.sweeper), outbox=None, relay=None)
+    app = create_function_app(dispatcher, signer=None, audit=None, health=HealthRegistry(timeout=1.0))
     request = sweep_request(utcnow() + timedelta(days=25))  # 35 days after the upload
     headers = {"content-type": "application/cloudevents+json"}
-    assert SUBSCRIBES == (RetentionSweepRequested.TYPE,)
+    assert SPEC.types == (RetentionSweepRequested.TYPE,)
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ret") as client:
         response = await client.post("/", headers=headers, content=request.to_json())
-    await bus.drain()
-    await bus.close()
 
     assert response.status_code == 202
-    assert response.headers["X-Emitted-Event-Ids"] == derived_event_id(request.id, "retention", case_id)
-    assert [(e.type, e.caseid) for e in published] == [(RetentionSwept.TYPE, case_id)]
+    assert response.headers["X-Emitted-Event-Ids"] == derived_event_id(
+        request.id, "retention", RetentionSwept.TYPE
+    )
     assert env.keys(case_id, media_id) == set(KEPT)

@@ -13,7 +13,6 @@ from fastapi import Body
 from aima.access.policy import Action
 from aima.config.schema import SECTIONS, RuntimeConfig
 from aima.config.service import InvalidConfig
-from events.catalogue import ConfigChanged
 from functions.api.problems import Problem
 from functions.api.schemas import ConfigKey, ConfigValue, ConfigVersion
 from functions.api.security import Access, RouteTable, api_route, not_found
@@ -44,7 +43,7 @@ def set_config(key: ConfigKey, value: Annotated[dict[str, Any], Body()], access:
         raise Problem(422, "invalid-config", "Invalid configuration", "NUL characters are not allowed.")
     tenant_id, info = access.subject.tenant_id, access.info
     try:
-        change = access.services.config.set(
+        access.services.config.set(
             key,
             value,
             actor=access.subject.user_id,
@@ -59,7 +58,6 @@ def set_config(key: ConfigKey, value: Annotated[dict[str, Any], Body()], access:
             422, "invalid-config", "Invalid configuration", str(exc), extensions={"fields": exc.fields}
         ) from None
     access.mark_audited()  # the service wrote the record in the change's transaction
-    access.publish(ConfigChanged(tenant_id=tenant_id, key=key, version=change.version), f"config/{key}")
     stored, version = access.services.config.get(key, tenant_id)
     return ConfigValue(key=key, value=stored, version=version)
 

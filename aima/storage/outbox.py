@@ -1,0 +1,132 @@
+"""The transactional outbox: the kernel's event port.
+
+A service that changes state writes the events announcing the change into the ``outbox`` table in
+the same transaction as the change and its audit record (`Outbox.add`), so the three commit or
+roll back together: nothing is stored unaudited, and no event escapes for work that was undone. A
+relay (`events.relay.OutboxRelay`) publishes committed rows on the bus and marks them published;
+the process that wrote them publishes at once, and every relay also sweeps rows left pending by a
+crash or a bus outage. A row may be published twice (two relays, a crash between publishing and
+marking); the bus drops the repeat by event id, and consumers are idempotent.
+
+Function handlers use `Outbox.settle`: the processed-events claim of the handled event and the
+events it emitted, in one transaction, so a redelivered event does its work once and its emitted
+events are never lost.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from aima.storage.relational import Database, after_commit
+from aima.storage.schema import outbox, processed_events, utcnow
+from events.envelope import CloudEvent
+
+PAGE = 500
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A committed event not yet marked published."""
+
+    seq: int
+    event: CloudEvent
+    created_at: datetime
+
+
+class Outbox:
+    """The ``outbox`` table of one database (see module docstring)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._listeners: list[Callable[[Sequence[CloudEvent]], None]] = []
+        self._lock = threading.Lock()
+
+    def on_commit(self, listener: Callable[[Sequence[CloudEvent]], None]) -> None:
+        """Call ``listener`` with the events of every transaction of this process that committed some
+        (a relay publishes them at once instead of waiting for its next sweep)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def add(self, session: Session, events: Iterable[CloudEvent], *, notify: bool = True) -> None:
+        """Write ``events`` in ``session``'s transaction; an id already written is kept as it was.
+
+        ``notify``: tell the `on_commit` listeners once it committed (False: the caller publishes).
+        """
+        written = list(events)
+        rows = [
+            {"event_id": e.id, "type": e.type, "body": e.to_json().decode(), "created_at": utcnow()}
+            for e in written
+        ]
+        if not rows:
+            return
+        dialect = session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        session.execute(insert(outbox).on_conflict_do_nothing(index_elements=["event_id"]), rows)
+        if not notify:
+            return
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            after_commit(session, lambda listener=listener: listener(written))  # type: ignore[misc]
+
+    def settle(self, consumer: str, event_id: str, emitted: Sequence[CloudEvent]) -> bool:
+        """Record that ``consumer`` handled ``event_id`` and write what it emitted, in one transaction.
+
+        False (and nothing written) if the event was settled before: a redelivery.
+        """
+        with self._db.session() as session:
+            if not self._db.claim_event(session, consumer, event_id):
+                return False
+            self.add(session, emitted, notify=False)
+            return True
+
+    def handled(self, consumer: str, event_id: str) -> bool:
+        """Whether ``consumer`` settled ``event_id`` already."""
+        with self._db.session(readonly=True) as session:
+            found = session.execute(
+                select(processed_events.c.event_id).where(
+                    processed_events.c.consumer == consumer, processed_events.c.event_id == event_id
+                )
+            ).first()
+            return found is not None
+
+    def pending(self, *, limit: int = PAGE, older_than: float = 0.0) -> list[Pending]:
+        """Committed events not marked published, oldest first (only those older than ``older_than`` s)."""
+        cutoff = utcnow() - timedelta(seconds=older_than)
+        with self._db.session(readonly=True) as session:
+            rows = session.execute(
+                select(outbox.c.seq, outbox.c.body, outbox.c.created_at)
+                .where(outbox.c.published_at.is_(None), outbox.c.created_at <= cutoff)
+                .order_by(outbox.c.seq)
+                .limit(limit)
+            ).all()
+        return [Pending(row.seq, CloudEvent.from_json(row.body), row.created_at) for row in rows]
+
+    def mark_published(self, event_ids: Sequence[str]) -> None:
+        """Mark these events published."""
+        if not event_ids:
+            return
+        with self._db.session() as session:
+            session.execute(
+                update(outbox)
+                .where(outbox.c.event_id.in_(list(event_ids)), outbox.c.published_at.is_(None))
+                .values(published_at=utcnow())
+            )
+
+    def purge(self, published_before: datetime) -> int:
+        """Delete rows published before ``published_before``; returns how many."""
+        with self._db.session() as session:
+            result = session.execute(
+                delete(outbox)
+                .where(outbox.c.published_at.is_not(None), outbox.c.published_at < published_before)
+                .returning(outbox.c.seq)
+            )
+            return len(result.all())

@@ -1,0 +1,140 @@
+"""The protocol-independent part of every event function, as KServe's data plane is for its models.
+
+`Dispatcher` takes a CloudEvent from either adapter (the HTTP endpoint or the bus consumer):
+
+1. finds the payload model among the spec's ``consumes`` and validates the data
+   (`RefusedEvent` otherwise: the event can never succeed, so it is not retried);
+2. skips an event the function settled before (the processed-events ledger);
+3. calls the typed core, ``handle(data, ctx) -> list[EventData]``;
+4. builds the outgoing envelopes: ids derived from the handled event's id, the function and the
+   payload's type (`derived_event_id`), so a redelivery emits the same ids; ``traceparent`` of the
+   handler's span; tenant and case extensions; only types the spec declares in ``emits``;
+5. records the event as processed and writes the emitted events to the outbox in one
+   transaction (`aima.storage.outbox.Outbox.settle`), then publishes them through the relay. If
+   publishing fails the events stay in the outbox and the relay's sweep publishes them later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from aima.storage.outbox import Outbox
+from aima.telemetry.tracing import inject
+from events.bus import Unretryable
+from events.catalogue import EventData, MediaScoped, make_event
+from events.envelope import CloudEvent, derived_event_id
+from events.relay import OutboxRelay
+from functions.runtime.context import Context
+from functions.runtime.spec import EventFunction, FunctionSpec
+
+log = logging.getLogger(__name__)
+
+
+class RefusedEvent(ValueError, Unretryable):
+    """An event this function can never handle (wrong type, invalid data); not worth retrying."""
+
+
+class UndeclaredEmission(TypeError):
+    """A core returned a payload its spec does not declare in ``emits``: a bug in the function."""
+
+
+class Dispatcher:
+    """Runs one function's core on CloudEvents (see module docstring)."""
+
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        core: EventFunction,
+        *,
+        outbox: Outbox | None,
+        relay: OutboxRelay | None,
+    ) -> None:
+        """Without ``outbox`` (and ``relay``) nothing is recorded or published: the caller gets the
+        emitted events and does with them what it likes (tests of a core)."""
+        self.spec = spec
+        self.core = core
+        self._outbox = outbox
+        self._relay = relay
+
+    @property
+    def source(self) -> str:
+        return f"/aima/functions/{self.spec.name}"
+
+    def validate(self, event: CloudEvent) -> EventData:
+        """The event's typed data; raises `RefusedEvent`."""
+        model = self.spec.consumed(event.type)
+        if model is None:
+            accepted = ", ".join(self.spec.types) or "no events"
+            raise RefusedEvent(
+                f"{self.spec.name} does not accept events of type {event.type!r}; it accepts {accepted}"
+            )
+        try:
+            return model.model_validate(event.data or {})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"]) or "data"
+            raise RefusedEvent(f"invalid {event.type} data at {where!r}: {error['msg']}") from None
+
+    async def dispatch(self, event: CloudEvent) -> list[CloudEvent]:
+        """Handle ``event`` once; returns the events it emitted (empty for a settled redelivery)."""
+        data = self.validate(event)
+        outbox = self._outbox
+        if outbox is not None and await asyncio.to_thread(outbox.handled, self.spec.name, event.id):
+            log.info(
+                "event settled before; skipped", extra={"event_id": event.id, "consumer": self.spec.name}
+            )
+            return []
+        payloads = await self.core.handle(data, Context(self.spec.name, event))
+        emitted = self.envelopes(event, payloads)
+        if outbox is None:
+            return emitted
+        if not await asyncio.to_thread(outbox.settle, self.spec.name, event.id, emitted):
+            return []  # a concurrent delivery of the same event settled it first
+        if self._relay is not None:
+            try:
+                await self._relay.publish(emitted)
+            except Exception as exc:
+                log.warning(
+                    "emitted events stay in the outbox until the bus takes them: %r",
+                    exc,
+                    extra={"event_id": event.id, "consumer": self.spec.name},
+                )
+        return emitted
+
+    async def __call__(self, event: CloudEvent) -> Sequence[CloudEvent]:
+        """As a bus handler: the emitted events are published already, so the bus gets none."""
+        await self.dispatch(event)
+        return []
+
+    def envelopes(self, handled: CloudEvent, payloads: Sequence[EventData]) -> list[CloudEvent]:
+        """Envelopes for ``payloads``, ids derived from ``handled`` (see module docstring)."""
+        seen: Counter[str] = Counter()
+        trace = inject()
+        out = []
+        for payload in payloads:
+            if type(payload) not in self.spec.emits:
+                raise UndeclaredEmission(
+                    f"{self.spec.name} emitted {type(payload).__name__}, not in its spec"
+                )
+            n = seen[payload.TYPE]
+            seen[payload.TYPE] += 1
+            key = payload.TYPE if n == 0 else f"{payload.TYPE}#{n}"
+            subject = (
+                payload.media_id if isinstance(payload, MediaScoped) else getattr(payload, "case_id", None)
+            )
+            out.append(
+                make_event(
+                    payload,
+                    source=self.source,
+                    subject=subject,
+                    event_id=derived_event_id(handled.id, self.spec.name, key),
+                    traceparent=handled.traceparent if not trace else trace.get("traceparent"),
+                    tracestate=trace.get("tracestate") or handled.tracestate,
+                )
+            )
+        return out
