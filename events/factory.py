@@ -26,5 +26,6 @@ def bus_from_settings(settings: Settings) -> EventBus:
             stream=settings.nats_stream,
             dedupe_window=settings.bus_dedupe_window,
             name=settings.service_name,
+            subject_root=settings.nats_subject_root,
         )
     return MemoryBus(dedupe_window=settings.bus_dedupe_window)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -49,3 +51,10 @@ class RedisServer:
             self.process.kill()
             self.process.wait(timeout=10)
             self.process = None
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 5.0, interval: float = 0.05) -> None:  # noqa: ASYNC109
+    """Wait until ``check()`` is true (polling: the condition lives in another process or thread)."""
+    async with asyncio.timeout(timeout):
+        while not check():  # noqa: ASYNC110
+            await asyncio.sleep(interval)

@@ -26,6 +26,32 @@ def test_every_function_package_is_in_the_independence_contract() -> None:
     assert present - {"functions.runtime"} == set(runtime["forbidden_modules"])  # type: ignore[arg-type]
 
 
+def test_every_kernel_and_event_module_has_a_layer_and_no_layer_has_exemptions() -> None:
+    layers = next(c for c in contracts() if c["type"] == "layers")
+    assert "ignore_imports" not in layers
+    listed = {
+        name.strip().strip("()")
+        for layer in layers["layers"]  # type: ignore[attr-defined]
+        for name in layer.replace("|", ":").split(":")
+    }
+    for package in ("aima", "events"):
+        present = {
+            f"{package}.{m.name}"
+            for m in pkgutil.iter_modules([str(ROOT / package)])
+            if not m.name.startswith("_")
+        }
+        assert present <= listed, f"not in any layer: {sorted(present - listed)}"
+
+
+def test_every_function_package_has_a_spec() -> None:
+    from functions.runtime.spec import discover
+
+    present = {m.name for m in pkgutil.iter_modules(functions.__path__) if m.ispkg} - {"runtime"}
+    specs = discover()
+    assert present <= set(specs)
+    assert [s.name for s in specs.values() if s.public] == ["api"]
+
+
 def test_import_contracts_hold() -> None:
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "lint-imports")],
