@@ -9,14 +9,18 @@ Runtime knobs that admins change without a redeploy belong to the configuration 
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
+
+from aima.model_settings import ModelsSettings
 
 ENV_PREFIX = "AIMA_"
 
@@ -35,7 +39,9 @@ class SettingsError(ValueError):
 class Settings(BaseSettings):
     """All connection settings of one AIMA process (see module docstring)."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", validate_default=True, env_nested_delimiter="__"
+    )
 
     profile: Profile = "embedded"
     service_name: str = "aima"
@@ -115,6 +121,9 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = None
     health_timeout: float = Field(default=2.0, gt=0)
 
+    # models, one block per task: AIMA_MODELS__<TASK>__<FIELD> (aima/model_settings.py)
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str | None) -> str | None:
@@ -191,16 +200,51 @@ def _env(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
+def _env_of(loc: tuple[int | str, ...], *, unknown: bool = False) -> str:
+    """The variable of an error location: nested model fields join with ``__``
+    (``AIMA_MODELS__TRANSCRIBER__THREADS``); list indexes and dict keys belong to their field."""
+    parts: list[str] = []
+    model: type[BaseModel] | None = Settings
+    for index, part in enumerate(loc):
+        last_unknown = unknown and index == len(loc) - 1
+        if (
+            model is None
+            or not isinstance(part, str)
+            or (part not in model.model_fields and not last_unknown)
+        ):
+            break
+        parts.append(part)
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return _env("__".join(parts) or str(loc[0]))
+
+
+def _unparsable(prefix: str) -> str:
+    """The variable under ``prefix`` (itself or ``prefix__...``) whose JSON-looking value does not parse."""
+    for name in sorted(os.environ):
+        upper, value = name.upper(), os.environ[name].strip()
+        if (upper == prefix or upper.startswith(prefix + "__")) and value[:1] in ("[", "{"):
+            try:
+                json.loads(value)
+            except ValueError:
+                return upper
+    return prefix
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment (plus overrides); raise `SettingsError` on a bad value."""
     try:
         return Settings(**overrides)
+    except SourceError as exc:  # a list, dict or nested-block value that is not JSON
+        field = str(exc).partition('field "')[2].partition('"')[0]
+        return _raise(_unparsable(_env(field)), "not valid JSON")
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = first.get("loc") or ()
         message = str(first.get("msg", "invalid"))
         if loc:
-            return _raise(_env(str(loc[0])), message)
+            unknown = first.get("type") == "extra_forbidden"
+            return _raise(_env_of(loc, unknown=unknown), "not a known setting" if unknown else message)
         # model-level errors carry the variable name at the start of the message
         message = message.removeprefix("Value error, ")
         name, _, reason = message.partition(": ")
