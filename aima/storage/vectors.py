@@ -10,11 +10,14 @@ from __future__ import annotations
 import abc
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 COLLECTIONS: dict[str, int] = {"faces": 128, "voices": 256, "texts": 384}
-"""Collection name -> vector dimension."""
+"""Collection name -> default vector dimension (the model that fills a collection may size it
+differently through `VectorStore.ensure_collection`)."""
+
+MAX_DIMENSION = 32768
 
 MAX_ID_LENGTH = 128
 MAX_REF_LENGTH = 512
@@ -61,17 +64,37 @@ def dimension(collection: str) -> int:
         raise ValueError(f"unknown collection {collection!r}; known: {sorted(COLLECTIONS)}") from None
 
 
-def validate_vector(collection: str, vector: Sequence[float]) -> list[float]:
-    """The vector as floats if it has the collection's dimension, finite values and a non-zero norm."""
+class VectorDimensionMismatch(ValueError):
+    """A collection exists with another dimension than the one asked for."""
+
+    def __init__(self, collection: str, stored: int, wanted: int) -> None:
+        self.collection, self.stored, self.wanted = collection, stored, wanted
+        super().__init__(
+            f"vector collection {collection!r} holds {stored}-d vectors but {wanted}-d were asked for: "
+            f"configure a model with {stored}-d vectors, or re-embed the collection"
+        )
+
+
+def validate_dimension(value: int) -> int:
+    """`value` if it is a usable vector dimension (1..MAX_DIMENSION), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DIMENSION:
+        raise ValueError(f"vector dimension must be 1..{MAX_DIMENSION}, got {value!r}")
+    return value
+
+
+def validate_vector(collection: str, vector: Sequence[float], dim: int | None = None) -> list[float]:
+    """The vector as floats if it has the collection's dimension (``dim``, or the default of
+    `COLLECTIONS`), finite values and a non-zero norm."""
+    expected = dimension(collection) if dim is None else dim
     values = [float(x) for x in vector]
-    if len(values) != dimension(collection):
-        raise ValueError(f"{collection} vectors have {dimension(collection)} dimensions, got {len(values)}")
+    if len(values) != expected:
+        raise ValueError(f"{collection} vectors have {expected} dimensions, got {len(values)}")
     if not all(math.isfinite(x) for x in values) or not any(values):
         raise ValueError("vector values must be finite and not all zero")
     return values
 
 
-def validate_record(collection: str, record: VectorRecord) -> list[float]:
+def validate_record(collection: str, record: VectorRecord, dim: int | None = None) -> list[float]:
     """Check every id of `record` and its vector; return the vector as floats."""
     validate_id(record.id)
     validate_id(record.tenant_id, "tenant_id")
@@ -79,15 +102,22 @@ def validate_record(collection: str, record: VectorRecord) -> list[float]:
     validate_id(record.media_id, "media_id")
     if len(record.ref.encode()) > MAX_REF_LENGTH:
         raise ValueError(f"ref longer than {MAX_REF_LENGTH} bytes (UTF-8)")
-    return validate_vector(collection, record.vector)
+    return validate_vector(collection, record.vector, dim)
 
 
 class VectorStore(abc.ABC):
     """Port for embeddings in the collections of `COLLECTIONS`, using cosine similarity."""
 
     @abc.abstractmethod
-    def ensure_collections(self) -> None:
-        """Create (or load) every collection; safe to call repeatedly."""
+    def ensure_collections(self, dimensions: Mapping[str, int] | None = None) -> None:
+        """Create (or load) every collection; safe to call repeatedly. A collection named in
+        ``dimensions`` is ensured with that dimension (`ensure_collection`); any other is created
+        with its default dimension if missing and otherwise kept as it is."""
+
+    @abc.abstractmethod
+    def ensure_collection(self, collection: str, dim: int) -> None:
+        """Create (or load) one collection sized ``dim``; `VectorDimensionMismatch` if it exists
+        with another dimension. Later upserts and searches expect ``dim`` values."""
 
     @abc.abstractmethod
     def upsert(self, collection: str, records: Iterable[VectorRecord]) -> int:

@@ -7,7 +7,7 @@ INVERTED indexes on the filter fields. Filters only ever contain ids checked by 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +18,12 @@ from aima.storage.vectors import (
     MAX_ID_LENGTH,
     MAX_LIMIT,
     MAX_REF_LENGTH,
+    VectorDimensionMismatch,
     VectorHit,
     VectorRecord,
     VectorStore,
     dimension,
+    validate_dimension,
     validate_id,
     validate_record,
     validate_vector,
@@ -46,25 +48,60 @@ class MilvusVectorStore(VectorStore):
                 raise ValueError(f"a Milvus Lite path must end with .db: {uri!r}")
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         self._client = MilvusClient(uri=uri, token=token or "", dedicated=True)
+        self._dimensions: dict[str, int] = {}  # collection -> dimension as stored, read once
 
-    def ensure_collections(self) -> None:
-        for name, dim in COLLECTIONS.items():
-            physical = PREFIX + name
-            if self._client.has_collection(physical):
-                self._client.load_collection(physical)
-                continue
+    def ensure_collections(self, dimensions: Mapping[str, int] | None = None) -> None:
+        wanted: dict[str, int] = {}
+        for name, dim in (dimensions or {}).items():
+            dimension(name)  # refuses an unknown collection
+            wanted[name] = validate_dimension(dim)
+        for name, default in COLLECTIONS.items():
+            self._ensure(name, wanted.get(name, default), strict=name in wanted)
+
+    def ensure_collection(self, collection: str, dim: int) -> None:
+        dimension(collection)
+        self._ensure(collection, validate_dimension(dim), strict=True)
+
+    def _ensure(self, name: str, dim: int, *, strict: bool) -> None:
+        """Create the collection sized ``dim`` if missing; an existing one keeps its dimension,
+        which must equal ``dim`` when ``strict``."""
+        physical = PREFIX + name
+        load = True
+        if not self._client.has_collection(physical):
             try:
                 self._client.create_collection(physical, schema=_schema(dim), consistency_level=_STRONG)
             except MilvusException:
                 if not self._client.has_collection(physical):  # not a lost creation race
                     raise
-                continue
-            # sync=False skips pymilvus' 0.5 s polling per index; the collection is empty, load waits anyway
-            self._client.create_index(physical, self._index_params(), sync=False)
+                load = False  # the winner indexes and loads it
+            else:
+                # sync=False skips pymilvus' 0.5 s polling per index: the collection is empty, load waits
+                self._client.create_index(physical, self._index_params(), sync=False)
+        stored = self._stored_dimension(physical)
+        self._dimensions[name] = stored
+        if strict and stored != dim:
+            raise VectorDimensionMismatch(name, stored, dim)
+        if load:
             self._client.load_collection(physical)
 
+    def _stored_dimension(self, physical: str) -> int:
+        for field in self._client.describe_collection(physical)["fields"]:
+            if field["name"] == "vector":
+                return int(field["params"]["dim"])
+        raise ValueError(f"collection {physical!r} has no vector field")
+
+    def _dimension(self, collection: str) -> int:
+        """The dimension of ``collection`` as stored (its default while it does not exist)."""
+        default = dimension(collection)
+        if collection not in self._dimensions:
+            physical = PREFIX + collection
+            if not self._client.has_collection(physical):
+                return default
+            self._dimensions[collection] = self._stored_dimension(physical)
+        return self._dimensions[collection]
+
     def upsert(self, collection: str, records: Iterable[VectorRecord]) -> int:
-        dimension(collection)
+        dim = self._dimension(collection)
         rows = [
             {
                 "id": record.id,
@@ -72,7 +109,7 @@ class MilvusVectorStore(VectorStore):
                 "case_id": record.case_id,
                 "media_id": record.media_id,
                 "ref": record.ref,
-                "vector": validate_record(collection, record),
+                "vector": validate_record(collection, record, dim),
             }
             for record in records
         ]
@@ -83,7 +120,7 @@ class MilvusVectorStore(VectorStore):
     def search(
         self, collection: str, vector: Sequence[float], *, tenant_id: str, case_id: str, limit: int = 10
     ) -> list[VectorHit]:
-        values = validate_vector(collection, vector)
+        values = validate_vector(collection, vector, self._dimension(collection))
         if not 1 <= limit <= MAX_LIMIT:
             raise ValueError(f"limit must be 1..{MAX_LIMIT}")
         tenant_id = validate_id(tenant_id, "tenant_id")
