@@ -1,4 +1,9 @@
-"""Admin commands: users, cases and sharing, media listing, the audit log, runtime configuration."""
+"""Admin commands: users, cases and sharing, media listing, the audit log, runtime configuration.
+
+Which tenant a command works in and who acts there: `aima.cli.context`. Only ``aima user add`` creates
+a tenant. ``aima audit verify|export --chain anonymous|system`` read the audit chains of no tenant
+(failed authentications; housekeeping such as the retention sweep's removal of leftovers).
+"""
 
 from __future__ import annotations
 
@@ -19,11 +24,20 @@ from aima.config.schema import SECTIONS
 from aima.config.service import InvalidConfig
 from aima.identity.errors import BootstrapRefused, UserExists, WeakPassword
 from aima.settings import load_settings
-from aima.storage.cases import NotFound
+from aima.storage.audit import CHAINS, SYSTEM_CHAIN
+from aima.storage.cases import LastOwner, NotFound
 from events.catalogue import ConfigChanged, make_event
 from events.factory import bus_from_settings
 
-TENANT = click.option("--tenant", default=None, help="Tenant name (default: the local tenant when embedded).")
+TENANT = click.option(
+    "--tenant", default=None, help="Tenant name (default: the bootstrap tenant, AIMA_BOOTSTRAP_TENANT)."
+)
+CHAIN = click.option(
+    "--chain",
+    type=click.Choice(CHAINS),
+    default=None,
+    help="A chain of no tenant instead: anonymous (failed authentications) or system (housekeeping).",
+)
 
 
 class CommandFailed(click.ClickException):
@@ -31,8 +45,8 @@ class CommandFailed(click.ClickException):
 
 
 @contextmanager
-def kernel(tenant: str | None) -> Iterator[Kernel]:
-    k = Kernel(load_settings(), tenant)
+def kernel(tenant: str | None, *, create_tenant: bool = False) -> Iterator[Kernel]:
+    k = Kernel(load_settings(), tenant, create_tenant=create_tenant)
     try:
         yield k
     finally:
@@ -73,15 +87,17 @@ def user() -> None:
 def user_add(
     username: str, role: str, first_admin: bool, service: bool, email: str | None, tenant: str | None
 ) -> None:
-    """Add a user. The password comes from a prompt or AIMA_NEW_PASSWORD; there is no default."""
-    with kernel(tenant) as k:
+    """Add a user. The password comes from a prompt or AIMA_NEW_PASSWORD; there is no default.
+
+    The only command that creates a tenant: --tenant (default: the bootstrap tenant) is created if new.
+    """
+    with kernel(tenant, create_tenant=True) as k:
         try:
             if first_admin:
                 password = _password(False)
                 assert password is not None
-                record = k.directory.bootstrap_admin(
-                    username, password, tenant or k.settings.bootstrap_tenant
-                )
+                k.created_tenant = k.directory.tenant_id(k.tenant) is None
+                record = k.directory.bootstrap_admin(username, password, k.tenant)
                 k.audit.record_now(
                     tenant_id=record.tenant_id,
                     actor="cli:bootstrap",
@@ -102,6 +118,8 @@ def user_add(
                 k.record("user.create", object=f"user/{record.id}")
         except (UserExists, BootstrapRefused, WeakPassword) as exc:
             raise CommandFailed(str(exc)) from exc
+        if k.created_tenant:
+            click.echo(f"created tenant {k.tenant!r}")
         click.echo(f"created {record.role} {record.username} ({record.id})")
 
 
@@ -149,7 +167,7 @@ def case_create(name: str, owner: str | None, retention_days: int | None, tenant
     with kernel(tenant) as k:
         owner_id = _user_id(k, owner) if owner else k.actor.user_id
         if owner_id is None:
-            raise CommandFailed("--owner is required outside the embedded profile")
+            raise CommandFailed(f"--owner is required: the CLI acts as {k.actor.name}, who owns no cases")
         scope = Scope.for_tenant(k.actor.tenant_id, k.actor.name)
         try:
             row = k.cases.create(scope, name, owner_id, retention_days)
@@ -185,10 +203,31 @@ def case_share(case_id: str, username: str, role: str, tenant: str | None) -> No
             raise CommandFailed(f"a {target.role.value} can only be a viewer")
         try:
             k.cases.share(Scope.for_tenant(k.actor.tenant_id, k.actor.name), case_id, target.id, role)
-        except (NotFound, ValueError) as exc:
+        except (NotFound, ValueError, LastOwner) as exc:
             raise CommandFailed(str(exc)) from exc
         k.record("case.share", object=f"case/{case_id}/members/{target.id}", case_id=case_id)
         click.echo(f"{username} is {role} of {case_id}")
+
+
+@case.command("unshare")
+@click.argument("case_id")
+@click.argument("username")
+@TENANT
+def case_unshare(case_id: str, username: str, tenant: str | None) -> None:
+    """End USERNAME's membership of CASE_ID (the only owner cannot leave: make another member owner)."""
+    with kernel(tenant) as k:
+        scope = Scope.for_tenant(k.actor.tenant_id, k.actor.name)
+        user_id = _user_id(k, username)
+        if k.cases.get(scope, case_id) is None:
+            raise CommandFailed(f"no case {case_id}")
+        try:
+            ended = k.cases.unshare(scope, case_id, user_id)
+        except LastOwner as exc:
+            raise CommandFailed(str(exc)) from exc
+        if not ended:
+            raise CommandFailed(f"{username} is no member of {case_id}")
+        k.record("case.unshare", object=f"case/{case_id}/members/{user_id}", case_id=case_id)
+        click.echo(f"{username} is no longer a member of {case_id}")
 
 
 @click.group()
@@ -230,12 +269,23 @@ def audit() -> None:
     """Verify and export the tamper-evident audit log."""
 
 
+def _chain_id(k: Kernel, chain: str | None) -> str:
+    """The chain a command reads: ``chain`` (of no tenant) or the tenant's (`UnknownTenant`)."""
+    if chain is None:
+        return k.actor.tenant_id
+    if k.tenant_name is not None:
+        raise CommandFailed("give either --tenant or --chain, not both")
+    return chain
+
+
 @audit.command("verify")
 @TENANT
-def audit_verify(tenant: str | None) -> None:
-    """Check the tenant's hash chain; exit 1 and list the problems if a record was edited or removed."""
+@CHAIN
+def audit_verify(tenant: str | None, chain: str | None) -> None:
+    """Check a hash chain (the tenant's, or --chain); exit 1 and list the problems if a record was
+    edited or removed."""
     with kernel(tenant) as k:
-        problems = k.audit.verify(k.actor.tenant_id)
+        problems = k.audit.verify(_chain_id(k, chain))
         if problems:
             for problem in problems:
                 click.echo(problem)
@@ -248,12 +298,22 @@ def audit_verify(tenant: str | None) -> None:
 @click.option("--case", "case_id", default=None)
 @click.option("--actor", default=None)
 @TENANT
-def audit_export(fmt: str, case_id: str | None, actor: str | None, tenant: str | None) -> None:
-    """Stream the audit log (filtered by case and actor) to stdout."""
+@CHAIN
+def audit_export(
+    fmt: str, case_id: str | None, actor: str | None, tenant: str | None, chain: str | None
+) -> None:
+    """Stream the audit log (the tenant's, or --chain; filtered by case and actor) to stdout.
+
+    The export is itself recorded: in the tenant's chain, or for --chain in the system chain.
+    """
     with kernel(tenant) as k:
         filters = {key: value for key, value in (("case_id", case_id), ("actor", actor)) if value}
-        k.record("audit.export", object="audit", case_id=case_id)
-        for chunk in k.audit.export(k.actor.tenant_id, fmt, **filters):  # type: ignore[arg-type]
+        chain_id = _chain_id(k, chain)
+        if chain is None:
+            k.record("audit.export", object="audit", case_id=case_id)
+        else:
+            k.record_in(SYSTEM_CHAIN, "audit.export", object=f"audit/{chain}", chain=chain)
+        for chunk in k.audit.export(chain_id, fmt, **filters):  # type: ignore[arg-type]
             click.echo(chunk, nl=False)
 
 

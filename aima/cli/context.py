@@ -1,8 +1,24 @@
-"""What the admin commands share: the kernel services and who is acting.
+"""What the admin commands share: the kernel services, the tenant they work in and who is acting.
 
-Embedded, the actor is the local owner (no login). In a cluster the CLI is an operator's tool with
-database access (run inside the cluster); it acts as ``cli:<os user>`` with admin rights in the
-tenant named by ``--tenant``, and every change it makes is audit-logged like an API call.
+**One tenant.** Every command works in the tenant named by ``--tenant``, by default the bootstrap
+tenant (``AIMA_BOOTSTRAP_TENANT``, ``default``): the tenant the first admin (``aima user add NAME
+--admin``) and the gateway's start-up admin are created in. This holds for both profiles, so the
+README's steps (first admin, then users, then cases) put everyone in one tenant and the admin sees
+every user and case.
+
+**Only ``aima user add`` creates a tenant** (it prints that it did). Any other command naming a tenant
+that does not exist fails with one line and exit 1 and creates nothing, so a typo in ``--tenant``
+cannot open an empty tenant whose empty audit chain then "verifies". The one exception is the
+embedded profile's home, below.
+
+**Who acts.** In a cluster the CLI is an operator's tool with database access (run inside the
+cluster); it acts as ``cli:<os user>`` with admin rights in the tenant. Embedded, in the bootstrap
+tenant, the passwordless local owner (``local-owner``, an admin that cannot sign in over HTTP) acts
+instead, so a fresh installation works without any set-up: it is created, with the bootstrap tenant,
+only while that tenant has no admin, and keeps acting once it exists (the first admin may still be
+added then, and joins it). Once a real admin exists and no local owner does, the embedded CLI acts as
+``cli:<os user>`` like in a cluster (``aima case create`` then needs ``--owner``). Every change either
+makes is audit-logged like an API call.
 """
 
 from __future__ import annotations
@@ -10,6 +26,8 @@ from __future__ import annotations
 import getpass
 from dataclasses import dataclass, field
 from functools import cached_property
+
+import click
 
 from aima.config.service import ConfigService
 from aima.identity.users import UserDirectory
@@ -29,13 +47,25 @@ class Actor:
     user_id: str | None
 
 
+class UnknownTenant(click.ClickException):
+    """The command names a tenant that does not exist (one line, exit 1)."""
+
+
 @dataclass
 class Kernel:
-    """Lazily opened kernel services for one CLI invocation."""
+    """Lazily opened kernel services for one CLI invocation; ``create_tenant`` lets the command create
+    its tenant (only ``aima user add`` does), and ``created_tenant`` then says whether it did."""
 
     settings: Settings
     tenant_name: str | None = None
+    create_tenant: bool = False
+    created_tenant: bool = field(default=False, init=False)
     _stores: Stores | None = field(default=None, init=False, repr=False)
+
+    @property
+    def tenant(self) -> str:
+        """The name of the tenant the command works in."""
+        return self.tenant_name or self.settings.bootstrap_tenant
 
     @property
     def stores(self) -> Stores:
@@ -65,12 +95,20 @@ class Kernel:
 
     @cached_property
     def actor(self) -> Actor:
-        """The local owner when embedded (unless --tenant names another tenant), else ``cli:<user>``."""
-        if self.settings.profile == "embedded" and self.tenant_name is None:
-            owner = self.directory.ensure_local_owner()
-            return Actor(owner.tenant_id, owner.username, owner.user_id)
-        tenant = self.tenant_name or self.settings.bootstrap_tenant
-        return Actor(self.directory.ensure_tenant(tenant), f"cli:{getpass.getuser()}", None)
+        """The embedded local owner in the bootstrap tenant while it acts there, else ``cli:<user>``
+        (see module docstring); raises `UnknownTenant`."""
+        name = self.tenant
+        if self.settings.profile == "embedded" and name == self.settings.bootstrap_tenant:
+            owner = self.directory.acting_local_owner(name)
+            if owner is not None:
+                return Actor(owner.tenant_id, owner.username, owner.user_id)
+        tenant_id = self.directory.tenant_id(name)
+        if tenant_id is None:
+            if not self.create_tenant:
+                raise UnknownTenant(f"no tenant {name!r}; a tenant is created by `aima user add --tenant`")
+            tenant_id = self.directory.ensure_tenant(name)
+            self.created_tenant = True
+        return Actor(tenant_id, operator(), None)
 
     def record(self, action: str, *, object: str | None = None, case_id: str | None = None) -> None:
         """One audit record for a change or read the CLI performed."""
@@ -84,6 +122,22 @@ class Kernel:
             detail={"via": "cli"},
         )
 
+    def record_in(self, chain_id: str, action: str, *, object: str | None = None, **detail: object) -> None:
+        """One audit record by ``cli:<os user>`` in a chain of no tenant (such as reading one)."""
+        self.audit.record_now(
+            tenant_id=chain_id,
+            actor=operator(),
+            action=action,
+            outcome="allowed",
+            object=object,
+            detail={"via": "cli", **detail},
+        )
+
     def close(self) -> None:
         if self._stores is not None:
             self._stores.close()
+
+
+def operator() -> str:
+    """Who the CLI acts as when no user does: ``cli:<os user>``."""
+    return f"cli:{getpass.getuser()}"

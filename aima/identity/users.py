@@ -105,6 +105,12 @@ def _kind(value: object) -> Kind:
     raise ValueError(f"unknown user kind {value!r}")
 
 
+def _has_users(session: Any) -> bool:
+    """Whether any user exists besides the embedded local owner (who cannot sign in)."""
+    found = session.execute(users.select().where(users.c.username != LOCAL_OWNER).limit(1)).first()
+    return found is not None
+
+
 def _check_username(username: str) -> None:
     if not username or username != username.strip() or len(username) > MAX_USERNAME:
         raise ValueError(f"username must be 1-{MAX_USERNAME} characters without surrounding spaces")
@@ -121,6 +127,12 @@ class UserDirectory:
     def __init__(self, db: Database, *, principal_ttl: float = 0.0) -> None:
         self._db = db
         self._principals: ExpiringMap[str, Principal] = ExpiringMap(principal_ttl)
+
+    def tenant_id(self, name: str) -> str | None:
+        """The id of the tenant called ``name``, or None; never creates one."""
+        with unscoped_session(self._db, reason=IDENTITY_LOOKUP, readonly=True) as s:
+            found = s.execute(tenants.select().where(tenants.c.name == name)).first()
+        return None if found is None else str(found.id)
 
     def ensure_tenant(self, name: str) -> str:
         """The id of the tenant called ``name``, created if missing."""
@@ -177,13 +189,14 @@ class UserDirectory:
         return user_record(values)
 
     def bootstrap_admin(self, username: str, password: str, tenant_name: str) -> UserRecord:
-        """Create the first admin; only while the users table is empty, else `BootstrapRefused`."""
+        """Create the first admin; only while there is no user but the embedded local owner (who
+        cannot sign in), else `BootstrapRefused`."""
         _check_username(username)
         check_password_policy(password)
         password_hash = hash_password(password)
         with unscoped_session(self._db, reason=IDENTITY_LOOKUP) as s:
             transaction_lock(s, "identity.bootstrap")  # concurrent bootstraps create one admin
-            if s.execute(users.select().limit(1)).first() is not None:
+            if _has_users(s):
                 raise BootstrapRefused("users exist already; the first admin is created only once")
             tenant = s.execute(tenants.select().where(tenants.c.name == tenant_name)).first()
             tenant_id = str(tenant.id) if tenant is not None else str(uuid.uuid4())
@@ -205,8 +218,8 @@ class UserDirectory:
             raise SettingsError("AIMA_BOOTSTRAP_ADMIN_USERNAME", "required with the bootstrap password")
         if password is None:
             raise SettingsError("AIMA_BOOTSTRAP_ADMIN_PASSWORD", "required with the bootstrap username")
-        with unscoped_session(self._db, reason=IDENTITY_LOOKUP) as s:
-            if s.execute(users.select().limit(1)).first() is not None:
+        with unscoped_session(self._db, reason=IDENTITY_LOOKUP, readonly=True) as s:
+            if _has_users(s):
                 return None
         try:
             return self.bootstrap_admin(username, password.get_secret_value(), settings.bootstrap_tenant)
@@ -223,6 +236,36 @@ class UserDirectory:
         if record is None:
             raise UnknownUser(LOCAL_OWNER)
         return self.principal(record.id)
+
+    def acting_local_owner(self, tenant_name: str) -> Principal | None:
+        """The local owner, to act for the embedded CLI in ``tenant_name``, or None to act otherwise.
+
+        The existing local owner if it belongs to that tenant; else, while the tenant has no admin yet,
+        a new one (with the tenant); None once an admin exists there without a local owner (the CLI
+        acts as an operator then) or when the local owner belongs to another tenant.
+        """
+        record = self.by_username(LOCAL_OWNER)
+        if record is None:
+            tenant_id = self.tenant_id(tenant_name)
+            if tenant_id is not None and self._has_admin(tenant_id):
+                return None
+            return self.ensure_local_owner(tenant_name)
+        if record.tenant_id != self.tenant_id(tenant_name) or record.disabled:
+            return None
+        return self.principal(record.id)
+
+    def _has_admin(self, tenant_id: str) -> bool:
+        with unscoped_session(self._db, reason=IDENTITY_LOOKUP, readonly=True) as s:
+            found = s.execute(
+                users.select()
+                .where(
+                    users.c.tenant_id == tenant_id,
+                    users.c.role == GlobalRole.ADMIN.value,
+                    users.c.disabled.is_(False),
+                )
+                .limit(1)
+            ).first()
+        return found is not None
 
     def list_users(self, tenant_id: str) -> list[UserRecord]:
         """The users of a tenant, by username."""

@@ -55,6 +55,15 @@ FIELDS = (*HASHED_FIELDS, "prev_hash", "hash")
 MAX_DETAIL_BYTES = 16 * 1024
 MAX_QUERY_LIMIT = 1000
 EXPORT_BATCH = 500
+ANONYMOUS_CHAIN = "anonymous"
+"""The chain of failed authentications (the gateway's ``ANONYMOUS_TENANT``): a refused sign-in or
+token names no tenant that could be trusted, so it is recorded in this chain of no tenant."""
+SYSTEM_CHAIN = "system"
+"""The chain of platform housekeeping that concerns no tenant, such as the leftover temporary files the
+retention sweep removes (`aima.storage.retention`), and of exports of the chains of no tenant."""
+CHAINS = (ANONYMOUS_CHAIN, SYSTEM_CHAIN)
+"""The chains of no tenant; they are verified, queried and exported like a tenant's (their name takes
+the place of the tenant id, which is a UUID, so the two never collide)."""
 
 
 def record_hash(record: Mapping[Any, Any], prev_hash: str) -> str:

@@ -68,7 +68,7 @@ class ApiServices:
         directory = UserDirectory(db, principal_ttl=settings.access_cache_ttl)
         directory.bootstrap_from_settings(settings)
         if settings.profile == "embedded":
-            directory.ensure_local_owner()
+            directory.ensure_local_owner(settings.bootstrap_tenant)  # the CLI's tenant (aima.cli.context)
         external = external_issuer_from_settings(settings, directory)
         tokens = TokenService.from_settings(settings, db, directory, external)
         audit = AuditLog(db)
