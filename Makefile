@@ -14,7 +14,7 @@ env: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/pip install -q "uv==0.13.8"
-	@$(BIN)/uv pip sync -q -p $(BIN)/python requirements.lock
+	@$(BIN)/uv pip sync -q --compile-bytecode -p $(BIN)/python requirements.lock
 	@$(BIN)/uv pip install -q -p $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
@@ -45,7 +45,9 @@ lint: env
 schemas: env
 	@$(BIN)/python -m events.schemas_export
 
+# bytecode is compiled first, as an image build does (the environment may forbid writing it at import)
 bench: env tools services
+	@$(BIN)/python -m compileall -q aima events functions inference operators
 	@set -e; for b in benchmarks/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 clean:

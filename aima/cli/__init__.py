@@ -7,6 +7,7 @@ arguments, 1 for a failed operation.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -25,7 +26,34 @@ class CliError(click.ClickException):
         click.echo(f"aima: {self.message}", err=True)
 
 
-@click.group()
+LAZY = {
+    "audit": "aima.cli.admin:audit",
+    "case": "aima.cli.admin:case",
+    "config": "aima.cli.admin:config",
+    "media": "aima.cli.admin:media",
+    "serve": "aima.cli.serve:serve_command",
+    "upload": "aima.cli.upload:upload_command",
+    "user": "aima.cli.admin:user",
+}
+"""Subcommands imported only when used: ``aima serve probe`` starts without the admin commands' imports."""
+
+
+class LazyGroup(click.Group):
+    """A group whose `LAZY` subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY and cmd_name not in self.commands:
+            module_name, _, attribute = LAZY[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module_name), attribute)
+            assert isinstance(command, click.Command)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup)
 def cli() -> None:
     """AIMA: case-based analysis of images, video and audio."""
 
@@ -79,18 +107,6 @@ def analyze(paths: tuple[Path, ...], samples_dir: Path | None, case_name: str | 
         asyncio.run(run_analysis(load_settings(), files, case_name=case_name, echo=click.echo))
     except AnalysisRefused as exc:
         raise CliError(str(exc)) from exc
-
-
-def _register() -> None:
-    from aima.cli.admin import audit, case, config, media, user
-    from aima.cli.serve import serve_command
-    from aima.cli.upload import upload_command
-
-    for group in (user, case, media, audit, config, upload_command, serve_command):
-        cli.add_command(group)
-
-
-_register()
 
 
 def main() -> None:

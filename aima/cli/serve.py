@@ -24,24 +24,26 @@ from aima.telemetry.logging import setup_logging
 from aima.telemetry.tracing import setup_tracing
 from functions.runtime.deps import Deps
 from functions.runtime.host import CannotServe, Host
-from functions.runtime.spec import FunctionSpec, discover
+from functions.runtime.spec import FunctionSpec, discover, load
 
 ALL = "all"
 
 
-def choose(name: str, settings: Settings, specs: dict[str, FunctionSpec]) -> list[FunctionSpec]:
+def choose(name: str, settings: Settings) -> list[FunctionSpec]:
     """The specs ``aima serve NAME`` runs; raises `CannotServe` with what to do instead."""
     if name == ALL:
         # functions with an HTTP API of their own first: the gateway calls ingest in-process
-        return sorted(specs.values(), key=lambda s: (s.public, s.app is None, s.name))
-    if name not in specs:
-        raise CannotServe(f"no function {name!r}; this installation has: {', '.join(sorted(specs))}, {ALL}")
+        return sorted(discover().values(), key=lambda s: (s.public, s.app is None, s.name))
+    spec = load(name)  # imports this function only: a cold start pays for nothing else
+    if spec is None:
+        known = ", ".join(sorted(discover()))
+        raise CannotServe(f"no function {name!r}; this installation has: {known}, {ALL}")
     if settings.bus == "memory":
         raise CannotServe(
             f"{name} alone cannot share events with other processes on the embedded in-process bus: "
             f"run every function in one process with `aima serve {ALL}`, or set AIMA_BUS=nats"
         )
-    return [specs[name]]
+    return [spec]
 
 
 async def serve(host: Host, chosen: Sequence[FunctionSpec], address: str, port: int) -> None:
@@ -74,9 +76,8 @@ def serve_command(name: str, address: str, port: int | None) -> None:
     from aima.cli import CliError
 
     settings = load_settings()
-    specs = discover()
     try:
-        chosen = choose(name, settings, specs)
+        chosen = choose(name, settings)
     except CannotServe as exc:
         raise CliError(str(exc)) from exc
     setup_logging(settings.log_level, settings.log_json, service=name)

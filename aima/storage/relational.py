@@ -13,9 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, func, make_url, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, make_url, select, text
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
@@ -27,6 +25,8 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from aima.storage.schema import processed_events, utcnow
 
 if TYPE_CHECKING:
+    from alembic.config import Config
+
     from aima.settings import Settings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -36,11 +36,15 @@ SQLITE_MIN_POOL = 40
 """SQLite connections kept open at least: as many as threads may use the database at once (anyio's
 default threadpool has 40). An overflow connection is closed when returned, and reopening one (file,
 WAL and foreign-key pragmas) costs more than the query it serves; an open one costs a file handle."""
+SCHEMA_HEAD = "0003"
+"""The newest migration's revision (a test checks it against Alembic's head)."""
 READ_ONLY = "aima_read_only"  # execution option: the transaction only reads
 
 
 def alembic_config(connection: Connection) -> Config:
     """An Alembic config for our migrations that runs them on ``connection`` (no alembic.ini)."""
+    from alembic.config import Config  # Alembic is only needed to migrate: kept out of cold starts
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("path_separator", "os")
@@ -95,8 +99,20 @@ class Database:
                 session.connection(execution_options={READ_ONLY: True})
             yield session
 
+    def revision(self) -> str | None:
+        """The schema's current Alembic revision, or None before the first migration."""
+        with self.engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
     def migrate(self) -> None:
-        """Bring the schema to the newest revision (``alembic upgrade head``); a no-op when current."""
+        """Bring the schema to the newest revision (``alembic upgrade head``); a no-op when current.
+
+        A schema already at `SCHEMA_HEAD` costs one query: Alembic is not even imported.
+        """
+        if self.revision() == SCHEMA_HEAD:
+            return
         with self.engine.connect() as connection:
             sqlite = connection.dialect.name == "sqlite"
             if sqlite:
@@ -105,6 +121,8 @@ class Database:
                 _pragma(connection, "foreign_keys=OFF")
             try:
                 with connection.begin():
+                    from alembic import command
+
                     command.upgrade(alembic_config(connection), "head")
                     if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first():
                         raise RuntimeError("migration left rows that violate foreign keys")

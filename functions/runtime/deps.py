@@ -41,8 +41,9 @@ class Deps:
 
     @cached_property
     def stores(self) -> Stores:
-        """Every store, the schema migrated."""
-        return self._stores or Stores.open(self.settings)
+        """Every store. Embedded, the schema is migrated on open; in a cluster ``aima migrate`` runs
+        once per release (a Job), not in every replica's cold start."""
+        return self._stores or Stores.open(self.settings, migrate=self.settings.profile == "embedded")
 
     @property
     def db(self) -> Database:

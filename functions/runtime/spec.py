@@ -13,6 +13,7 @@ adding a function touches its own package and the event catalogue, nothing else.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 import re
 import sys
@@ -106,6 +107,23 @@ class FunctionSpec:
     def consumed(self, event_type: str) -> type[EventData] | None:
         """The payload model of ``event_type`` if this function consumes it."""
         return next((p for p in self.consumes if event_type == p.TYPE), None)
+
+
+def load(name: str) -> FunctionSpec | None:
+    """The spec of the function ``name`` alone (importing no other function), or None."""
+    if not _NAME.match(name) or name == RUNTIME:
+        return None
+    package = importlib.import_module(PACKAGE)
+    package.__path__ = pkgutil.extend_path(list(package.__path__), PACKAGE)
+    module_name = f"{PACKAGE}.{name.replace('-', '_')}.spec"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            return None
+        raise
+    spec = getattr(module, "SPEC", None)
+    return spec if isinstance(spec, FunctionSpec) and spec.name == name else None
 
 
 def discover() -> dict[str, FunctionSpec]:

@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from aima.settings import Settings
-from aima.storage.relational import MIGRATIONS, Database, alembic_config
+from aima.storage.relational import MIGRATIONS, SCHEMA_HEAD, Database, alembic_config
 from aima.storage.schema import cases, jobs, media, metadata, processed_events
 
 TABLES = {
@@ -34,8 +34,21 @@ TABLES = {
     "audit_log",
     "audit_heads",
     "config_entries",
+    "outbox",
 }
 HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+def test_the_schema_head_the_kernel_checks_is_alembics_head() -> None:
+    assert HEAD == SCHEMA_HEAD
+
+
+def test_a_current_schema_is_recognised_without_alembic(db: Database) -> None:
+    assert db.revision() is None
+    db.migrate()
+    assert db.revision() == SCHEMA_HEAD
+    db.migrate()  # a no-op now
+    assert db.revision() == SCHEMA_HEAD
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
