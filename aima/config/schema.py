@@ -42,6 +42,10 @@ class Retention(_Section):
 
     intermediate_days: int = Field(default=30, ge=1)
     originals: Literal["until_case_deleted"] = "until_case_deleted"
+    # leftovers the retention sweep removes (aima/storage/retention.py): ages far above any live use
+    upload_session_hours: int = Field(default=7 * 24, ge=24)
+    temporary_file_hours: int = Field(default=24, ge=1)
+    probe_folder_hours: int = Field(default=48, ge=12)
 
 
 class Limits(_Section):

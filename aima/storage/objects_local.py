@@ -281,6 +281,37 @@ class LocalObjectStore(ObjectStore):
     def _sign(self, key: str, expires: int) -> str:
         return hmac.new(self._secret, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
 
+    # -- leftovers of crashes (the retention sweep calls this) ---------------------------------
+
+    def remove_leftovers(
+        self, *, written_before: float, uploads_before: float, keep_uploads: Iterable[str] = ()
+    ) -> builtins.list[tuple[str, int]]:
+        """Remove what a killed process left in the store's private folders; returns the name
+        (relative to the root) and size of each removed.
+
+        * files under ``.tmp/`` last written before ``written_before`` (a Unix time): an object or
+          sidecar being written when its process died (a write in progress keeps its file's time fresh);
+        * multipart folders under ``.uploads/`` begun before ``uploads_before`` whose id is not in
+          ``keep_uploads`` (the ids live sessions still refer to).
+        """
+        removed: builtins.list[tuple[str, int]] = []
+        for path in sorted((self._root / _TMP).iterdir()):
+            st = path.lstat()
+            if S_ISREG(st.st_mode) and st.st_mtime < written_before:
+                path.unlink(missing_ok=True)
+                removed.append((f"{_TMP}/{path.name}", st.st_size))
+        keep = frozenset(keep_uploads)
+        for folder in sorted((self._root / _UPLOADS).iterdir()):
+            if folder.name in keep or not _UPLOAD_ID.fullmatch(folder.name) or folder.is_symlink():
+                continue
+            begun = folder / _SESSION
+            started = (begun if begun.exists() else folder).lstat().st_mtime
+            if started < uploads_before:
+                size = sum(p.lstat().st_size for p in folder.iterdir())
+                shutil.rmtree(folder)
+                removed.append((f"{_UPLOADS}/{folder.name}", size))
+        return removed
+
 
 def load_or_create_secret(root: Path) -> bytes:
     """The presign secret kept in `<root>/.presign-secret`, created (mode 0600) on first use."""

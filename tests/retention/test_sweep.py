@@ -149,7 +149,8 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
     documents = DocumentStore.from_uri(f"litemongo://{tmp_path / 'documents'}", "aima")
     audit = AuditLog(db)
     config = ConfigService(db, MemoryCache(), audit)
-    yield Env(db, objects, documents, config, audit, RetentionSweeper(db, objects, documents, config, audit))
+    sweeper = RetentionSweeper(db, objects, documents, config, audit, probe_workdir=tmp_path / "probe-work")
+    yield Env(db, objects, documents, config, audit, sweeper)
     documents.close()
     db.dispose()
 
