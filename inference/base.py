@@ -1,84 +1,303 @@
 """The one model interface, after Immich's ``InferenceModel``.
 
-Every model (transcriber, speaker embedder, face detector/embedder, vision describer, text
-embedder, narrator) is a subclass with ``task`` and ``backend`` class attributes: ``load()`` is
-lazy and idempotent, ``predict()`` loads on first use and calls ``_predict()``. A local CPU
-backend and a remote one (OpenAI-compatible, KServe v2) implement the same task interface and
-are chosen by settings, so code above never knows which runs.
+A model is a subclass of a task class (`inference.tasks`: ``Transcriber``, ``FaceAnalyzer``,
+``Narrator``, ...) with a ``backend`` class attribute, built from its task's `ModelSettings`:
+
+* ``load()`` is lazy and idempotent (one load however many threads ask); ``predict()`` loads on
+  first use, runs ``_predict()`` and checks the output against the task's pydantic model;
+* ``apredict()`` runs ``predict`` from async code on the model's own small executor, sized by
+  ``workers`` (default 1 local, 4 remote), so a model never takes more threads than it was given;
+* ``unload()`` frees the weights (waiting for running calls); after ``idle_unload_seconds``
+  without a call the model unloads itself, and the next call loads it again;
+* ``health()`` is cheap: it never loads weights, and a model that is not loaded is only checked
+  for being loadable (``_check_available``).
+
+Failures are the three kinds of `inference.errors`. Import errors while loading (an optional
+dependency group not installed) become `ModelNotConfigured`; any other error while loading
+becomes `ModelUnavailable`.
 """
 
 from __future__ import annotations
 
-import abc
+import asyncio
+import contextvars
+import functools
+import logging
 import threading
-from typing import Any, ClassVar, Generic, TypeVar
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-I = TypeVar("I")  # noqa: E741 - input type
-O = TypeVar("O")  # noqa: E741 - output type
+from pydantic import BaseModel, ValidationError
+
+from aima.model_settings import ModelSettings, ModelTask
+from inference.errors import InvalidModelOutput, ModelError, ModelNotConfigured, ModelUnavailable
+
+__all__ = ["InferenceModel", "ModelHealth", "ModelUnavailable"]
+
+log = logging.getLogger(__name__)
+
+I = TypeVar("I", bound=BaseModel)  # noqa: E741 - input type
+O = TypeVar("O", bound=BaseModel)  # noqa: E741 - output type
+
+HealthState = Literal["not_configured", "not_loaded", "ready", "down"]
 
 
-class ModelUnavailable(RuntimeError):
-    """The model cannot run here (no endpoint configured, weights missing); callers record 'not run'."""
+class ModelHealth(BaseModel):
+    """One model's state for readiness: ``not_loaded`` and ``ready`` are up, ``down`` is not,
+    ``not_configured`` is neither (the step records "not run")."""
+
+    task: str
+    backend: str
+    model: str = ""
+    state: HealthState
+    error: str | None = None
+
+    @property
+    def up(self) -> bool:
+        return self.state in ("not_loaded", "ready")
 
 
-class InferenceModel(abc.ABC, Generic[I, O]):
-    """Lazy, idempotent load; predict loads on demand. Subclasses implement _load and _predict."""
+class InferenceModel(Generic[I, O]):
+    """Lazy, idempotent load; predict loads on demand. Backends implement ``_load`` and ``_predict``.
 
-    task: ClassVar[str] = ""
+    (Not an ABC on purpose: task classes stay concrete for type checkers, so ``pool.get(Transcriber)``
+    type-checks; the registry only accepts subclasses that name their ``backend``.)
+    """
+
+    task: ClassVar[ModelTask]
     backend: ClassVar[str] = ""
+    input_type: ClassVar[type[BaseModel]]
+    output_type: ClassVar[type[BaseModel]]
+    extra: ClassVar[str] = ""
+    """The optional dependency group the backend needs (``pip install aima[<extra>]``)."""
 
-    def __init__(self, name: str, version: str = "", **options: Any) -> None:
-        self.name = name
-        self.version = version
-        self.options = options
+    def __init__(self, settings: ModelSettings) -> None:
+        self.settings = settings
+        self.load_attempts = 0
         self._loaded = False
-        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._last_used = time.monotonic()
+        self._cond = threading.Condition(threading.RLock())
+        self._idle_timer: threading.Timer | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.task}/{self.backend} {self.name!r} loaded={self._loaded}>"
+
+    @property
+    def name(self) -> str:
+        return self.settings.model
 
     @property
     def loaded(self) -> bool:
         return self._loaded
 
+    @property
+    def threads(self) -> int:
+        """Intra-op threads this model may use (a local backend passes it to its runtime)."""
+        return self.settings.threads
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
     def load(self) -> None:
         """Load weights or connect to the endpoint; safe to call many times and from threads."""
         if self._loaded:
             return
-        with self._lock:
-            if not self._loaded:
+        with self._cond:
+            if self._loaded:
+                return
+            self.load_attempts += 1
+            started = time.perf_counter()
+            try:
                 self._load()
-                self._loaded = True
+            except (ModelError, NotImplementedError) as exc:
+                if isinstance(exc, ModelError):
+                    self._tag(exc)
+                raise
+            except ImportError as exc:
+                missing = exc.name or str(exc)
+                hint = f" (pip install 'aima[{self.extra}]')" if self.extra else ""
+                raise self._tag(
+                    ModelNotConfigured(f"{self.backend} backend needs {missing}, not installed{hint}")
+                ) from exc
+            except Exception as exc:
+                raise self._tag(ModelUnavailable(f"loading failed: {type(exc).__name__}: {exc}")) from exc
+            self._loaded = True
+            self._last_used = time.monotonic()
+            self._schedule_idle_unload()
+            seconds = round(time.perf_counter() - started, 3)
+            log.info("model loaded", extra={"task": str(self.task), "model": self.name, "seconds": seconds})
+
+    def unload(self, *, wait: bool = True) -> bool:
+        """Free the model, after running calls finish (or not at all if ``wait`` is false and
+        calls are running). Returns whether it unloaded; the next call loads it again."""
+        with self._cond:
+            if not self._loaded:
+                return False
+            while self._in_flight:
+                if not wait:
+                    return False
+                self._cond.wait()
+            if not self._loaded:  # unloaded by someone else meanwhile
+                return False
+            try:
+                self._unload()
+            finally:
+                self._loaded = False
+                if self._idle_timer is not None:
+                    self._idle_timer.cancel()
+                    self._idle_timer = None
+            log.info("model unloaded", extra={"task": str(self.task), "model": self.name})
+            return True
+
+    def close(self) -> None:
+        """Unload, release what stays open and stop the executor; the model can still be used
+        afterwards (it loads again)."""
+        self.unload()
+        self._close()
+        with self._cond:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- calls -----------------------------------------------------------------------------------
 
     def predict(self, inputs: I) -> O:
-        """Run the model, loading it first if needed."""
-        self.load()
-        return self._predict(inputs)
+        """Run the model on one input, loading it first if needed; the output is checked."""
+        if not isinstance(inputs, self.input_type):
+            raise TypeError(
+                f"{type(self).__name__} takes {self.input_type.__name__}, got {type(inputs).__name__}"
+            )
+        with self._cond:
+            self.load()
+            self._in_flight += 1
+        try:
+            output = self._predict(inputs)
+        except ModelError as exc:
+            self._tag(exc)
+            raise
+        except ValidationError as exc:  # the backend built its output model from a bad answer
+            raise self._tag(InvalidModelOutput(_first_error(exc))) from exc
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                self._last_used = time.monotonic()
+                self._cond.notify_all()
+                self._schedule_idle_unload()
+        return self.check_output(inputs, output)
 
-    def health(self) -> None:
-        """Raise if the model cannot serve (default: it must be loadable)."""
-        self.load()
+    async def apredict(self, inputs: I) -> O:
+        """`predict` on this model's executor; the caller's context (trace) goes along."""
+        loop = asyncio.get_running_loop()
+        call = functools.partial(contextvars.copy_context().run, self.predict, inputs)
+        return await loop.run_in_executor(self.executor, call)
 
-    @abc.abstractmethod
-    def _load(self) -> None: ...
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """The model's executor: ``settings.max_workers`` threads, created on first use."""
+        with self._cond:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self.settings.max_workers, thread_name_prefix=f"model-{self.task}"
+                )
+            return self._executor
 
-    @abc.abstractmethod
-    def _predict(self, inputs: I) -> O: ...
+    def check_output(self, inputs: I, output: Any) -> O:
+        """Refuse an output that is not the task's model or breaks its rules (`_check`)."""
+        if not isinstance(output, self.output_type):
+            raise self._tag(
+                InvalidModelOutput(f"expected {self.output_type.__name__}, got {type(output).__name__}")
+            )
+        try:
+            self._check(inputs, output)  # type: ignore[arg-type]
+        except InvalidModelOutput as exc:
+            self._tag(exc)
+            raise
+        return output  # type: ignore[return-value]
+
+    # -- health ----------------------------------------------------------------------------------
+
+    def health(self) -> ModelHealth:
+        """Cheap status for readiness; never loads weights and never raises."""
+        try:
+            if self._loaded:
+                self._check_loaded()
+            else:
+                self._check_available()
+        except ModelNotConfigured as exc:
+            return self._health("not_configured", str(exc))
+        except Exception as exc:
+            return self._health("down", f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        return self._health("ready" if self._loaded else "not_loaded")
+
+    # -- for subclasses --------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        """Load weights (with ``self.threads``) or open the client; raise a `ModelError` kind."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _load")
+
+    def _predict(self, inputs: I) -> O:
+        """Run the loaded model on one input."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _predict")
+
+    def _unload(self) -> None:
+        """Release what ``_load`` acquired (default: nothing)."""
+        return None
+
+    def _close(self) -> None:
+        """Release what outlives a load, e.g. a client opened by a health probe (default: nothing)."""
+        return None
+
+    def _check(self, inputs: I, output: O) -> None:
+        """Task rules beyond the output model's own (counts, dimensions, citations)."""
+        return None
+
+    def _check_available(self) -> None:
+        """Cheap check that the model could load (files present, endpoint ready); raise if not."""
+        return None
+
+    def _check_loaded(self) -> None:
+        """Cheap check that a loaded model still serves; raise if not."""
+        return None
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _health(self, state: HealthState, error: str | None = None) -> ModelHealth:
+        return ModelHealth(
+            task=str(self.task), backend=self.backend, model=self.name, state=state, error=error
+        )
+
+    def _tag(self, exc: ModelError) -> ModelError:
+        exc.task = exc.task or str(self.task)
+        exc.backend = exc.backend or self.backend
+        return exc
+
+    def _schedule_idle_unload(self) -> None:
+        """(Lock held.) Make sure a timer will unload the model once it has been idle long enough."""
+        seconds = self.settings.idle_unload_seconds
+        if seconds <= 0 or not self._loaded or self._idle_timer is not None:
+            return
+        delay = max(self._last_used + seconds - time.monotonic(), 0.005)
+        timer = threading.Timer(delay, self._idle_check)
+        timer.daemon = True
+        self._idle_timer = timer
+        timer.start()
+
+    def _idle_check(self) -> None:
+        with self._cond:
+            self._idle_timer = None
+            if not self._loaded:
+                return
+            idle = time.monotonic() - self._last_used
+            if self._in_flight or idle < self.settings.idle_unload_seconds:
+                self._schedule_idle_unload()
+                return
+            log.info("model idle", extra={"task": str(self.task), "idle_seconds": round(idle, 1)})
+            self.unload(wait=False)
 
 
-_REGISTRY: dict[tuple[str, str], type[InferenceModel[Any, Any]]] = {}
-
-
-def register(cls: type[InferenceModel[Any, Any]]) -> type[InferenceModel[Any, Any]]:
-    """Class decorator: make a backend selectable by (task, backend) in settings."""
-    if not cls.task or not cls.backend:
-        raise ValueError(f"{cls.__name__} must set task and backend")
-    _REGISTRY[(cls.task, cls.backend)] = cls
-    return cls
-
-
-def create(task: str, backend: str, name: str, **options: Any) -> InferenceModel[Any, Any]:
-    """Instantiate the backend registered for a task (not loaded yet)."""
-    try:
-        cls = _REGISTRY[(task, backend)]
-    except KeyError:
-        known = sorted(b for t, b in _REGISTRY if t == task)
-        raise ModelUnavailable(f"no {backend!r} backend for task {task!r} (known: {known})") from None
-    return cls(name, **options)
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return f"{where}: {first.get('msg')}" if where else str(first.get("msg"))

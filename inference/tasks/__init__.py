@@ -1,0 +1,109 @@
+"""One task class per model task, with typed pydantic inputs and outputs.
+
+A task class is the protocol the function steps code against (``predict``/``apredict`` of its
+input and output types, ``health``, ``unload``; embedders also ``dimension``); a backend is a
+subclass that sets ``backend`` and implements ``_load`` and ``_predict``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aima.model_settings import ModelTask
+from inference.base import InferenceModel
+from inference.tasks.common import IO, AudioInput, Box, Embedder, ImageInput, Point, Score, TimeSpan
+from inference.tasks.speech import (
+    Transcriber,
+    Transcript,
+    TranscriptSegment,
+    VoiceEmbedder,
+    VoiceEmbedding,
+    VoiceEmbeddings,
+    VoiceInput,
+    Word,
+)
+from inference.tasks.text import (
+    Fact,
+    Narrative,
+    NarrativeInput,
+    Narrator,
+    Statement,
+    TextEmbedder,
+    TextEmbeddings,
+    TextsInput,
+)
+from inference.tasks.vision import (
+    Face,
+    FaceAnalyzer,
+    Faces,
+    Keypoint,
+    Label,
+    OcrReader,
+    Pose,
+    PoseEstimator,
+    Poses,
+    SensitivityScore,
+    SensitivityScorer,
+    TextLine,
+    TextLines,
+    VisionDescriber,
+    VisionDescription,
+    VisionInput,
+)
+
+TASK_CLASSES: dict[ModelTask, type[InferenceModel[Any, Any]]] = {
+    ModelTask.TRANSCRIBER: Transcriber,
+    ModelTask.VOICE_EMBEDDER: VoiceEmbedder,
+    ModelTask.FACE_ANALYZER: FaceAnalyzer,
+    ModelTask.POSE_ESTIMATOR: PoseEstimator,
+    ModelTask.OCR: OcrReader,
+    ModelTask.SENSITIVITY_SCORER: SensitivityScorer,
+    ModelTask.VISION_DESCRIBER: VisionDescriber,
+    ModelTask.TEXT_EMBEDDER: TextEmbedder,
+    ModelTask.NARRATOR: Narrator,
+}
+"""The task class every backend of a task must subclass."""
+
+__all__ = [
+    "IO",
+    "TASK_CLASSES",
+    "AudioInput",
+    "Box",
+    "Embedder",
+    "Face",
+    "FaceAnalyzer",
+    "Faces",
+    "Fact",
+    "ImageInput",
+    "Keypoint",
+    "Label",
+    "Narrative",
+    "NarrativeInput",
+    "Narrator",
+    "OcrReader",
+    "Point",
+    "Pose",
+    "PoseEstimator",
+    "Poses",
+    "Score",
+    "SensitivityScore",
+    "SensitivityScorer",
+    "Statement",
+    "TextEmbedder",
+    "TextEmbeddings",
+    "TextLine",
+    "TextLines",
+    "TextsInput",
+    "TimeSpan",
+    "Transcriber",
+    "Transcript",
+    "TranscriptSegment",
+    "VisionDescriber",
+    "VisionDescription",
+    "VisionInput",
+    "VoiceEmbedder",
+    "VoiceEmbedding",
+    "VoiceEmbeddings",
+    "VoiceInput",
+    "Word",
+]
