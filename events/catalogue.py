@@ -14,9 +14,8 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from aima.domain import JobState, MediaKind
 from events.envelope import CloudEvent, new_event_id
-
-MediaKind = Literal["image", "video", "audio"]
 
 
 class EventData(BaseModel):
@@ -191,8 +190,6 @@ class ReportGenerated(CaseScoped):
 
 
 # --- jobs ----------------------------------------------------------------------------------
-
-JobState = Literal["pending", "running", "completed", "failed", "cancelled", "awaiting_approval"]
 
 
 class JobCreated(CaseScoped):

@@ -26,9 +26,9 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO
 
-Kind = Literal["image", "video", "audio"]
+from aima.domain import MediaKind
 
 DEMUXERS = (
     "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,mpegts,mpeg,mpegvideo,m4v,h264,hevc,ivf,dv,mxf,asf,"
@@ -88,7 +88,7 @@ class Location:
 class ProbeResult:
     """What ffprobe read from a file's headers (plus EXIF for images)."""
 
-    kind: Kind
+    kind: MediaKind
     format_name: str
     duration_s: float | None
     start_s: float
@@ -318,13 +318,13 @@ def _interpret(info: Mapping[str, Any], limits: RunLimits) -> ProbeResult:
     )
 
 
-def _kind(format_name: str, video: Mapping[str, Any] | None, track: Mapping[str, Any] | None) -> Kind:
+def _kind(format_name: str, video: Mapping[str, Any] | None, track: Mapping[str, Any] | None) -> MediaKind:
     if video is None:
-        return "audio"
+        return MediaKind.AUDIO
     single_gif = format_name == "gif" and _int(video.get("nb_frames")) == 1
     if (format_name.endswith("_pipe") or format_name == "image2" or single_gif) and track is None:
-        return "image"
-    return "video"
+        return MediaKind.IMAGE
+    return MediaKind.VIDEO
 
 
 def _with_image_tags(path: Path, result: ProbeResult, limits: RunLimits) -> ProbeResult:
