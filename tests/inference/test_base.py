@@ -43,6 +43,7 @@ class CountingTranscriber(Transcriber):
         self.peak = 0
         self.threads_seen: set[str] = set()
         self.fail_load: Exception | None = None
+        self.started = threading.Event()
         self._count = threading.Lock()
 
     def _load(self) -> None:
@@ -55,6 +56,7 @@ class CountingTranscriber(Transcriber):
         self.unloads += 1
 
     def _predict(self, inputs: AudioInput) -> Transcript:
+        self.started.set()
         with self._count:
             self.running += 1
             self.peak = max(self.peak, self.running)
@@ -106,12 +108,12 @@ def test_wrong_input_type_is_a_type_error(tmp_path: Path) -> None:
 
 
 def test_model_unloads_itself_after_the_idle_time(tmp_path: Path) -> None:
-    model = CountingTranscriber(TranscriberSettings(backend="counting", idle_unload_seconds=0.2))
+    model = CountingTranscriber(TranscriberSettings(backend="counting", idle_unload_seconds=0.6))
     model.predict(audio(tmp_path))
-    time.sleep(0.12)
+    time.sleep(0.4)
     model.predict(audio(tmp_path))  # a call restarts the idle clock
-    time.sleep(0.12)
-    assert model.loaded  # 0.24 s after loading but only 0.12 s idle
+    time.sleep(0.4)
+    assert model.loaded  # 0.8 s after loading but only 0.4 s idle
     deadline = time.monotonic() + 3
     while model.loaded and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -126,7 +128,7 @@ def test_unload_waits_for_a_running_call(tmp_path: Path) -> None:
     model.load()
     worker = threading.Thread(target=model.predict, args=(audio(tmp_path),))
     worker.start()
-    time.sleep(0.05)
+    assert model.started.wait(5)
     assert model.unload(wait=False) is False  # busy: not now
     assert model.unload() is True  # waits for the call
     worker.join()
