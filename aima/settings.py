@@ -78,10 +78,14 @@ class Settings(BaseSettings):
     bus: Literal["memory", "nats"] | None = None
     nats_url: str = "nats://127.0.0.1:4222"
     nats_stream: str = "AIMA"
+    nats_subject_root: str = Field(default="aima", pattern=r"^[A-Za-z0-9_-]+$")
     bus_max_deliver: int = Field(default=5, ge=1, le=100)
     bus_backoff: list[float] = Field(default_factory=lambda: [0.5, 2.0, 10.0, 30.0])
     bus_ack_wait: float = Field(default=30.0, gt=0)
     bus_dedupe_window: float = Field(default=120.0, gt=0)
+    # how a function receives its events: its durable bus consumer, or CloudEvents at POST / (a
+    # Knative Trigger); one path per deployment, never both in one process
+    delivery: Literal["bus", "http"] = "bus"
 
     # identity and tokens (secrets stay here, never in the configuration service)
     jwt_issuer: str = "aima"

@@ -3,6 +3,9 @@
 A bulk upload creates one parent job for the request and one child job per stored file (naming
 its media); children inherit the parent's priority. New jobs are ``pending``. Steps are names of
 `aima.domain.Step`. Rows come out as plain dicts (``steps`` a list of strings).
+
+Creating a job writes ``io.aima.job.created.v1`` to the outbox in the same transaction (its id
+derived from the job's), so every creator announces it the same way.
 """
 
 from __future__ import annotations
@@ -15,11 +18,15 @@ from sqlalchemy import RowMapping, select
 
 from aima.access.scope import Scope
 from aima.domain import JobState, Step
+from aima.storage.outbox import Outbox
 from aima.storage.relational import Database
 from aima.storage.schema import jobs, utcnow
 from aima.storage.scoped import guard, scoped_session
+from events.catalogue import JobCreated, make_event
+from events.envelope import CloudEvent, derived_event_id
 
 Row = dict[str, Any]
+SOURCE = "/aima/kernel/jobs"
 
 
 class JobNotFound(LookupError):
@@ -31,6 +38,7 @@ class JobRepository:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._outbox = Outbox(db)
         guard(db)
 
     def create_parent(self, scope: Scope, case_id: str, steps: Iterable[str], priority: int = 0) -> Row:
@@ -106,7 +114,23 @@ class JobRepository:
         }
         with scoped_session(self._db, scope) as session:
             session.execute(jobs.insert().values(values))
+            self._outbox.add(session, [job_created(values)])
         return dict(values)
+
+
+def job_created(job: Row) -> CloudEvent:
+    """The event announcing ``job``; its id is derived from the job's, so it is the same whoever builds it."""
+    data = JobCreated(
+        tenant_id=job["tenant_id"],
+        case_id=job["case_id"],
+        job_id=job["id"],
+        parent_job_id=job["parent_job_id"],
+        media_id=job["media_id"],
+        steps=list(job["steps"]),
+        priority=job["priority"],
+    )
+    event_id = derived_event_id(job["id"], JobCreated.TYPE)
+    return make_event(data, source=SOURCE, subject=job["id"], event_id=event_id)
 
 
 def _steps(steps: Iterable[str]) -> list[str]:

@@ -8,6 +8,7 @@ goes ``stored`` (uploaded) -> ``probed`` or ``failed`` (with ``failure_reason``)
 from __future__ import annotations
 
 import builtins
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import RowMapping, select
@@ -16,9 +17,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from aima.access.scope import Scope
+from aima.storage.audit import AuditHook
+from aima.storage.outbox import Outbox
 from aima.storage.relational import Database
 from aima.storage.schema import media, utcnow
 from aima.storage.scoped import scoped_session
+from events.envelope import CloudEvent
 
 STORED, PROBED, FAILED = "stored", "probed", "failed"
 
@@ -28,6 +32,7 @@ class MediaRepository:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._outbox = Outbox(db)
 
     def add(
         self,
@@ -41,8 +46,15 @@ class MediaRepository:
         kind: str | None,
         filename: str | None,
         object_key: str,
+        audit: AuditHook | None = None,
+        events: Callable[[dict[str, Any]], Sequence[CloudEvent]] | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """Insert a row; if the case already holds a file with this sha256, return that row and False."""
+        """Insert a row; if the case already holds a file with this sha256, return that row and False.
+
+        In the same transaction, ``audit`` writes the upload's audit record (for a duplicate too) and
+        ``events(row)`` gives the events announcing a new row, written to the outbox: the row, its
+        record and its events commit together or not at all.
+        """
         values = {
             "id": media_id,
             "tenant_id": scope.tenant_id,
@@ -64,7 +76,12 @@ class MediaRepository:
             )
             created = session.execute(statement.returning(media.c.id)).first() is not None
             same = select(media).where(media.c.case_id == case_id, media.c.sha256 == sha256)
-            return _plain(session.execute(same).one()._mapping), created
+            row = _plain(session.execute(same).one()._mapping)
+            if audit is not None:
+                audit(session)
+            if created and events is not None:
+                self._outbox.add(session, events(row))
+            return row, created
 
     def get(self, scope: Scope, media_id: str) -> dict[str, Any] | None:
         """The row, or None if it does not exist within the scope."""

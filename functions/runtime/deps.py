@@ -25,6 +25,7 @@ from events.bus import EventBus, RetryPolicy
 from events.factory import bus_from_settings, retry_policy_from_settings
 from events.relay import OutboxRelay
 from events.signing import EventSigner, SigningBus
+from inference.pool import ModelPool
 
 
 class Deps:
@@ -84,11 +85,18 @@ class Deps:
     def relay(self) -> OutboxRelay:
         return OutboxRelay(self.outbox, self.bus)
 
+    @cached_property
+    def models(self) -> ModelPool:
+        """The models of this process, one per task, created on first use from ``AIMA_MODELS__*``."""
+        return ModelPool.from_settings(self.settings)
+
     @property
     def retry_policy(self) -> RetryPolicy:
         return retry_policy_from_settings(self.settings)
 
     def close(self) -> None:
-        """Release the stores (the bus is closed by whoever started it)."""
+        """Release the models and the stores (the bus is closed by whoever started it)."""
+        if "models" in self.__dict__:
+            self.models.close()
         if "stores" in self.__dict__ and self._stores is None:
             self.stores.close()

@@ -128,14 +128,7 @@ def readiness(deps: Deps, needs: Sequence[str]) -> HealthRegistry:
         elif need in stores:
             registry.add(need, stores[need])
         elif need.startswith("model:"):
-            registry.add(need, _model_check(deps, need.removeprefix("model:")))
+            # only a configured model can be down; without one the step records ``not_run``
+            for name, check in deps.models.readiness_checks([need.removeprefix("model:")]).items():
+                registry.add(name, check)
     return registry
-
-
-def _model_check(deps: Deps, task: str):  # type: ignore[no-untyped-def]
-    """A readiness check of the model configured for ``task`` (filled in by the model platform)."""
-
-    def check() -> None:
-        return None
-
-    return check

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from aima.model_settings import ModelTask
 from events.catalogue import CATALOGUE, EventData
 
 if TYPE_CHECKING:
@@ -95,9 +96,11 @@ class FunctionSpec:
         for payload in (*self.consumes, *self.emits):
             if CATALOGUE.get(payload.TYPE) is not payload:
                 raise SpecError(f"function {self.name}: {payload.__name__} is not in the event catalogue")
+        tasks = {f"model:{task.value}" for task in ModelTask}
         for need in self.needs:
-            if need not in NEEDS and not (need.startswith("model:") and len(need) > 6):
-                raise SpecError(f"function {self.name}: unknown readiness need {need!r}")
+            if need not in NEEDS and need not in tasks:
+                known = ", ".join(sorted(NEEDS | tasks))
+                raise SpecError(f"function {self.name}: unknown readiness need {need!r}; known: {known}")
 
     @property
     def types(self) -> tuple[str, ...]:

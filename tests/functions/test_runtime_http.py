@@ -26,7 +26,7 @@ from functions.runtime.app import EMITTED_IDS, REFUSED_TENANT, REQUEST_ID
 from functions.runtime.context import Context
 from functions.runtime.deps import Deps
 from functions.runtime.host import Host
-from functions.runtime.spec import FunctionSpec
+from functions.runtime.spec import FunctionSpec, SpecError
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN = "00f067aa0ba902b7"
@@ -326,3 +326,36 @@ async def test_with_bus_delivery_the_consumer_runs_and_post_is_not_served(tmp_pa
     finally:
         await env.client.aclose()
         await env.host.stop()
+
+
+async def test_readiness_covers_a_configured_model_and_skips_one_that_is_not(tmp_path: Path) -> None:
+    dead = "http://127.0.0.1:9"  # nothing listens on the discard port
+    settings = load_settings(
+        profile="embedded",
+        data_dir=tmp_path / "aima",
+        models={"text_embedder": {"backend": "openai", "model": "minilm", "endpoint": dead}},
+    )
+    deps = Deps(settings, bus=MemoryBus())
+    spec = FunctionSpec(
+        name="needs-models",
+        description="a step with two models",
+        consumes=(MediaUploaded,),
+        build=lambda _deps: Core(),
+        needs=("database", "model:text_embedder", "model:narrator"),
+    )
+    host = Host(deps, [spec])
+    app = host.app(spec)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://fn") as client:
+            ready = await client.get("/readyz")
+        body = ready.json()
+        assert set(body["components"]) == {"database", "model:text_embedder"}  # the narrator: not_run
+        assert body["components"]["model:text_embedder"]["status"] == "down"
+        assert ready.status_code == 503
+    finally:
+        await host.stop()
+
+
+def test_a_spec_naming_an_unknown_need_is_refused() -> None:
+    with pytest.raises(SpecError, match="unknown readiness need 'model:crystal_ball'"):
+        FunctionSpec(name="x", description="x", build=lambda _deps: Core(), needs=("model:crystal_ball",))
