@@ -52,6 +52,30 @@ class JobState(StrEnum):
     def final(self) -> bool:
         return self in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
 
+    def can_become(self, other: JobState) -> bool:
+        """Whether a job in this state may move to ``other`` (`JOB_TRANSITIONS`)."""
+        return other in JOB_TRANSITIONS[self]
+
+
+JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.PENDING: frozenset(
+        {
+            JobState.AWAITING_APPROVAL,
+            JobState.RUNNING,
+            JobState.COMPLETED,
+            JobState.FAILED,
+            JobState.CANCELLED,
+        }
+    ),
+    JobState.AWAITING_APPROVAL: frozenset({JobState.PENDING, JobState.RUNNING, JobState.CANCELLED}),
+    JobState.RUNNING: frozenset({JobState.PENDING, JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED}),
+    JobState.COMPLETED: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.CANCELLED: frozenset(),
+}
+"""The job state machine, in one place that the kernel, the functions and the operator all import:
+``running -> pending`` is a resume after a crash; a final state is never left."""
+
 
 class Step(StrEnum):
     """Pipeline steps, in the order a file usually passes them."""

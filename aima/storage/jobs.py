@@ -33,6 +33,10 @@ class JobNotFound(LookupError):
     """The job does not exist within the scope."""
 
 
+class InvalidTransition(ValueError):
+    """The job's state machine does not allow that move."""
+
+
 class JobRepository:
     """Jobs of one database, confined to the caller's scope."""
 
@@ -73,16 +77,26 @@ class JobRepository:
             return [_plain(row) for row in rows]
 
     def set_state(self, scope: Scope, job_id: str, state: str) -> bool:
-        """Move the job to ``state`` (a `JobState` value); False if it is not in the scope."""
-        value = JobState(state).value
+        """Move the job to ``state`` (a `JobState` value); False if it is not in the scope.
+
+        Raises `InvalidTransition` unless the domain's state machine (`JobState.can_become`) allows
+        the move from the job's current state; the check and the move are one statement.
+        """
+        target = JobState(state)
+        sources = [s.value for s in JobState if s.can_become(target)]
         with scoped_session(self._db, scope) as session:
             updated = session.execute(
                 jobs.update()
-                .where(jobs.c.id == job_id)
-                .values(state=value, updated_at=utcnow())
+                .where(jobs.c.id == job_id, jobs.c.state.in_(sources))
+                .values(state=target.value, updated_at=utcnow())
                 .returning(jobs.c.id)
             )
-            return updated.first() is not None
+            if updated.first() is not None:
+                return True
+            current = session.execute(select(jobs.c.state).where(jobs.c.id == job_id)).scalar()
+        if current is None:
+            return False
+        raise InvalidTransition(f"job {job_id} is {current}; it cannot become {target.value}")
 
     def delete(self, scope: Scope, job_id: str) -> bool:
         """Remove the job (its children cascade); False if it is not in the scope."""
