@@ -18,13 +18,14 @@ import pytest
 from fastapi import FastAPI
 
 from aima.access.scope import Scope
-from aima.cli.serve import ingest_app
 from aima.identity.model import UserRecord
 from aima.samples import write_pattern_png
 from aima.settings import Settings, load_settings
 from events.bus_memory import MemoryBus
 from functions.api.app import create_app
 from functions.api.services import ApiServices
+from functions.ingest.spec import app as ingest_app
+from functions.runtime.deps import Deps
 
 PASSWORD = "correct horse battery staple"
 CALLERS = (
@@ -310,7 +311,7 @@ async def ingest_bus() -> AsyncIterator[MemoryBus]:
 
 @pytest.fixture
 async def services(settings: Settings, ingest_bus: MemoryBus) -> AsyncIterator[ApiServices]:
-    ingest = ingest_app(settings, ingest_bus)
+    ingest = ingest_app(Deps(settings, bus=ingest_bus))
     opened = ApiServices.open(settings, ingest_transport=httpx.ASGITransport(app=ingest))
     yield opened
     await opened.close()
