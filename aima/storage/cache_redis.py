@@ -13,12 +13,18 @@ from typing import cast
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockNotOwnedError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from aima.storage import outages
 from aima.storage.cache import Cache, CacheError, LockLost, LockTimeout
 
 SOCKET_TIMEOUT = 1.0
+
+# the adapter raises CacheError from these (outages looks at the cause)
+outages.register("cache", RedisConnectionError, RedisTimeoutError)
 
 
 @contextmanager

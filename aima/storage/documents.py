@@ -26,6 +26,9 @@ from urllib.parse import urlparse
 import litemongo
 from litemongo.sqlite_store import ServerStore
 from pymongo import MongoClient
+from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
+
+from aima.storage import outages
 
 if TYPE_CHECKING:
     from pymongo.database import Database
@@ -39,6 +42,9 @@ SCOPE = ("tenant_id", "case_id")
 FILTER_OPERATORS = frozenset({"$in", "$ne", "$gt", "$gte", "$lt", "$lte"})
 UPDATE_OPERATORS = frozenset({"$set", "$inc", "$setOnInsert"})
 FIXED_FIELDS = frozenset({"_id", *SCOPE})
+
+# no server answers (selection timed out), or the connection failed or dropped (AutoReconnect, timeouts)
+outages.register("document store", ConnectionFailure, ServerSelectionTimeoutError)
 
 
 class DocumentStore:

@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedError, ReadTimeoutError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from aima.storage import outages
 from aima.storage.objects import (
     CHUNK_SIZE,
     DEFAULT_CONTENT_TYPE,
@@ -53,6 +55,9 @@ if TYPE_CHECKING:
 
 MAX_COPY_SIZE = 5 * 1024**3
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchUpload"})
+
+# endpoint unreachable, connect timeout (botocore's ConnectionError family), connection dropped, no answer
+outages.register("object store", BotoConnectionError, ConnectionClosedError, ReadTimeoutError)
 
 
 class S3ObjectStore(ObjectStore):

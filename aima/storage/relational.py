@@ -19,9 +19,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from aima.storage import outages
 from aima.storage.schema import processed_events, utcnow
 
 if TYPE_CHECKING:
@@ -39,6 +41,22 @@ WAL and foreign-key pragmas) costs more than the query it serves; an open one co
 SCHEMA_HEAD = "0003"
 """The newest migration's revision (a test checks it against Alembic's head)."""
 READ_ONLY = "aima_read_only"  # execution option: the transaction only reads
+_SQLITE_UNAVAILABLE = ("database is locked", "database is busy", "unable to open", "disk i/o error")
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether a database error means the database cannot be reached (an outage), not a mistake:
+    every connection-level error of PostgreSQL, but of SQLite's catch-all OperationalError only a
+    lock held past the busy timeout and a file it cannot open or read ("no such table" is a bug)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    original = getattr(exc, "orig", None)
+    if type(original).__module__.startswith("sqlite3"):
+        return any(text in str(original).lower() for text in _SQLITE_UNAVAILABLE)
+    return True
+
+
+outages.register("database", OperationalError, InterfaceError, DisconnectionError, when=_unreachable)
 
 
 def alembic_config(connection: Connection) -> Config:

@@ -31,6 +31,7 @@ from aima.telemetry.tracing import extract, tracer
 from functions.api.problems import internal_error_response, problem_response, request_id_of
 from functions.api.ratelimit import RateLimiter, RateLimitMiddleware
 from functions.runtime.app import REQUEST_ID as REQUEST_ID  # the header name, re-exported
+from functions.runtime.problems import outage_problem
 
 SERVICE = "api"
 UNMATCHED = "unmatched"
@@ -72,6 +73,7 @@ _SECURITY_HEADERS = (
 )
 
 access_log = logging.getLogger("aima.access")
+log = logging.getLogger(__name__)
 
 
 def route_template(scope: Scope) -> str:
@@ -85,8 +87,10 @@ class RequestContextMiddleware:
     A well-formed incoming ``X-Request-ID`` is kept, anything else replaced by a new one; it is
     echoed on the response. If an outer layer already runs a server span for the request (FastAPI's
     built-in telemetry does when a tracer provider is installed) that span is used, else one is
-    started here. An exception no inner layer answered becomes a 500 problem here, logged inside the
-    span (so with its trace id) and recorded on it.
+    started here. An exception no inner layer answered becomes a problem here, recorded on the span:
+    503 ``service-unavailable`` with ``Retry-After`` when a store or the bus cannot be reached
+    (`functions.runtime.problems.outage_problem`), else a 500 logged inside the span (so with its
+    trace id).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -158,7 +162,20 @@ class RequestContextMiddleware:
             if status:  # the response has begun: nothing left to answer with
                 status = 500
                 raise
-            await internal_error_response(scope, exc)(scope, receive, send_with_id)
+            outage = outage_problem(exc)
+            if outage is None:
+                response = internal_error_response(scope, exc)
+            else:  # a store or the bus is down: retry later (503), not a bug (500)
+                log.warning(
+                    "%s unavailable in %s %s: %s",
+                    outage.extensions["component"],
+                    scope["method"],
+                    route_template(scope),
+                    type(exc).__name__,
+                    extra={"request_id": request_id},
+                )
+                response = outage.to_response(request_id)
+            await response(scope, receive, send_with_id)
         finally:
             if owned:
                 _finish(span, scope, status)

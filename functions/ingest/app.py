@@ -283,7 +283,26 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    """503 with ``Retry-After`` while a store or the bus is unreachable, else a generic 500; both
+    with the request id (the exception passed the middleware that adds it)."""
+    from functions.runtime.app import REQUEST_ID
+    from functions.runtime.problems import outage_problem
+
     request_id = getattr(request.state, "request_id", None)
+    headers = {REQUEST_ID: request_id} if request_id else {}
+    outage = outage_problem(exc)
+    if outage is not None:
+        log.warning(
+            "%s unavailable in %s %s: %s",
+            outage.extensions["component"],
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+            extra={"request_id": request_id},
+        )
+        response = outage.to_response(request_id)
+        response.headers.update(headers)
+        return response
     log.error(
         "unhandled %s in %s %s",
         type(exc).__name__,

@@ -27,7 +27,7 @@ from aima.telemetry.tracing import span_from
 from events.http import InvalidCloudEvent, from_http
 from events.signing import EventSigner, InvalidSignature
 from functions.runtime.dispatch import Dispatcher, RefusedEvent
-from functions.runtime.problems import problem_response
+from functions.runtime.problems import outage_problem, problem_response
 from functions.runtime.worker import instrument
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,8 @@ def create_function_app(
                 try:
                     emitted = await run(event)  # logs its own failure, with the trace id
                 except Exception as exc:
+                    if (outage := outage_problem(exc)) is not None:
+                        return outage.to_response(request.state.request_id)
                     detail = f"{type(exc).__name__} while handling event {event.id}; deliver it again"
                     return problem_response(500, "handler-failed", "Handler failed", detail)
             return Response(status_code=202, headers={EMITTED_IDS: ",".join(e.id for e in emitted)})

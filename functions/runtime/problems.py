@@ -9,6 +9,9 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
+from aima.storage import outages
+from events.bus import BusError
+
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:aima:problem:"
 
@@ -85,3 +88,29 @@ def problem_response(
     """An ``application/problem+json`` response (see `problem_body`)."""
     problem = Problem(status, kind, title, detail, headers=headers, extensions=extensions)
     return problem.to_response(instance)
+
+
+# --- outages: a store or the bus cannot be reached --------------------------------------------
+
+outages.register("event bus", BusError)  # the bus port's error: here, where every HTTP entry point imports it
+
+
+def outage_problem(exc: BaseException) -> Problem | None:
+    """503 ``service-unavailable`` with ``Retry-After`` if ``exc`` is, or was caused by, a store or
+    the bus being unreachable (`aima.storage.outages`); None for any other error.
+
+    The detail names the component (as ``/readyz`` does) and nothing of the error itself.
+    """
+    component = outages.outage_of(exc)
+    if component is None:
+        return None
+    seconds = outages.RETRY_AFTER_S
+    detail = f"The {component} is unavailable right now; send the request again in {seconds} s."
+    return Problem(
+        503,
+        "service-unavailable",
+        "Service unavailable",
+        detail,
+        headers={"Retry-After": str(seconds)},
+        extensions={"component": component},
+    )

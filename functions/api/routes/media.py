@@ -39,7 +39,7 @@ UPLOAD_PATHS = re.compile(re.escape(API_PREFIX) + r"/cases/[^/]+/(media|media:bu
 FILENAME = "X-AIMA-Filename"
 UPLOAD_OFFSET = "Upload-Offset"
 UPLOAD_LENGTH = "Upload-Length"
-RELAYED = ("content-type", "location", "upload-offset", "upload-length", "cache-control")
+RELAYED = ("content-type", "location", "upload-offset", "upload-length", "cache-control", "retry-after")
 """Headers of ingest's answer passed to the client."""
 
 UploadId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A resumable upload's id.")]
