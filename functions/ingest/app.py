@@ -312,7 +312,9 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
         extra={"request_id": request_id},
     )
     detail = "An unexpected error occurred. Quote the request id (instance) when reporting it."
-    return problem_response(500, "internal-error", "Internal server error", detail, instance=request_id)
+    return problem_response(
+        500, "internal-error", "Internal server error", detail, instance=request_id, headers=headers
+    )
 
 
 def _unauthorized(detail: str) -> Problem:
