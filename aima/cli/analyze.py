@@ -81,7 +81,7 @@ async def run_analysis(
 
     try:
         stores = deps.stores
-        owner = UserDirectory(stores.db).ensure_local_owner()
+        owner = UserDirectory(stores.db).ensure_local_owner(settings.bootstrap_tenant)
         name = case_name or f"analysis {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
         tenant = Scope.for_tenant(owner.tenant_id, owner.username)
         case_id = str(uuid.uuid4())
