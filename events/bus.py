@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from aima.storage import outages
 from events.envelope import CloudEvent
 
 Handler = Callable[[CloudEvent], Awaitable[Sequence[CloudEvent]]]
@@ -79,6 +80,9 @@ class Unretryable(Exception):
 
 class BusError(RuntimeError):
     """The bus could not accept or deliver an event."""
+
+
+outages.register("event bus", BusError)  # answered 503 with Retry-After wherever it surfaces
 
 
 class EventBus(abc.ABC):

@@ -65,12 +65,12 @@ def test_import_contracts_hold() -> None:
 
 
 def test_a_layer_violation_is_caught(tmp_path: Path) -> None:
-    """Copy the tree, add an upward import to the kernel, and the linter must fail."""
+    """Copy the tree, add an upward import to the contracts, and the linter must fail."""
     for pkg in ("aima", "events", "functions", "inference", "operators"):
         subprocess.run(["cp", "-r", str(ROOT / pkg), str(tmp_path / pkg)], check=True)
     (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
     (tmp_path / "aima" / "domain.py").write_text(
-        (ROOT / "aima" / "domain.py").read_text() + "\nimport events.catalogue  # upward import\n"
+        (ROOT / "aima" / "domain.py").read_text() + "\nimport events.bus  # upward import\n"
     )
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "lint-imports")],
@@ -81,4 +81,4 @@ def test_a_layer_violation_is_caught(tmp_path: Path) -> None:
         env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode != 0
-    assert "aima.domain -> events.catalogue" in proc.stdout
+    assert "aima.domain -> events.bus" in proc.stdout

@@ -7,7 +7,6 @@ a tenant. ``aima audit verify|export --chain anonymous|system`` read the audit c
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -26,8 +25,6 @@ from aima.identity.errors import BootstrapRefused, UserExists, WeakPassword
 from aima.settings import load_settings
 from aima.storage.audit import CHAINS, SYSTEM_CHAIN
 from aima.storage.cases import LastOwner, NotFound
-from events.catalogue import ConfigChanged, make_event
-from events.factory import bus_from_settings
 
 TENANT = click.option(
     "--tenant", default=None, help="Tenant name (default: the bootstrap tenant, AIMA_BOOTSTRAP_TENANT)."
@@ -360,20 +357,8 @@ def config_set(key: str, value: str, is_global: bool, tenant: str | None) -> Non
             )
         except InvalidConfig as exc:
             raise CommandFailed(str(exc)) from exc
-        asyncio.run(_announce(k, change.key, change.tenant_id, change.version))
         level = "global" if is_global else "tenant"
         click.echo(f"{key} is now version {change.version} ({level})")
-
-
-async def _announce(k: Kernel, key: str, tenant_id: str | None, version: int) -> None:
-    """Publish io.aima.config.changed.v1 so running functions reload the section."""
-    bus = bus_from_settings(k.settings)
-    await bus.start()
-    try:
-        data = ConfigChanged(tenant_id=tenant_id, key=key, version=version)
-        await bus.publish(make_event(data, source="/aima/cli", subject=f"config/{key}"))
-    finally:
-        await bus.close()
 
 
 @config.command("history")

@@ -10,7 +10,6 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from aima.storage import outages
-from events.bus import BusError
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:aima:problem:"
@@ -92,7 +91,6 @@ def problem_response(
 
 # --- outages: a store or the bus cannot be reached --------------------------------------------
 
-outages.register("event bus", BusError)  # the bus port's error: here, where every HTTP entry point imports it
 
 
 def outage_problem(exc: BaseException) -> Problem | None:
