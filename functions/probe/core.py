@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from aima.access.scope import Scope
 from aima.storage.documents import DocumentStore
 from aima.storage.media import MediaRepository
 from aima.storage.objects import InvalidKey, ObjectNotFound, ObjectStore
+from aima.storage.retention import PROBE_PREFIX, remove_probe_folders
 from aima.storage.schema import utcnow
 from events.catalogue import (
     AudioExtracted,
@@ -50,6 +52,8 @@ ACTOR = "function:probe"
 PROBES = "probes"
 STEP = "probe"
 AUDIO_RATE = 16000
+STALE_FOLDER_S = 6 * 3600.0
+"""A working folder this old belongs to a probe that was killed: no file takes that long."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,13 @@ class ProbeCore:
         self._limits_for = limits_for
         self._workdir = workdir
 
+    def remove_stale_folders(self, older_than_s: float = STALE_FOLDER_S) -> list[tuple[str, int]]:
+        """Remove working folders a killed probe left on this host (older than ``older_than_s`` and
+        used by no process); called when the function starts, as the retention sweep cannot see
+        another pod's disk."""
+        workdir = self._workdir or Path(tempfile.gettempdir())
+        return remove_probe_folders(workdir, time.time() - older_than_s)
+
     async def handle(self, data: MediaUploaded, ctx: Context) -> list[EventData]:
         """Probe the uploaded file; blocking work runs in a worker thread."""
         return await asyncio.to_thread(self._handle, ctx.event_id, data)
@@ -113,7 +124,7 @@ class ProbeCore:
         if self._media.get(scope, data.media_id) is None:
             log.info("media is gone; nothing to probe", extra={"media_id": data.media_id})
             return []
-        with tempfile.TemporaryDirectory(prefix="aima-probe-", dir=self._workdir) as tmp:
+        with tempfile.TemporaryDirectory(prefix=PROBE_PREFIX, dir=self._workdir) as tmp:
             try:
                 derived = self._derive(Path(tmp), data)
             except MediaError as exc:

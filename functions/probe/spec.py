@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -12,14 +13,19 @@ from functions.probe.core import ProbeCore, ProbeLimits
 from functions.runtime.deps import Deps
 from functions.runtime.spec import FunctionSpec, Resources
 
+log = logging.getLogger(__name__)
+
 
 def build(deps: Deps) -> ProbeCore:
     """A core on the process's stores; each tenant's duration limit and frame density come from the
     runtime configuration (``limits.max_duration_s``, ``analysis.max_frames_per_minute``)."""
     stores = deps.stores
-    return ProbeCore(
+    core = ProbeCore(
         stores.objects, stores.documents, MediaRepository(stores.db), limits_for=tenant_limits(deps.config)
     )
+    for name, size in core.remove_stale_folders():
+        log.warning("removed a killed probe's working folder", extra={"folder": name, "bytes": size})
+    return core
 
 
 def tenant_limits(config: ConfigService, base: ProbeLimits | None = None) -> Callable[[str], ProbeLimits]:

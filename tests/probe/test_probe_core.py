@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import time
 import uuid
 import wave
@@ -404,3 +405,20 @@ async def test_the_duration_limit_and_frame_density_come_from_the_tenants_config
     frames = parse_data(events[FramesExtracted.TYPE])
     assert isinstance(frames, FramesExtracted)
     assert len(frames.frames) >= 6  # at least one a second over the 6 s video
+
+
+def test_a_starting_probe_removes_the_folders_a_killed_one_left_and_keeps_fresh_ones(env: Env) -> None:
+    stale = env.workdir / "aima-probe-killed"
+    (stale / "frames").mkdir(parents=True)
+    (stale / "frames" / "0000000000.jpg").write_bytes(b"x" * 1000)
+    old = time.time() - 7 * 3600
+    for path in (stale / "frames" / "0000000000.jpg", stale / "frames", stale):
+        os.utime(path, (old, old))
+    fresh = env.workdir / "aima-probe-running"
+    fresh.mkdir()
+
+    removed = env.core.remove_stale_folders()
+
+    assert removed == [("aima-probe-killed", 1000)]
+    assert not stale.exists()
+    assert fresh.exists()
