@@ -48,6 +48,7 @@ class OutboxRelay:
         task, self._task = self._task, None
         if task is None:
             return
+        self._outbox.off_commit(self._committed)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

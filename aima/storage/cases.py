@@ -1,7 +1,9 @@
 """The case repository: cases and their members, always read and written through a scoped session.
 
 Every method takes the caller's `Scope`, so the scope guard confines it even where a WHERE is
-missing: a case outside the scope is simply not found. Methods return plain dicts.
+missing: a case outside the scope is simply not found. Methods return plain dicts. Creating and
+deleting a case write ``io.aima.case.created.v1`` / ``io.aima.case.deleted.v1`` to the outbox in the
+same transaction, so the API, ``aima case create`` and ``aima analyze`` announce a case alike.
 
 A case always has an owner. `CaseRepository.share` and `CaseRepository.unshare` refuse (`LastOwner`)
 a change that would leave it without one: the only owner can neither leave nor take a lesser role,
@@ -25,11 +27,15 @@ from aima.access.policy import CASE_ROLE_ACTIONS, Role, shareable_role
 from aima.access.scope import Scope
 from aima.expiring import ExpiringMap
 from aima.storage.audit import AuditHook
+from aima.storage.outbox import Outbox
 from aima.storage.relational import Database, transaction_lock
 from aima.storage.schema import case_members, cases, users, utcnow
 from aima.storage.scoped import guard, scoped_session
+from events.catalogue import CaseCreated, CaseDeleted, make_event
+from events.envelope import CloudEvent, derived_event_id
 
 MAX_NAME = 200
+SOURCE = "/aima/kernel/cases"
 
 Row = dict[str, Any]
 Rows = list[Row]  # an alias, as `list` inside the class means CaseRepository.list
@@ -53,6 +59,7 @@ class CaseRepository:
 
     def __init__(self, db: Database, *, memberships_ttl: float = 0.0) -> None:
         self._db = db
+        self._outbox = Outbox(db)
         self._memberships: ExpiringMap[tuple[str, str], dict[str, str]] = ExpiringMap(memberships_ttl)
         guard(db)
 
@@ -102,6 +109,8 @@ class CaseRepository:
             row = dict(session.execute(select(cases).where(cases.c.id == case_id)).mappings().one())
             if audit is not None:
                 audit(session)
+            created = CaseCreated(tenant_id=scope.tenant_id, case_id=case_id, name=name)
+            self._outbox.add(session, [_event(created, case_id)])
         self._memberships.invalidate((scope.tenant_id, owner_user_id))
         return row
 
@@ -137,6 +146,9 @@ class CaseRepository:
             deleted = _audited(
                 session, _changed(session.execute(delete(cases).where(cases.c.id == case_id))), audit
             )
+            if deleted:
+                gone = CaseDeleted(tenant_id=scope.tenant_id, case_id=case_id)
+                self._outbox.add(session, [_event(gone, case_id)])
         if deleted:
             self._memberships.clear()  # every member's
         return deleted
@@ -261,6 +273,12 @@ def _keep_an_owner(session: Session, case_id: str, user_id: str) -> None:
             f"user {user_id} is the only owner of case {case_id}; make another member owner first, "
             "then change or end this membership"
         )
+
+
+def _event(data: CaseCreated | CaseDeleted, case_id: str) -> CloudEvent:
+    """A case's lifecycle event; its id derived from the case, so every creator announces it alike."""
+    event_id = derived_event_id(case_id, data.TYPE)
+    return make_event(data, source=SOURCE, subject=f"case/{case_id}", event_id=event_id)
 
 
 def _audited(session: Session, changed: bool, audit: AuditHook | None) -> bool:

@@ -16,6 +16,7 @@ events are never lost.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +31,10 @@ from aima.storage.schema import outbox, processed_events, utcnow
 from events.envelope import CloudEvent
 
 PAGE = 500
+_LOCK = threading.Lock()
+_LISTENERS: weakref.WeakKeyDictionary[Database, list[Callable[[Sequence[CloudEvent]], None]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @dataclass(frozen=True)
@@ -46,14 +51,21 @@ class Outbox:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._listeners: list[Callable[[Sequence[CloudEvent]], None]] = []
-        self._lock = threading.Lock()
+        with _LOCK:
+            self._listeners = _LISTENERS.setdefault(db, [])
 
     def on_commit(self, listener: Callable[[Sequence[CloudEvent]], None]) -> None:
-        """Call ``listener`` with the events of every transaction of this process that committed some
-        (a relay publishes them at once instead of waiting for its next sweep)."""
-        with self._lock:
+        """Call ``listener`` with the events of every transaction on this database, in this process,
+        that committed some, through any `Outbox` (a relay publishes them at once instead of waiting
+        for its next sweep)."""
+        with _LOCK:
             self._listeners.append(listener)
+
+    def off_commit(self, listener: Callable[[Sequence[CloudEvent]], None]) -> None:
+        """Stop calling ``listener``."""
+        with _LOCK:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
 
     def add(self, session: Session, events: Iterable[CloudEvent], *, notify: bool = True) -> None:
         """Write ``events`` in ``session``'s transaction; an id already written is kept as it was.
@@ -72,7 +84,7 @@ class Outbox:
         session.execute(insert(outbox).on_conflict_do_nothing(index_elements=["event_id"]), rows)
         if not notify:
             return
-        with self._lock:
+        with _LOCK:
             listeners = list(self._listeners)
         for listener in listeners:
             after_commit(session, lambda listener=listener: listener(written))  # type: ignore[misc]

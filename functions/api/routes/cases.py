@@ -13,7 +13,6 @@ from fastapi import Response
 
 from aima.access.policy import Action
 from aima.storage.cases import LastOwner, NotFound
-from events.catalogue import CaseCreated, CaseDeleted
 from functions.api.problems import Problem, problem_responses
 from functions.api.schemas import (
     CaseCreate,
@@ -53,9 +52,6 @@ def create_case(body: CaseCreate, access: Access) -> CaseOut:
         )
     except ValueError as exc:
         raise unprocessable(exc) from None
-    access.publish(
-        CaseCreated(tenant_id=subject.tenant_id, case_id=case_id, name=row["name"]), f"case/{case_id}"
-    )
     return CaseOut.model_validate(row)
 
 
@@ -95,7 +91,6 @@ def delete_case(case_id: CaseId, access: Access) -> Response:
     if not services.cases.delete_rows(access.scope, case_id, audit=hook):
         raise not_found("case")
     services.stores.purge_case(case_id)
-    access.publish(CaseDeleted(tenant_id=access.subject.tenant_id, case_id=case_id), f"case/{case_id}")
     return Response(status_code=204)
 
 
