@@ -2,7 +2,8 @@
 
 Adapters: `LocalObjectStore` (a folder, embedded profile) and `S3ObjectStore` (any S3 API, cluster
 profile). Every write streams in bounded chunks and computes SHA-256 on the fly; resumable multipart
-sessions (`begin_upload` .. `complete_upload`) survive a restart of the process that began them.
+sessions (`begin_upload` .. `complete_upload`) survive a restart of the process that began them;
+a session may be completed with a chosen subset of its parts (those a caller committed to).
 """
 
 from __future__ import annotations
@@ -130,6 +131,21 @@ def check_parts(parts: Sequence[PartInfo]) -> None:
         raise ValueError(f"every part but the last must be at least {MIN_PART_SIZE} bytes")
 
 
+def check_chosen(chosen: Sequence[PartInfo], stored: Sequence[PartInfo]) -> builtins.list[PartInfo]:
+    """``chosen`` if every one of them is stored with the same size and etag, in ascending order, and
+    they follow `check_parts`; `ObjectNotFound` for a missing or replaced part."""
+    by_number = {part.part_number: part for part in stored}
+    numbers = [part.part_number for part in chosen]
+    if numbers != sorted(set(numbers)):
+        raise ValueError("parts must be named in ascending order, each once")
+    for part in chosen:
+        found = by_number.get(part.part_number)
+        if found is None or found.etag != part.etag or found.size != part.size:
+            raise ObjectNotFound(f"part {part.part_number} is gone or was replaced")
+    check_parts(chosen)
+    return builtins.list(chosen)
+
+
 def verify_sha256(digest: hashlib._Hash, expected: str | None) -> str:
     """Return the hex digest; raise `ChecksumMismatch` if it differs from `expected`."""
     actual = digest.hexdigest()
@@ -198,8 +214,14 @@ class ObjectStore(abc.ABC):
         """Parts stored so far, by part number; works from any process."""
 
     @abc.abstractmethod
-    def complete_upload(self, key: str, upload_id: str) -> ObjectInfo:
-        """Assemble the parts in order into `key` and return its info with the whole object's sha256."""
+    def complete_upload(
+        self, key: str, upload_id: str, parts: Sequence[PartInfo] | None = None
+    ) -> ObjectInfo:
+        """Assemble the parts in order into `key` and return its info with the whole object's sha256.
+
+        ``parts`` (ascending part numbers, each as `upload_part` or `list_parts` reported it) names
+        exactly the parts to assemble; others the session holds are dropped. Without it, every part.
+        `ObjectNotFound` if the session, or a named part with that etag, is gone."""
 
     @abc.abstractmethod
     def abort_upload(self, key: str, upload_id: str) -> None:

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from stat import S_ISREG
 from typing import Any, BinaryIO
@@ -33,6 +33,7 @@ from aima.storage.objects import (
     ObjectNotFound,
     ObjectStore,
     PartInfo,
+    check_chosen,
     check_parts,
     check_range,
     iter_chunks,
@@ -184,12 +185,21 @@ class LocalObjectStore(ObjectStore):
                 parts.append(PartInfo(int(meta_path.stem), int(meta["size"]), str(meta["etag"])))
         return parts
 
-    def complete_upload(self, key: str, upload_id: str) -> ObjectInfo:
+    def complete_upload(
+        self, key: str, upload_id: str, parts: Sequence[PartInfo] | None = None
+    ) -> ObjectInfo:
         folder, session = self._session(key, upload_id)
-        parts = self.list_parts(key, upload_id)
-        check_parts(parts)
+        stored = self.list_parts(key, upload_id)
+        if parts is None:
+            check_parts(stored)
+            parts = stored
+        else:
+            parts = check_chosen(parts, stored)
         paths = [folder / f"{part.part_number:05d}.part" for part in parts]
-        info = self._store(key, _concat(paths), session.get("content_type"), None)
+        try:
+            info = self._store(key, _concat(paths), session.get("content_type"), None)
+        except FileNotFoundError as exc:  # completed or aborted meanwhile by another process
+            raise ObjectNotFound(f"upload {upload_id} ended while it was being completed") from exc
         shutil.rmtree(folder, ignore_errors=True)
         return info
 

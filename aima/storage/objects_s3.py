@@ -20,7 +20,7 @@ import base64
 import builtins
 import contextlib
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import boto3
@@ -38,6 +38,7 @@ from aima.storage.objects import (
     ObjectNotFound,
     ObjectStore,
     PartInfo,
+    check_chosen,
     check_parts,
     check_range,
     iter_chunks,
@@ -273,9 +274,15 @@ class S3ObjectStore(ObjectStore):
             raise _translate(exc, f"{key} (upload {upload_id})") from exc
         return sorted(parts, key=lambda part: part.part_number)
 
-    def complete_upload(self, key: str, upload_id: str) -> ObjectInfo:
-        parts = self.list_parts(key, upload_id)
-        check_parts(parts)
+    def complete_upload(
+        self, key: str, upload_id: str, parts: Sequence[PartInfo] | None = None
+    ) -> ObjectInfo:
+        stored = self.list_parts(key, upload_id)
+        if parts is None:
+            check_parts(stored)
+            parts = stored
+        else:
+            parts = check_chosen(parts, stored)
         self._complete(key, upload_id, [{"PartNumber": p.part_number, "ETag": f'"{p.etag}"'} for p in parts])
         head = self.stat(key)
         digest = hashlib.sha256()
