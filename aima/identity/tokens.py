@@ -1,9 +1,17 @@
-"""Access tokens (JWTs signed by the key ring) and rotating refresh tokens with family revocation.
+"""Access tokens (JWTs signed by the key ring), rotating refresh tokens with family revocation, and
+short-lived delegation tokens for internal calls.
 
 A refresh token is opaque; only its SHA-256 is stored. Each use marks it used and issues the
 next token of the same family, in one transaction whose conditional UPDATE lets exactly one of
 two concurrent uses win. Presenting a used token again means it was stolen or replayed (or two
 clients raced with one token): the whole family is revoked and `RefreshReuse` raised.
+
+A delegation token (`TokenService.issue_delegation`) is what the gateway hands a function it calls on
+a user's behalf: signed by the same key ring, addressed to one function (``aud`` =
+``aima-function:<name>``), bound to the tenant (``tid``), actor (``sub``) and case (``case``) the
+gateway authorised and to what it authorised (``scope``), and valid for at most
+`MAX_DELEGATION_TTL_S` seconds. Its audience can never be the API's, so it is no access token, and
+an access or service token is no delegation (`TokenService.verify_delegation`).
 """
 
 from __future__ import annotations
@@ -41,6 +49,13 @@ LEEWAY_S = 5
 VERIFIED_TTL_S = 60.0
 """How long a verified access token is remembered (see `TokenService.verify_access`)."""
 VERIFIED_MAX = 10_000
+DELEGATION_KIND = "delegation"
+DELEGATION_AUDIENCE_PREFIX = "aima-function:"
+"""Every delegation's audience starts so: ``aima-function:ingest`` is the ingest function."""
+DELEGATION_TTL_S = 90
+"""A delegation's default lifetime (the gateway re-mints before it runs out)."""
+MAX_DELEGATION_TTL_S = 120
+DELEGATION_CLAIMS = ["iss", "aud", "sub", "tid", "case", "scope", "kind", "iat", "nbf", "exp", "jti"]
 # every change to a family holds this lock, so a revocation cannot miss a token issued concurrently
 # (SQLite transactions are serialised anyway)
 LOCK_FAMILY = "SELECT pg_advisory_xact_lock(hashtext(%(family)s))"
@@ -52,6 +67,20 @@ class _Verified:
 
     kid: str
     claims: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Delegation:
+    """A verified delegation: who acts (``actor``, a user id), in which tenant and case, what the
+    gateway authorised (``scope``), until when (``expires_at``, epoch seconds), and who delegated."""
+
+    tenant_id: str
+    actor: str
+    case_id: str
+    scope: str
+    token_id: str
+    expires_at: float
+    delegate: str | None
 
 
 def peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -101,6 +130,10 @@ class TokenService:
         self._directory = directory
         self._external = external
         self._verified: ExpiringMap[str, _Verified] = ExpiringMap(VERIFIED_TTL_S, max_entries=VERIFIED_MAX)
+        # kept apart from ``_verified``: a delegation must never be found there as an access token
+        self._delegations: ExpiringMap[str, _Verified] = ExpiringMap(
+            MAX_DELEGATION_TTL_S, max_entries=VERIFIED_MAX
+        )
 
     @classmethod
     def from_settings(
@@ -174,6 +207,123 @@ class TokenService:
         if principal.tenant_id != claims["tid"]:
             raise InvalidToken("tenant mismatch")
         return principal
+
+    def issue_delegation(
+        self,
+        *,
+        audience: str,
+        tenant_id: str,
+        actor: str,
+        case_id: str,
+        scope: str = "media.upload",
+        ttl: int = DELEGATION_TTL_S,
+        delegate: str | None = None,
+    ) -> str:
+        """A delegation token for one internal call (or a few, while it lasts): ``actor`` (a user id)
+        acting in ``tenant_id`` on ``case_id`` as far as ``scope`` (space-separated actions) goes,
+        addressed to ``audience`` (``aima-function:<name>``), valid ``ttl`` seconds (1 to
+        `MAX_DELEGATION_TTL_S`). ``delegate`` names who delegated (the gateway), as the ``act`` claim.
+
+        Only mint one after authorising exactly that: whoever holds it may act so until it expires.
+        """
+        if not audience.startswith(DELEGATION_AUDIENCE_PREFIX) or audience == DELEGATION_AUDIENCE_PREFIX:
+            raise ValueError(f"a delegation's audience is {DELEGATION_AUDIENCE_PREFIX}<function>")
+        if not 0 < ttl <= MAX_DELEGATION_TTL_S:
+            raise ValueError(f"a delegation's lifetime must be 1-{MAX_DELEGATION_TTL_S} seconds")
+        if not (tenant_id and actor and case_id and scope):
+            raise ValueError("a delegation needs a tenant, an actor, a case and a scope")
+        key = self._keys.active()
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self._issuer,
+            "aud": audience,
+            "sub": actor,
+            "tid": tenant_id,
+            "case": case_id,
+            "scope": scope,
+            "kind": DELEGATION_KIND,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl,
+            "jti": uuid.uuid4().hex,
+        }
+        if delegate is not None:
+            claims["act"] = {"sub": delegate}
+        return jwt.encode(claims, key.private_key, algorithm=key.algorithm, headers={"kid": key.kid})
+
+    def verify_delegation(self, token: str, *, audience: str, requires: str = "media.upload") -> Delegation:
+        """The delegation ``token`` carries, if it is one of ours for ``audience`` that allows
+        ``requires``; raises `InvalidToken` otherwise.
+
+        Checked: the key ring's algorithm and a known ``kid``, the signature, issuer, audience, every
+        claim of `DELEGATION_CLAIMS` (``kind`` must be ``delegation``), a lifetime of at most
+        `MAX_DELEGATION_TTL_S`, expiry, and that the actor is still an enabled user of the tenant. A
+        token whose signature and claims checked out is remembered until it expires (apart from
+        verified access tokens); its expiry, key and actor are checked on every use all the same.
+        """
+        verified = self._delegations.get(token)
+        if verified is None:
+            header, _ = peek(token)
+            if header.get("alg") != self._keys.algorithm:
+                raise InvalidToken("algorithm not allowed")
+            kid = header.get("kid")
+            if not isinstance(kid, str):
+                raise InvalidToken("missing kid")
+            key = self._keys.public_key(kid)
+            if key is None:
+                raise InvalidToken("unknown signing key")
+            try:
+                claims: dict[str, Any] = jwt.decode(
+                    token,
+                    key,
+                    algorithms=[self._keys.algorithm],
+                    audience=audience,
+                    issuer=self._issuer,
+                    options={"require": ["iss", "aud", "iat", "nbf", "exp"]},  # first: the audience
+                    leeway=LEEWAY_S,
+                )
+            except jwt.PyJWTError as exc:
+                raise InvalidToken(decode_reason(exc)) from exc
+            for name in DELEGATION_CLAIMS:
+                if claims.get(name) is None:
+                    raise InvalidToken(f"missing claim {name}")
+            if claims["kind"] != DELEGATION_KIND:
+                raise InvalidToken("not a delegation")
+            for name in ("sub", "tid", "case", "scope", "jti"):
+                if not isinstance(claims[name], str) or not claims[name]:
+                    raise InvalidToken(f"missing claim {name}")
+            if not all(isinstance(claims[name], int | float) for name in ("iat", "exp")):
+                raise InvalidToken("malformed token")
+            if claims["exp"] - claims["iat"] > MAX_DELEGATION_TTL_S:
+                raise InvalidToken("lifetime too long")
+            verified = _Verified(kid, claims)
+            self._delegations.put(token, verified)
+        elif self._keys.public_key(verified.kid) is None:
+            raise InvalidToken("unknown signing key")
+        claims = verified.claims
+        if claims["aud"] != audience:  # one audience (not a list merely containing it), also when remembered
+            raise InvalidToken("wrong audience")
+        if claims["exp"] + LEEWAY_S < time.time():
+            raise InvalidToken("token expired")
+        if requires not in str(claims["scope"]).split():
+            raise InvalidToken(f"scope does not allow {requires}")
+        try:
+            principal = self._directory.principal(str(claims["sub"]))
+        except AuthenticationFailed as exc:
+            raise InvalidToken("actor unknown or disabled") from exc
+        if principal.tenant_id != claims["tid"]:
+            raise InvalidToken("tenant mismatch")
+        act = claims.get("act")
+        delegate = act.get("sub") if isinstance(act, dict) else None
+        return Delegation(
+            tenant_id=str(claims["tid"]),
+            actor=str(claims["sub"]),
+            case_id=str(claims["case"]),
+            scope=str(claims["scope"]),
+            token_id=str(claims["jti"]),
+            expires_at=float(claims["exp"]),
+            delegate=str(delegate) if delegate is not None else None,
+        )
 
     def _decode(self, token: str, key: Any) -> dict[str, Any]:
         """The claims of ``token`` after checking its signature with ``key`` and every claim."""
