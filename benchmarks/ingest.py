@@ -3,7 +3,7 @@
 Run ``python benchmarks/ingest.py``. The ingest app runs in a subprocess (uvicorn on loopback, the
 embedded profile: SQLite, a local object folder, litemongo, the in-process bus) so that its peak
 RSS (``VmHWM``) can be read. The client streams the file from disk with ``sendfile`` as one
-``POST /cases/{id}/media`` with a service token; the time runs until the 201 arrives, so it includes
+``POST /cases/{id}/media`` with a delegation token; the time runs until the 201 arrives, so it includes
 sniffing, SHA-256, writing and fsyncing the object and registering the media row. The baseline is
 ``shutil.copyfile`` of the same file on the same disk (no fsync, as specified). For context it also
 times copy + fsync, the loopback socket alone and the object store alone (the ceilings an HTTP
@@ -98,7 +98,6 @@ def serve(data_dir: Path, ready_file: Path, rounds: int) -> None:
     directory = UserDirectory(db)
     tenant_id = directory.ensure_tenant("bench")
     owner = directory.create_user(tenant_id, "bench-owner", None, "user")
-    gateway = directory.create_user(tenant_id, "bench-gateway", None, "user", kind="service")
     cases = CaseRepository(db)
     case_ids = [
         str(cases.create(Scope.for_tenant(tenant_id, owner.id), f"bench {i}", owner.id)["id"])
@@ -114,7 +113,7 @@ def serve(data_dir: Path, ready_file: Path, rounds: int) -> None:
     sock.bind(("127.0.0.1", 0))
     info = {
         "port": sock.getsockname()[1],
-        "token": tokens.issue_service_token(directory.principal(gateway.id), 3600),
+        "data_dir": str(data_dir),
         "tenant_id": tenant_id,
         "actor": owner.id,
         "case_ids": case_ids,
@@ -182,14 +181,30 @@ def http_request(port: int, head: bytes, body: Path | None = None) -> tuple[int,
     return status, response.partition(b"\r\n\r\n")[2]
 
 
+def delegation(info: dict[str, Any], case_id: str) -> str:
+    """A delegation for an upload into ``case_id``, minted as the gateway mints one (valid 90 s)."""
+    from aima.identity.tokens import TokenService
+    from aima.identity.users import UserDirectory
+    from aima.settings import load_settings
+    from aima.storage.relational import Database
+
+    settings = load_settings(profile="embedded", data_dir=Path(info["data_dir"]), log_level="WARNING")
+    db = Database.from_settings(settings)
+    try:
+        tokens = TokenService.from_settings(settings, db, UserDirectory(db))
+        return tokens.issue_delegation(
+            audience="aima-function:ingest", tenant_id=info["tenant_id"], actor=info["actor"], case_id=case_id
+        )
+    finally:
+        db.dispose()
+
+
 def timed_upload(info: dict[str, Any], case_id: str, source: Path) -> float:
     """Seconds from the first byte sent to the 201 of ``POST /cases/{case_id}/media``."""
     head = (
         f"POST /cases/{case_id}/media HTTP/1.1\r\n"
         "Host: 127.0.0.1\r\n"
-        f"Authorization: Bearer {info['token']}\r\n"
-        f"X-AIMA-Tenant: {info['tenant_id']}\r\n"
-        f"X-AIMA-Actor: {info['actor']}\r\n"
+        f"Authorization: Bearer {delegation(info, case_id)}\r\n"
         f"X-AIMA-Request-ID: bench-{uuid.uuid4().hex[:8]}\r\n"
         "X-AIMA-Filename: bench.mp4\r\n"
         "Content-Type: application/octet-stream\r\n"

@@ -220,13 +220,12 @@ class BulkUploadResult(BaseModel):
 
 
 class UploadSession(BaseModel):
-    """A resumable upload: send its bytes with ``PATCH`` at ``offset``, each part at most
-    ``max_part_bytes`` (and at least 5 MiB unless it completes the file)."""
+    """A resumable (tus) upload: send its bytes with ``PATCH`` at ``offset`` to its ``Location``, in
+    bodies of any size."""
 
     upload_id: str
     offset: int
     length: int
-    max_part_bytes: int
 
 
 # --- audit -----------------------------------------------------------------------------------

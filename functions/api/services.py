@@ -103,9 +103,7 @@ class ApiServices:
             config=ConfigService(db, stores.cache, audit),
             limiter=limiter,
             health=health,
-            ingest=IngestClient.from_settings(
-                settings, directory=directory, tokens=tokens, transport=ingest_transport
-            ),
+            ingest=IngestClient.from_settings(settings, tokens=tokens, transport=ingest_transport),
             external=external,
         )
 

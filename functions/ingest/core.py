@@ -14,11 +14,31 @@ Three ways in:
 * `IngestCore.bulk`: several files of one request: one parent job, one child job per stored file,
   a per-file error for a refused file. Its events are published together once every file is in,
   so a request refused for having too many files leaves nothing behind;
-* resumable sessions (`begin`, `offset`, `append`, `abort`), tus-like: each append is one part of
-  an object-store multipart upload (at least `MIN_PART_SIZE` bytes unless it completes the file).
-  The session lives in the document store (collection `UPLOADS`) and the parts in the object store,
-  which is the source of truth for the offset, so any replica can continue a session. A body that
-  is cut off leaves no part behind: the offset stays at the last complete part.
+* resumable sessions (`begin`, `status`, `append`, `abort`): the tus 1.0.0 model (any number of
+  bodies of any size at the current offset, see `functions.ingest.app` for the protocol).
+
+A resumable session is a document in the document store (collection `UPLOADS`), the single source
+of truth for its offset, so any replica can continue it. Every change to it is a compare-and-set on
+its ``version``: of two requests racing at the same offset exactly one changes it, the other is
+refused with `OffsetMismatch` (the current offset) and what it wrote is dropped. The bytes go to an
+object-store multipart upload in parts of `PART_BYTES` cut from the bodies as they stream (each part
+under a part number allocated for this request alone, so a racing request can never overwrite a
+part that was committed); a remainder below `MIN_PART_SIZE` that does not end the file is kept as
+*tail segments* (small objects under ``cases/{case_id}/uploads/{upload_id}/``) until enough has
+arrived for a part, because every part but the last must reach `MIN_PART_SIZE` (as on S3). Memory
+stays within one part per request. A body without a checksum is committed part by part, and if it is
+cut off, what arrived is kept (tus: store as much as possible); a body with ``Upload-Checksum`` is
+committed only once it has arrived whole and matched (`ChecksumMismatch`: nothing is kept).
+
+The request whose body completes the file commits the last part and claims the completion in the
+same compare-and-set (state ``completing``, a lease renewed while it works), so exactly one request
+assembles the parts (exactly those committed), registers the media row and publishes. Meanwhile
+other requests are answered `OffsetMismatch` at the full length; afterwards the session keeps the
+result (state ``completed``): `status` and an empty `append` at the full length report it, and
+`abort` only forgets the session. If completing fails (the bus is down, say), the claim is released
+and an empty `append` at the full length completes again; a media row that already exists with this
+session's media id and object key is the session's own file, never a duplicate of itself, and a
+duplicate check never deletes an object another row points to.
 
 Filenames are metadata only (`clean_filename`); they never appear in an object key.
 """
@@ -28,24 +48,35 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import hashlib
+import hmac
 import logging
 import queue
 import re
+import time
 import unicodedata
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass, replace
-from typing import Any, BinaryIO, cast
+from typing import Any
 
 from aima.access.scope import Scope
 from aima.config.schema import Limits, RuntimeConfig
 from aima.config.service import ConfigService
+from aima.storage.audit import AuditLog
 from aima.storage.cases import CaseRepository
 from aima.storage.documents import DocumentStore
 from aima.storage.jobs import JobRepository
 from aima.storage.media import MediaRepository
-from aima.storage.objects import MIN_PART_SIZE, ObjectInfo, ObjectNotFound, ObjectStore, PartInfo
+from aima.storage.objects import (
+    MAX_PART_NUMBER,
+    MIN_PART_SIZE,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    PartInfo,
+)
 from aima.storage.schema import utcnow
 from events.catalogue import JobCreated, MediaUploaded, make_event
 from events.envelope import CloudEvent, derived_event_id
@@ -59,8 +90,19 @@ BLOCK = 1 << 20
 """Bytes of an async body handed to the worker thread at a time (fewer hand-offs, larger writes)."""
 PREFETCH = 4
 """Blocks an async body is read ahead of the object store."""
-MAX_PART_BYTES = 64 * 1024 * 1024
-"""The largest body one append may carry (an S3 part is held in memory while it is sent)."""
+PART_BYTES = 8 * 1024 * 1024
+"""The size resumable bodies are cut into parts of (one is held in memory while it is sent)."""
+MAX_TAIL_SEGMENTS = 32
+"""Tail segments kept before they are merged into one (a client sending tiny bodies)."""
+LEASE_S = 60.0
+"""How long a claim to complete a session holds unless renewed (every third of it, while working)."""
+RECEIVING, COMPLETING, COMPLETED = "receiving", "completing", "completed"
+CHECKSUMS: dict[str, Callable[[], Any]] = {
+    "md5": lambda: hashlib.md5(usedforsecurity=False),
+    "sha1": lambda: hashlib.sha1(usedforsecurity=False),
+    "sha256": hashlib.sha256,
+}
+"""The algorithms an ``Upload-Checksum`` may use."""
 MAX_FILENAME = 255
 
 Chunks = Iterable[bytes] | AsyncIterable[bytes]
@@ -96,6 +138,10 @@ class TooManyFiles(IngestError):
         self.limit = limit
 
 
+class NoFiles(IngestError):
+    """A bulk request without a single file: nothing was created."""
+
+
 class OffsetMismatch(IngestError):
     """An append at an offset other than the session's current one (``current``), or racing another."""
 
@@ -106,12 +152,29 @@ class OffsetMismatch(IngestError):
         self.current = current
 
 
-class PartRejected(IngestError):
-    """An append body that cannot be a part (too small for a part that is not the last)."""
-
-
 class IncompleteBody(IngestError):
-    """A body ended before its declared size: nothing of it was kept."""
+    """A body ended before its declared size. Of a single upload nothing was kept; of a resumable
+    append without a checksum what arrived was kept, and ``offset`` is where the session now stands."""
+
+    def __init__(self, message: str, offset: int | None = None) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+class ChecksumMismatch(IngestError):
+    """An append body whose checksum differs from the one declared: nothing of it was kept."""
+
+
+@dataclass(frozen=True)
+class Checksum:
+    """A body's declared checksum: ``algorithm`` (a key of `CHECKSUMS`) and the raw ``digest``."""
+
+    algorithm: str
+    digest: bytes
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in CHECKSUMS:
+            raise ValueError(f"unsupported checksum algorithm {self.algorithm!r}")
 
 
 @dataclass(frozen=True)
@@ -154,6 +217,12 @@ class UploadStatus:
     offset: int
     length: int
     filename: str | None
+    metadata: str | None = None
+    """The ``Upload-Metadata`` the session was created with, as sent."""
+    completing: bool = False
+    """Every byte arrived and a request is completing the session right now."""
+    result: IngestResult | None = None
+    """The stored file (or the one it duplicates), once the session completed."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +268,7 @@ class IngestCore:
         bus_publish: Publish,
         documents: DocumentStore,
         cases: CaseRepository,
+        audit: AuditLog | None = None,
     ) -> None:
         self._objects = objects
         self._media = media
@@ -207,6 +277,8 @@ class IngestCore:
         self._publish = bus_publish
         self._documents = documents
         self._cases = cases
+        self.audit = audit
+        """Where the calls the HTTP app refuses are recorded (the core itself writes no record)."""
 
     # --- one file ---------------------------------------------------------------------------
 
@@ -244,7 +316,8 @@ class IngestCore:
         """Store several files under one parent job; each stored file gets a child job.
 
         A file refused for its content or size becomes an item with its error; the others go on.
-        Raises `TooManyFiles` (a sized ``files`` before anything happens, a streamed one as soon as
+        Raises `NoFiles` for a request without any (nothing stays), `TooManyFiles` (a sized
+        ``files`` before anything happens, a streamed one as soon as
         the extra file begins, undoing what the request stored) and `CaseNotFound`.
         """
         limits = await self._limits(scope)
@@ -274,6 +347,8 @@ class IngestCore:
                     result = replace(result, job_id=child["id"])
                     events += [self._job_created(scope, child), self._uploaded(scope, case_id, result)]
                 items.append(BulkItem(name, result, None))
+            if not items:
+                raise NoFiles("the request holds no file (a part with a filename)")
             if not stored:  # no child will ever finish this job
                 state = "failed" if any(item.error for item in items) else "completed"
                 await asyncio.to_thread(self._jobs.set_state, scope, parent["id"], state)
@@ -286,8 +361,23 @@ class IngestCore:
 
     # --- resumable sessions -----------------------------------------------------------------
 
-    async def begin(self, scope: Scope, case_id: str, *, filename: str | None, length: int) -> str:
-        """Open a session for a file of ``length`` bytes; returns its upload id."""
+    async def max_upload_bytes(self, scope: Scope, case_id: str) -> int:
+        """The largest file the tenant may upload into the case (tus' ``Tus-Max-Size``); raises
+        `CaseNotFound`."""
+        await self._require_case(scope, case_id)
+        return (await self._limits(scope)).max_upload_bytes
+
+    async def begin(
+        self,
+        scope: Scope,
+        case_id: str,
+        *,
+        filename: str | None,
+        length: int,
+        metadata: str | None = None,
+    ) -> str:
+        """Open a session for a file of ``length`` bytes; returns its upload id. ``metadata`` is kept
+        as sent (tus echoes it), ``filename`` is the cleaned name the file is recorded under."""
         if length < 0:
             raise ValueError("length must be >= 0")
         if length == 0:
@@ -304,13 +394,22 @@ class IngestCore:
             "case_id": case_id,
             "media_id": media_id,
             "filename": clean_filename(filename),
+            "metadata": metadata,
             "length": length,
             "object_key": object_key(case_id, media_id),
+            "state": RECEIVING,
+            "version": 0,
+            "offset": 0,
             "multipart_id": None,
+            "parts": [],
+            "next_part": 1,
+            "tail": [],
             "content_type": None,
             "kind": None,
             "format": None,
-            "parts": {},
+            "claim": None,
+            "claim_until": 0.0,
+            "result": None,
             "actor": scope.actor,
             "created_at": utcnow(),
         }
@@ -318,74 +417,75 @@ class IngestCore:
         return upload_id
 
     async def offset(self, scope: Scope, upload_id: str) -> int:
-        """Bytes received so far: the sum of the parts the object store holds."""
+        """Bytes received so far."""
         return (await self.status(scope, upload_id)).offset
 
     async def status(self, scope: Scope, upload_id: str) -> UploadStatus:
-        """Offset, length and filename of a session; raises `UploadNotFound`."""
-        doc = await self._session(scope, upload_id)
-        offset, _ = await self._progress(doc)
-        return UploadStatus(upload_id, doc["case_id"], offset, int(doc["length"]), doc["filename"])
+        """Where a session stands (its result once completed); raises `UploadNotFound`."""
+        return _status(await self._session(scope, upload_id))
 
     async def append(
-        self, scope: Scope, upload_id: str, offset: int, stream: Chunks, *, size: int | None = None
+        self,
+        scope: Scope,
+        upload_id: str,
+        offset: int,
+        stream: Chunks,
+        *,
+        size: int | None = None,
+        checksum: Checksum | None = None,
     ) -> Appended:
-        """Add ``stream`` as the next part at ``offset`` (``size``: its declared length, if known).
+        """Add ``stream`` (``size``: its declared length, if known) to the session at ``offset``.
 
-        Raises `OffsetMismatch` unless ``offset`` is the current one, `PartRejected` for a body
-        below `MIN_PART_SIZE` that does not complete the file, `TooLarge` past the session's length
-        or above `MAX_PART_BYTES`, `IncompleteBody` for a body cut off before ``size``, and
-        `UnsupportedMedia` (ending the session) if the first part is no accepted format. When the
-        last byte arrives the file is assembled and stored as by `store`; an empty append at the
-        full length finishes a session whose completion failed before.
+        Raises `OffsetMismatch` unless ``offset`` is the current one and the session is free to
+        take bytes (another request did not change it meanwhile, none is completing it),
+        `TooLarge` for a body running past the session's length, `ChecksumMismatch`,
+        `IncompleteBody` for a body cut off before ``size`` (what arrived is kept unless a checksum
+        was declared), and `UnsupportedMedia` (ending the session) once the file's first bytes show
+        it is no accepted format. When the last byte arrives the file is stored (`Appended.result`);
+        an empty append at the full length completes a session whose completion failed before, and
+        reports the result of one that completed.
         """
         doc = await self._session(scope, upload_id)
         length = int(doc["length"])
-        current, parts = await self._progress(doc)
+        current = int(doc["offset"])
         if offset != current:
             raise OffsetMismatch(offset, current)
-        if parts is None or current == length:
-            if size:
-                raise TooLarge("every byte of the upload has been received", length)
-            return Appended(length, length, await self._finish(scope, doc, parts))
+        if size is not None and offset + size > length:
+            raise _past_end(length)
+        if doc["state"] == COMPLETED or current == length:
+            if size is None and await _Source(stream).head(1):
+                raise _past_end(length)
+            if doc["state"] == COMPLETED:
+                return Appended(length, length, _result_of(doc))
+            return Appended(length, length, await self._finish(scope, doc))
+        if _busy(doc):
+            raise _being_completed(current)
         if size == 0:
             return Appended(current, length, None)
-        if size is not None:
-            _check_part(current, size, length)
         source = _Source(stream)
-        if not parts:
-            doc = await self._first_part(scope, doc, source)
-        # upload_part only calls read(); the reader raises where the part must not be kept
-        reader = cast(BinaryIO, _PartReader(source.blocks(), offset=current, length=length, declared=size))
         try:
-            part = await asyncio.to_thread(
-                self._objects.upload_part, doc["object_key"], doc["multipart_id"], len(parts) + 1, reader
-            )
+            sniffed = await self._sniff(scope, doc, source)
+            receiver = _Receiver(self._objects, self._documents, doc, sniffed=sniffed, checksum=checksum)
+            doc = await asyncio.to_thread(receiver.receive, source.blocks(), size)
         finally:
             await source.settle()
-        await asyncio.to_thread(
-            self._documents.update_one,
-            UPLOADS,
-            _ids(doc),
-            {"$set": {f"parts.{part.part_number}": part.size}},
-        )
-        current += part.size
-        if current < length:
-            return Appended(current, length, None)
-        return Appended(current, length, await self._finish(scope, doc, [*parts, part]))
+        if doc["state"] == COMPLETING:
+            return Appended(length, length, await self._finish(scope, doc, claim=doc["claim"]))
+        return Appended(int(doc["offset"]), length, None)
 
     async def abort(self, scope: Scope, upload_id: str) -> None:
-        """End a session and drop what it received; raises `UploadNotFound`."""
+        """End a session and drop what it received (a completed session's file stays: only the
+        session is forgotten); raises `UploadNotFound`, or `OffsetMismatch` while it is completing."""
         doc = await self._session(scope, upload_id)
-
-        def drop() -> None:
-            if doc["multipart_id"] is not None:
-                self._objects.abort_upload(doc["object_key"], doc["multipart_id"])
-            if self._media.get(scope, doc["media_id"]) is None:  # assembled but never registered
-                self._objects.delete(doc["object_key"])
-            self._documents.delete_many(UPLOADS, _ids(doc))
-
-        await asyncio.to_thread(drop)
+        if _busy(doc):
+            raise _being_completed(int(doc["offset"]))
+        gone = await asyncio.to_thread(
+            self._documents.delete_many, UPLOADS, {**_ids(doc), "version": doc["version"]}
+        )
+        if not gone:
+            raise _changed(await self._session(scope, upload_id))
+        if doc["state"] != COMPLETED:
+            await asyncio.shield(asyncio.to_thread(self._drop, scope, doc))
 
     # --- internals: storing -----------------------------------------------------------------
 
@@ -425,9 +525,15 @@ class IngestCore:
         sniffed: Sniffed,
         filename: str | None,
     ) -> IngestResult:
-        """The media row for a stored object; for a duplicate, the existing row (the object is dropped)."""
+        """The media row for a stored object; for a duplicate, the existing row (the object is dropped).
+
+        A row that already holds ``media_id`` or ``key`` is this very object (a completion that is
+        repeated): it is returned as stored, and the object is kept."""
         if info.sha256 is None:
             raise RuntimeError(f"the object store returned no sha256 for {key}")
+        own = await asyncio.to_thread(self._media.get, scope, media_id)
+        if own is not None and own["object_key"] == key:  # registered by an earlier attempt: no duplicate
+            return _stored(own, filename)
         row, created = await asyncio.to_thread(
             self._media.add,
             scope,
@@ -440,6 +546,8 @@ class IngestCore:
             filename=filename,
             object_key=key,
         )
+        if not created and row["object_key"] == key:  # the same object: never a duplicate of itself
+            return _stored(row, filename)
         if not created:
             await asyncio.to_thread(self._objects.delete, key)
             log.info("duplicate upload", extra={"case_id": case_id, "duplicate_of": row["id"]})
@@ -501,76 +609,124 @@ class IngestCore:
             raise UploadNotFound(f"no upload {upload_id!r} in this case")
         return doc
 
-    async def _progress(self, doc: dict[str, Any]) -> tuple[int, list[PartInfo] | None]:
-        """(offset, parts); parts None when the parts were already assembled into the object."""
-        if doc["multipart_id"] is None:
-            return 0, []
-        key = doc["object_key"]
-        try:
-            parts = await asyncio.to_thread(self._objects.list_parts, key, doc["multipart_id"])
-        except ObjectNotFound:
-            if await asyncio.to_thread(self._objects.exists, key):
-                return int(doc["length"]), None
-            await asyncio.to_thread(self._documents.delete_many, UPLOADS, _ids(doc))
-            raise UploadNotFound(f"upload {doc['_id']} has expired") from None
-        return sum(part.size for part in parts), parts
-
-    async def _first_part(self, scope: Scope, doc: dict[str, Any], source: _Source) -> dict[str, Any]:
-        """Sniff the first part (ending the session if refused) and open the multipart upload with the
-        content type found; a replica that opened one meanwhile wins, and this append is refused."""
-        try:
-            sniffed = sniff(await source.head(HEAD_BYTES))
-        except UnsupportedMedia:
-            await self.abort(scope, doc["_id"])
-            raise
-        if doc["multipart_id"] is not None and doc["content_type"] == sniffed.content_type:
-            return doc
-        key = doc["object_key"]
-        multipart_id = await asyncio.to_thread(
-            self._objects.begin_upload, key, content_type=sniffed.content_type
-        )
-        values = {
-            "multipart_id": multipart_id,
-            "content_type": sniffed.content_type,
-            "kind": sniffed.kind,
-            "format": sniffed.format,
-        }
-        claim = {**_ids(doc), "multipart_id": doc["multipart_id"]}
-        if not await asyncio.to_thread(self._documents.update_one, UPLOADS, claim, {"$set": values}):
-            await asyncio.to_thread(self._objects.abort_upload, key, multipart_id)
-            raise OffsetMismatch(
-                0, 0, "another request began this upload at the same time; ask for its offset"
-            )
-        if doc["multipart_id"] is not None:
-            await asyncio.to_thread(self._objects.abort_upload, key, doc["multipart_id"])
-        return {**doc, **values}
-
-    async def _finish(self, scope: Scope, doc: dict[str, Any], parts: list[PartInfo] | None) -> IngestResult:
-        """Assemble the parts (unless done before), register the file, emit, close the session.
-
-        If registering or publishing fails, the object and the session stay, so an empty append at
-        the full length finishes again.
-        """
-        key = doc["object_key"]
-
-        def assemble() -> ObjectInfo:
-            if parts is not None:
-                return self._objects.complete_upload(key, doc["multipart_id"])
-            info = self._objects.stat(key)
-            return info if info.sha256 is not None else replace(info, sha256=_sha256(self._objects, key))
-
-        info = await asyncio.to_thread(assemble)
-        sniffed = Sniffed(doc["kind"], doc["content_type"], doc["format"])
-        case_id = doc["case_id"]
-        result = await self._register(scope, case_id, doc["media_id"], key, info, sniffed, doc["filename"])
-        if result.duplicate_of is None:
+    async def _sniff(self, scope: Scope, doc: dict[str, Any], source: _Source) -> Sniffed | None:
+        """The format of the file, once its first `HEAD_BYTES` (tail segments, then this body) are
+        there and the session does not know it yet; None otherwise. A refused format ends the
+        session (unless another request changed it meanwhile) and raises `UnsupportedMedia`."""
+        if doc["content_type"] is not None:
+            return None
+        need = min(HEAD_BYTES, int(doc["length"]))
+        prefix = b""
+        if doc["tail"]:
             try:
+                prefix = await asyncio.to_thread(_read_tail, self._objects, doc["tail"], need)
+            except ObjectNotFound:  # consumed by a request that changed the session meanwhile
+                raise _changed(await self._session(scope, doc["_id"])) from None
+        head = prefix + (await source.head(need - len(prefix)) if len(prefix) < need else b"")
+        if len(head) < need:
+            return None  # this body ends first: it is kept as a tail segment, sniffed later
+        try:
+            return sniff(head[:need])
+        except UnsupportedMedia:
+            filter = {**_ids(doc), "version": doc["version"]}
+            if await asyncio.to_thread(self._documents.delete_many, UPLOADS, filter):
+                await asyncio.shield(asyncio.to_thread(self._drop, scope, doc))
+            raise
+
+    def _drop(self, scope: Scope, doc: dict[str, Any]) -> None:
+        """Remove what a session that was never completed holds (its document is gone already):
+        its multipart upload, its tail segments, and an object assembled but never registered."""
+        if doc["multipart_id"] is not None:
+            self._objects.abort_upload(doc["object_key"], doc["multipart_id"])
+        self._objects.delete_prefix(_tail_prefix(doc))
+        if self._media.get(scope, doc["media_id"]) is None:
+            self._objects.delete(doc["object_key"])
+
+    async def _finish(self, scope: Scope, doc: dict[str, Any], *, claim: str | None = None) -> IngestResult:
+        """Complete a session that received every byte: claim it (unless ``claim`` holds already),
+        assemble exactly its committed parts, register the file (see `_register`), emit, and record
+        the result. Raises `OffsetMismatch` while another request is completing it.
+
+        If anything fails, the claim is released (the object may stay assembled, a row registered
+        before a failed publish is removed), so an empty append at the full length completes again.
+        """
+        if claim is None:
+            claim = uuid.uuid4().hex
+            values = {"state": COMPLETING, "claim": claim, "claim_until": time.time() + LEASE_S}
+            # not while another request's claim holds (a lapsed one is taken over)
+            filter = {**_ids(doc), "version": doc["version"], "claim_until": {"$lt": time.time()}}
+            update = {"$set": values, "$inc": {"version": 1}}
+            if not await asyncio.to_thread(self._documents.update_one, UPLOADS, filter, update):
+                current = await self._session(scope, doc["_id"])
+                if current["state"] == COMPLETED:
+                    return _result_of(current)
+                raise _being_completed(int(current["offset"]))
+        renewing = asyncio.create_task(self._renew(doc, claim))
+        registered: str | None = None
+        try:
+            info = await asyncio.to_thread(self._assemble, doc)
+            if info is None:
+                await asyncio.to_thread(self._documents.delete_many, UPLOADS, {**_ids(doc), "claim": claim})
+                raise UploadNotFound(f"upload {doc['_id']} has expired: its parts are gone")
+            sniffed = Sniffed(doc["kind"], doc["content_type"], doc["format"])
+            case_id, media_id, key = doc["case_id"], doc["media_id"], doc["object_key"]
+            result = await self._register(scope, case_id, media_id, key, info, sniffed, doc["filename"])
+            if result.duplicate_of is None:
+                registered = result.media_id
                 await self._publish(self._uploaded(scope, case_id, result))
-            except BaseException:
-                await asyncio.shield(asyncio.to_thread(self._media.delete, scope, result.media_id))
-                raise
-        await asyncio.to_thread(self._documents.delete_many, UPLOADS, _ids(doc))
+        except BaseException:
+            renewing.cancel()
+            await asyncio.shield(self._release(scope, doc, claim, registered))
+            raise
+        renewing.cancel()
+        done: dict[str, Any] = {
+            "state": COMPLETED,
+            "result": dataclasses.asdict(result),
+            "claim": None,
+            "tail": [],
+        }
+        update = {"$set": done, "$inc": {"version": 1}}
+        await asyncio.to_thread(self._documents.update_one, UPLOADS, {**_ids(doc), "claim": claim}, update)
+        with contextlib.suppress(Exception):  # leftovers of a request that lost a race
+            await asyncio.to_thread(self._objects.delete_prefix, _tail_prefix(doc))
+        log.info("upload completed", extra={"upload_id": doc["_id"], "media_id": result.media_id})
         return result
+
+    def _assemble(self, doc: dict[str, Any]) -> ObjectInfo | None:
+        """The assembled object (with its sha256), from the committed parts or as an earlier attempt
+        left it; None if neither the parts nor the object exist any more."""
+        key = doc["object_key"]
+        parts = [PartInfo(int(p["number"]), int(p["size"]), str(p["etag"])) for p in doc["parts"]]
+        try:
+            if doc["multipart_id"] is None:
+                raise ObjectNotFound(key)
+            info = self._objects.complete_upload(key, doc["multipart_id"], parts)
+        except ObjectNotFound:
+            try:
+                info = self._objects.stat(key)
+            except ObjectNotFound:
+                return None
+            if info.sha256 is None:
+                info = replace(info, sha256=_sha256(self._objects, key))
+        if info.size != int(doc["length"]):
+            raise RuntimeError(f"upload {doc['_id']} assembled {info.size} of {doc['length']} bytes")
+        return info
+
+    async def _renew(self, doc: dict[str, Any], claim: str) -> None:
+        """Extend the claim every third of `LEASE_S` while the completion works."""
+        while True:
+            await asyncio.sleep(LEASE_S / 3)
+            values = {"$set": {"claim_until": time.time() + LEASE_S}}
+            await asyncio.to_thread(
+                self._documents.update_one, UPLOADS, {**_ids(doc), "claim": claim}, values
+            )
+
+    async def _release(self, scope: Scope, doc: dict[str, Any], claim: str, registered: str | None) -> None:
+        """Undo a failed completion: remove the row it registered, give the session back."""
+        if registered is not None:
+            await asyncio.to_thread(self._media.delete, scope, registered)
+        back = {"$set": {"state": RECEIVING, "claim": None, "claim_until": 0.0}, "$inc": {"version": 1}}
+        await asyncio.to_thread(self._documents.update_one, UPLOADS, {**_ids(doc), "claim": claim}, back)
 
     # --- internals: configuration, cases, events --------------------------------------------
 
@@ -744,59 +900,302 @@ def _limited(blocks: Iterator[bytes], limits: Limits, declared: int | None) -> I
         raise IncompleteBody(f"the body ended after {total} of the declared {declared} bytes")
 
 
-class _PartReader:
-    """An append body as a file for `ObjectStore.upload_part`. It raises, so that no part is kept, for
-    a body running past the session's length or `MAX_PART_BYTES`, one cut off before its declared
-    size, and one below `MIN_PART_SIZE` that does not complete the file."""
+class _Receiver:
+    """Writes one append body into a session; runs in a worker thread (see the module docstring).
 
-    def __init__(self, blocks: Iterator[bytes], *, offset: int, length: int, declared: int | None) -> None:
-        self._blocks = blocks
-        self._offset = offset
-        self._length = length
-        self._declared = declared
-        self._buffer = b""
-        self._total = 0
+    The session's bytes are: its committed parts, then its tail segments, then this body. Whenever the
+    tail and the body hold `PART_BYTES`, a part is cut (the tail read back in front of it) and
+    uploaded under a part number allocated for it alone; without a checksum each part is committed at
+    once. At the end, what is left becomes the last part (the file is complete: the commit also
+    claims the completion), a part (if it reaches `MIN_PART_SIZE`) or a new tail segment. Every commit
+    is a compare-and-set on the session's version; one that finds it changed drops what it wrote and
+    raises `OffsetMismatch` with the offset the session now has.
+    """
 
-    def read(self, size: int = -1) -> bytes:
-        if not self._buffer:
-            block = next(self._blocks, None)
-            if block is None:
-                self._at_end()
-                return b""
-            self._total += len(block)
-            _check_growing(self._offset, self._total, self._length)
-            self._buffer = block
-        if size < 0 or size >= len(self._buffer):
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data
+    def __init__(
+        self,
+        objects: ObjectStore,
+        documents: DocumentStore,
+        doc: dict[str, Any],
+        *,
+        sniffed: Sniffed | None,
+        checksum: Checksum | None,
+    ) -> None:
+        self._objects = objects
+        self._documents = documents
+        self._doc = doc  # the session as this request last saw or committed it
+        self._start = int(doc["offset"])
+        self._sniffed = sniffed
+        self._checksum = checksum
+        self._hash = CHECKSUMS[checksum.algorithm]() if checksum is not None else None
+        self._buffer = bytearray()  # body bytes not in a part or segment yet
+        self._pending: list[dict[str, Any]] = []  # parts uploaded, not committed
+        self._consumed = False  # the committed tail went into a pending part
+        self._own_multipart: str | None = None  # begun here, not committed
+        self._new_segment: str | None = None  # written here, not committed
 
-    def _at_end(self) -> None:
-        if self._declared is not None and self._total != self._declared:
-            raise IncompleteBody(f"the body ended after {self._total} of the declared {self._declared} bytes")
-        _check_part(self._offset, self._total, self._length)
+    def receive(self, blocks: Iterator[bytes], declared: int | None) -> dict[str, Any]:
+        """Take the body; returns the session as committed (state ``completing`` if the body ended it).
+
+        A body that breaks off (or ends short of ``declared``) keeps what arrived, unless a checksum
+        was declared, and its error is raised; every other error keeps nothing of this body beyond
+        the parts already committed."""
+        length = int(self._doc["length"])
+        received = 0
+        cut_off: BaseException | None = None
+        try:
+            while True:
+                try:
+                    block = next(blocks)
+                except StopIteration:
+                    break
+                except BaseException as exc:  # the body broke off (the client went away, say)
+                    cut_off = exc
+                    break
+                received += len(block)
+                if self._start + received > length:
+                    raise _past_end(length)
+                if declared is not None and received > declared:
+                    raise IncompleteBody(f"the body is longer than the declared {declared} bytes")
+                if self._hash is not None:
+                    self._hash.update(block)
+                self._buffer += block
+                while self._tail_size() + len(self._buffer) >= PART_BYTES:
+                    self._cut()
+            if cut_off is None and declared is not None and received != declared:
+                cut_off = IncompleteBody(f"the body ended after {received} of the declared {declared} bytes")
+            if cut_off is not None:
+                if self._checksum is None:
+                    self._end()
+                if isinstance(cut_off, IncompleteBody):
+                    cut_off.offset = int(self._doc["offset"])
+                raise cut_off
+            if self._checksum is not None and not self._matches(self._checksum):
+                algorithm = self._checksum.algorithm
+                raise ChecksumMismatch(f"the body's {algorithm} differs from its Upload-Checksum")
+            self._end()
+        except BaseException:
+            self._discard()
+            raise
+        return self._doc
+
+    def _matches(self, checksum: Checksum) -> bool:
+        return self._hash is not None and hmac.compare_digest(self._hash.digest(), checksum.digest)
+
+    # --- cutting and committing ------------------------------------------------------------
+
+    def _tail_size(self) -> int:
+        return 0 if self._consumed else sum(int(s["size"]) for s in self._doc["tail"])
+
+    def _base(self) -> int:
+        """Where the tail (or, once consumed, the buffer) begins: the committed and pending parts."""
+        return sum(int(p["size"]) for p in (*self._doc["parts"], *self._pending))
+
+    def _cut(self) -> None:
+        """Upload the next `PART_BYTES` (tail first) as a part; commit it unless a checksum waits."""
+        take = PART_BYTES - self._tail_size()
+        data = self._tail_bytes() + bytes(self._buffer[:take])
+        del self._buffer[:take]
+        self._pending.append(self._upload(data))
+        self._consumed = True
+        if self._checksum is None:
+            self._commit(complete=self._base() == int(self._doc["length"]))
+
+    def _end(self) -> None:
+        """Store what is left and commit: the last part, a part, a tail segment, or nothing."""
+        if self._doc["state"] == COMPLETING:
+            return  # the last part was cut and committed already
+        length = int(self._doc["length"])
+        left = self._tail_size() + len(self._buffer)
+        complete = self._base() + left == length
+        if complete or left >= MIN_PART_SIZE:
+            if left:
+                self._pending.append(self._upload(self._tail_bytes() + bytes(self._buffer)))
+                self._consumed = True
+                self._buffer.clear()
+            self._commit(complete=complete)
+        elif self._buffer:
+            self._commit(segment=bytes(self._buffer))
+            self._buffer.clear()
+        elif self._pending:
+            self._commit()
+
+    def _tail_bytes(self) -> bytes:
+        """The committed tail's bytes (none once consumed)."""
+        if self._consumed or not self._doc["tail"]:
+            return b""
+        try:
+            return _read_tail(self._objects, self._doc["tail"], None)
+        except ObjectNotFound:  # consumed by a request that changed the session meanwhile
+            raise self._lost() from None
+
+    def _upload(self, data: bytes) -> dict[str, Any]:
+        doc = self._doc
+        multipart = doc["multipart_id"] or self._own_multipart
+        if multipart is None:
+            content_type = self._sniffed.content_type if self._sniffed else doc["content_type"]
+            multipart = self._objects.begin_upload(doc["object_key"], content_type=content_type)
+            self._own_multipart = multipart
+        number = self._allocate()
+        try:
+            part = self._objects.upload_part(doc["object_key"], multipart, number, data)
+        except ObjectNotFound:  # the multipart upload ended: completed by another request, or expired
+            raise self._lost(expired=True) from None
+        return {"number": part.part_number, "size": part.size, "etag": part.etag}
+
+    def _allocate(self) -> int:
+        """A part number no other request gets: larger than every committed one (see module docstring)."""
+        number = int(self._doc["next_part"])
+        while True:
+            if number > MAX_PART_NUMBER:
+                raise TooLarge(f"the upload needs more than {MAX_PART_NUMBER} parts", MAX_PART_NUMBER)
+            taken = {**_ids(self._doc), "next_part": number}
+            if self._documents.update_one(UPLOADS, taken, {"$set": {"next_part": number + 1}}):
+                return number
+            current = self._documents.find_one(UPLOADS, _ids(self._doc))
+            if current is None:
+                raise UploadNotFound(f"upload {self._doc['_id']} ended meanwhile")
+            number = int(current["next_part"])
+
+    def _commit(self, *, complete: bool = False, segment: bytes | None = None) -> None:
+        doc = self._doc
+        old_tail: list[dict[str, Any]] = list(doc["tail"])
+        tail: list[dict[str, Any]] = [] if self._consumed else old_tail
+        if segment is not None:
+            if len(tail) >= MAX_TAIL_SEGMENTS:  # merge, so that a session of tiny bodies stays small
+                segment = self._tail_bytes() + segment
+                tail = []
+            key = f"{_tail_prefix(doc)}{uuid.uuid4().hex}"
+            self._objects.put(key, [segment])
+            self._new_segment = key
+            tail = [*tail, {"key": key, "size": len(segment)}]
+        parts = [*doc["parts"], *self._pending]
+        values: dict[str, Any] = {
+            "parts": parts,
+            "tail": tail,
+            "offset": sum(int(p["size"]) for p in parts) + sum(int(s["size"]) for s in tail),
+            "version": int(doc["version"]) + 1,
+        }
+        if self._own_multipart is not None:
+            values["multipart_id"] = self._own_multipart
+        if self._sniffed is not None and doc["content_type"] is None:
+            values |= {
+                "content_type": self._sniffed.content_type,
+                "kind": self._sniffed.kind,
+                "format": self._sniffed.format,
+            }
+        if complete:
+            values |= {"state": COMPLETING, "claim": uuid.uuid4().hex, "claim_until": time.time() + LEASE_S}
+        filter = {**_ids(doc), "version": doc["version"], "state": RECEIVING}
+        if not self._documents.update_one(UPLOADS, filter, {"$set": values}):
+            raise self._lost()
+        self._doc = {**doc, **values}
+        self._pending, self._own_multipart, self._new_segment = [], None, None
+        self._consumed = False
+        dropped = [s["key"] for s in old_tail if s not in tail]
+        for key in dropped:
+            with contextlib.suppress(Exception):
+                self._objects.delete(key)
+
+    def _discard(self) -> None:
+        """Drop what this request wrote and did not commit (parts uploaded into a shared multipart
+        upload stay unused: completing the session leaves them out, aborting it drops them)."""
+        with contextlib.suppress(Exception):
+            if self._own_multipart is not None:
+                self._objects.abort_upload(self._doc["object_key"], self._own_multipart)
+            if self._new_segment is not None:
+                self._objects.delete(self._new_segment)
+        self._pending, self._own_multipart, self._new_segment = [], None, None
+
+    def _lost(self, *, expired: bool = False) -> IngestError:
+        """The error for a session that changed under this request (after dropping what it wrote)."""
+        self._discard()
+        current = self._documents.find_one(UPLOADS, _ids(self._doc))
+        if current is None:
+            return UploadNotFound(f"upload {self._doc['_id']} ended meanwhile")
+        if expired and current["version"] == self._doc["version"]:
+            self._documents.delete_many(UPLOADS, {**_ids(current), "version": current["version"]})
+            with contextlib.suppress(Exception):
+                self._objects.delete_prefix(_tail_prefix(current))
+            return UploadNotFound(f"upload {self._doc['_id']} has expired: its parts are gone")
+        return _changed(current)
 
 
-def _check_growing(offset: int, size: int, length: int) -> None:
-    if offset + size > length:
-        raise TooLarge(f"the body runs past the upload's length of {length} bytes", length)
-    if size > MAX_PART_BYTES:
-        raise TooLarge(f"one append may carry at most {MAX_PART_BYTES} bytes", MAX_PART_BYTES)
+def _status(doc: dict[str, Any]) -> UploadStatus:
+    return UploadStatus(
+        upload_id=doc["_id"],
+        case_id=doc["case_id"],
+        offset=int(doc["offset"]),
+        length=int(doc["length"]),
+        filename=doc["filename"],
+        metadata=doc.get("metadata"),
+        completing=_busy(doc),
+        result=_result_of(doc) if doc["state"] == COMPLETED else None,
+    )
 
 
-def _check_part(offset: int, size: int, length: int) -> None:
-    """Refuse a part that is too large, or too small without completing the file."""
-    _check_growing(offset, size, length)
-    if size < MIN_PART_SIZE and offset + size != length:
-        raise PartRejected(
-            f"a part that does not complete the file must be at least {MIN_PART_SIZE} bytes; got {size}"
-        )
+def _result_of(doc: dict[str, Any]) -> IngestResult:
+    return IngestResult(**doc["result"])
+
+
+def _busy(doc: dict[str, Any]) -> bool:
+    """A request is completing the session (its claim has not lapsed)."""
+    return bool(doc["state"] == COMPLETING and float(doc["claim_until"]) > time.time())
+
+
+def _being_completed(offset: int) -> OffsetMismatch:
+    return OffsetMismatch(
+        offset, offset, f"every byte arrived and the upload is being completed; ask again (offset {offset})"
+    )
+
+
+def _changed(doc: dict[str, Any]) -> OffsetMismatch:
+    offset = int(doc["offset"])
+    if _busy(doc):
+        return _being_completed(offset)
+    return OffsetMismatch(
+        offset, offset, f"another request changed this upload meanwhile; it is at offset {offset}"
+    )
+
+
+def _past_end(length: int) -> TooLarge:
+    return TooLarge(f"the body runs past the upload's length of {length} bytes", length)
+
+
+def _tail_prefix(doc: dict[str, Any]) -> str:
+    return f"cases/{doc['case_id']}/uploads/{doc['_id']}/"
+
+
+def _read_tail(objects: ObjectStore, tail: list[dict[str, Any]], limit: int | None) -> bytes:
+    """The tail segments' bytes in order (the first ``limit`` of them, if given)."""
+    chunks: list[bytes] = []
+    have = 0
+    for segment in tail:
+        if limit is not None and have >= limit:
+            break
+        end = None if limit is None else min(int(segment["size"]), limit - have)
+        data = b"".join(objects.get(segment["key"], end=end))
+        chunks.append(data)
+        have += len(data)
+    return b"".join(chunks)
 
 
 def _too_large(limits: Limits) -> TooLarge:
     limit = limits.max_upload_bytes
     return TooLarge(f"files may be at most {limit} bytes", limit)
+
+
+def _stored(row: dict[str, Any], filename: str | None) -> IngestResult:
+    return IngestResult(
+        media_id=row["id"],
+        sha256=row["sha256"],
+        size=row["size"],
+        kind=row["kind"],
+        content_type=row["content_type"],
+        duplicate_of=None,
+        job_id=None,
+        filename=row["filename"] if row["filename"] is not None else filename,
+    )
 
 
 def _ids(doc: dict[str, Any]) -> dict[str, Any]:

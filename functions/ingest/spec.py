@@ -33,7 +33,7 @@ def build_core(deps: Deps) -> IngestCore:
 
 def app(deps: Deps) -> FastAPI:
     """The internal upload API; only the gateway (with a token it minted for the request) may call it."""
-    return create_app(build_core(deps), tokens=deps.tokens, health=readiness(deps, NEEDS))
+    return create_app(build_core(deps), tokens=deps.tokens, health=readiness(deps, NEEDS), audit=deps.audit)
 
 
 SPEC = FunctionSpec(

@@ -158,7 +158,7 @@ class World:
             tenant_id=self.tenant,
             actor=self.users["owner"].id,
             request_id=None,
-            headers={"Upload-Length": str(length)},
+            headers={"Upload-Length": str(length), "Tus-Resumable": "1.0.0"},
         )
         assert answer.status_code == 201, answer.text
         return str(answer.json()["upload_id"])
@@ -211,7 +211,8 @@ def _bulk(world: World) -> Call:
 
 def _begin(world: World) -> Call:
     path = f"/api/v1/cases/{world.case_id}/uploads"
-    return Call("POST", path, headers={"Upload-Length": "100000", "X-AIMA-Filename": "later.png"})
+    headers = {"Upload-Length": "100000", "X-AIMA-Filename": "later.png", "Tus-Resumable": "1.0.0"}
+    return Call("POST", path, headers=headers)
 
 
 async def _upload_call(world: World, method: str) -> Call:
@@ -219,8 +220,12 @@ async def _upload_call(world: World, method: str) -> Call:
     upload_id = await world.open_upload(len(png))
     path = f"/api/v1/cases/{world.case_id}/uploads/{upload_id}"
     if method != "PATCH":
-        return Call(method, path)
-    headers = {"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+        return Call(method, path, headers={"Tus-Resumable": "1.0.0"})
+    headers = {
+        "Upload-Offset": "0",
+        "Content-Type": "application/offset+octet-stream",
+        "Tus-Resumable": "1.0.0",
+    }
     return Call("PATCH", path, content=png, headers=headers)
 
 
@@ -280,6 +285,7 @@ CALLS: dict[tuple[str, str], Callable[[World], Call | Awaitable[Call]]] = {
     ("POST", CASE + "/media"): _upload,
     ("POST", CASE + "/media:bulk"): _bulk,
     ("POST", CASE + "/uploads"): _begin,
+    ("OPTIONS", CASE + "/uploads"): lambda w: Call("OPTIONS", f"/api/v1/cases/{w.case_id}/uploads"),
     ("HEAD", CASE + "/uploads/{upload_id}"): lambda w: _upload_call(w, "HEAD"),
     ("PATCH", CASE + "/uploads/{upload_id}"): lambda w: _upload_call(w, "PATCH"),
     ("DELETE", CASE + "/uploads/{upload_id}"): lambda w: _upload_call(w, "DELETE"),

@@ -29,6 +29,7 @@ from tests.api.conftest import World, client_for
 
 MiB = 1024 * 1024
 OFFSET_STREAM = "application/offset+octet-stream"
+TUS = {"Tus-Resumable": "1.0.0"}
 
 
 async def recorded(bus: MemoryBus) -> list[CloudEvent]:
@@ -120,7 +121,7 @@ async def test_a_resumable_upload_survives_a_part_cut_off(world: World) -> None:
     auth = world.headers("analyst")
     begun = await world.client.post(
         f"/api/v1/cases/{world.case_id}/uploads",
-        headers=auth | {"Upload-Length": str(len(data)), "X-AIMA-Filename": "big.png"},
+        headers=auth | TUS | {"Upload-Length": str(len(data)), "X-AIMA-Filename": "big.png"},
     )
     assert begun.status_code == 201, begun.text
     location = begun.headers["location"]
@@ -132,32 +133,42 @@ async def test_a_resumable_upload_survives_a_part_cut_off(world: World) -> None:
             for start in range(offset, end, MiB):
                 yield data[start : min(start + MiB, end)]
 
-        headers = auth | {
-            "Upload-Offset": str(offset),
-            "Content-Type": OFFSET_STREAM,
-            "Content-Length": str(size),
-        }
+        headers = (
+            auth
+            | TUS
+            | {
+                "Upload-Offset": str(offset),
+                "Content-Type": OFFSET_STREAM,
+                "Content-Length": str(size),
+            }
+        )
         return await world.client.patch(location, content=body(), headers=headers)
 
     first = await patch(0, 5 * MiB)
     assert (first.status_code, first.headers["upload-offset"]) == (204, str(5 * MiB))
+    assert first.headers["tus-resumable"] == "1.0.0"
     cut = await patch(5 * MiB, 5 * MiB, cut_at=5 * MiB // 2)
     assert cut.status_code == 400
     assert cut.json()["type"] == "urn:aima:problem:incomplete-body"
-    head = await world.client.head(location, headers=auth)
+    assert cut.headers["upload-offset"] == str(5 * MiB + 5 * MiB // 2)  # what arrived was kept
+    head = await world.client.head(location, headers=auth | TUS)
     assert head.status_code == 200
-    assert (head.headers["upload-offset"], head.headers["upload-length"]) == (str(5 * MiB), str(len(data)))
+    kept = int(head.headers["upload-offset"])
+    assert (kept, head.headers["upload-length"]) == (5 * MiB + 5 * MiB // 2, str(len(data)))
     assert head.content == b""
-    second = await patch(5 * MiB, 5 * MiB)
+    second = await patch(kept, 10 * MiB - kept)
     assert (second.status_code, second.headers["upload-offset"]) == (204, str(10 * MiB))
     last = await patch(10 * MiB, len(data) - 10 * MiB)
-    assert last.status_code == 200, last.text
-    result = last.json()
-    assert result["sha256"] == hashlib.sha256(data).hexdigest()
-    stored = stored_bytes(world, world.case_id, result["media_id"])
+    assert (last.status_code, last.content) == (204, b""), last.text
+    assert last.headers["x-aima-sha256"] == hashlib.sha256(data).hexdigest()
+    media_id = last.headers["x-aima-media-id"]
+    stored = stored_bytes(world, world.case_id, media_id)
     assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(data).hexdigest()
-    gone = await world.client.head(location, headers=auth)
-    assert gone.status_code == 404
+    done = await world.client.head(location, headers=auth | TUS)
+    assert (done.status_code, done.headers["x-aima-media-id"]) == (200, media_id)
+    audited = [r for r in records(world, world.case_id) if r["action"] == "media.upload"]
+    assert audited[-1]["object"] == f"media/{media_id}"
+    assert audited[-1]["detail"]["sha256"] == hashlib.sha256(data).hexdigest()
 
 
 async def test_ingest_unreachable_answers_503(settings: Settings, world: World) -> None:

@@ -4,14 +4,18 @@ that records what is published, a real TokenService with a service account, and 
 from __future__ import annotations
 
 import asyncio
+import builtins
+import contextlib
 import io
 import subprocess
+import threading
 import uuid
 import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -29,7 +33,7 @@ from aima.storage.cases import CaseRepository
 from aima.storage.documents import DocumentStore
 from aima.storage.jobs import JobRepository
 from aima.storage.media import MediaRepository
-from aima.storage.objects import ObjectStore
+from aima.storage.objects import ObjectInfo, ObjectStore, PartInfo
 from aima.storage.objects_local import LocalObjectStore
 from aima.storage.objects_s3 import S3ObjectStore
 from aima.storage.relational import Database
@@ -229,6 +233,7 @@ def make_core(
             bus_publish=publish or recorder.bus.publish,
             documents=documents_store or documents,
             cases=CaseRepository(world.db),
+            audit=AuditLog(world.db),
         )
 
     return make
@@ -345,3 +350,80 @@ HANDMADE: dict[str, bytes] = {
 @pytest.fixture(scope="session")
 def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
     return Media(tmp_path_factory.mktemp("ingest-media"))
+
+
+# --- an object store that holds calls back, to force races ---------------------------------------
+
+
+class Holding(ObjectStore):
+    """Another store's objects, with ``upload_part`` and ``complete_upload`` held at will: after
+    `meet` (n), part uploads wait until n of them are underway at once (so racing requests surely
+    overlap), and a ``complete_upload`` waits while `hold_completion` is in force (``completing``
+    tells that one began, ``release`` lets it go on)."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner = inner
+        self._barrier: threading.Barrier | None = None
+        self.completing = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+
+    def meet(self, parts_together: int) -> None:
+        self._barrier = threading.Barrier(parts_together, timeout=10)
+
+    def hold_completion(self) -> None:
+        self.release.clear()
+
+    def put(
+        self, key: str, source: Any, *, content_type: str | None = None, expected_sha256: str | None = None
+    ) -> ObjectInfo:
+        return self.inner.put(key, source, content_type=content_type, expected_sha256=expected_sha256)
+
+    def get(
+        self, key: str, *, start: int = 0, end: int | None = None, chunk_size: int = 1 << 20
+    ) -> Iterator[bytes]:
+        return self.inner.get(key, start=start, end=end, chunk_size=chunk_size)
+
+    def stat(self, key: str) -> ObjectInfo:
+        return self.inner.stat(key)
+
+    def exists(self, key: str) -> bool:
+        return self.inner.exists(key)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def delete_prefix(self, prefix: str) -> int:
+        return self.inner.delete_prefix(prefix)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return self.inner.list(prefix)
+
+    def presign_get(self, key: str, expires_s: int = 900) -> str:
+        return self.inner.presign_get(key, expires_s)
+
+    def health(self) -> None:
+        self.inner.health()
+
+    def begin_upload(self, key: str, *, content_type: str | None = None) -> str:
+        return self.inner.begin_upload(key, content_type=content_type)
+
+    def upload_part(self, key: str, upload_id: str, part_number: int, source: Any) -> PartInfo:
+        data = source if isinstance(source, bytes) else b"".join(iter(lambda: source.read(1 << 20), b""))
+        if self._barrier is not None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                self._barrier.wait()
+        return self.inner.upload_part(key, upload_id, part_number, data)
+
+    def list_parts(self, key: str, upload_id: str) -> builtins.list[PartInfo]:
+        return self.inner.list_parts(key, upload_id)
+
+    def complete_upload(self, key: str, upload_id: str, parts: Any = None) -> ObjectInfo:
+        self.completing.set()
+        self.release.wait(timeout=30)
+        if parts is None:
+            return self.inner.complete_upload(key, upload_id)
+        return self.inner.complete_upload(key, upload_id, parts)  # type: ignore[call-arg]
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        self.inner.abort_upload(key, upload_id)

@@ -5,6 +5,7 @@ local folder and on S3 through moto)."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 import tracemalloc
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,11 +24,13 @@ from aima.storage.scoped import scoped_session
 from events.catalogue import JobCreated, MediaUploaded
 from events.envelope import CloudEvent, derived_event_id
 from functions.ingest.core import (
+    PART_BYTES,
     UPLOADS,
+    Checksum,
+    ChecksumMismatch,
     Chunks,
     IncompleteBody,
     OffsetMismatch,
-    PartRejected,
     TooLarge,
     TooManyFiles,
     UploadNotFound,
@@ -442,23 +445,24 @@ async def test_a_resumable_upload_survives_a_dropped_connection_and_a_new_replic
     half = await core.append(scope, upload_id, 0, chunks(data[: 8 * MiB]), size=8 * MiB)
     assert (half.offset, half.length, half.result) == (8 * MiB, 20 * MiB, None)
 
-    with pytest.raises(ConnectionResetError):  # the connection drops in the middle of a body
-        await core.append(scope, upload_id, 8 * MiB, broken(data[8 * MiB : 16 * MiB], 3 * MiB), size=8 * MiB)
-    assert await core.offset(scope, upload_id) == 8 * MiB
-    with pytest.raises(IncompleteBody):  # the body just ends early
-        await core.append(scope, upload_id, 8 * MiB, chunks(data[8 * MiB : 11 * MiB]), size=8 * MiB)
-    assert await core.offset(scope, upload_id) == 8 * MiB
+    with pytest.raises(ConnectionResetError):  # the connection drops in the middle of a body: kept
+        await core.append(scope, upload_id, 8 * MiB, broken(data[8 * MiB : 16 * MiB], 2 * MiB), size=8 * MiB)
+    assert await core.offset(scope, upload_id) == 10 * MiB
+    with pytest.raises(IncompleteBody) as short:  # the body just ends early: what came is kept too
+        await core.append(scope, upload_id, 10 * MiB, chunks(data[10 * MiB : 11 * MiB]), size=6 * MiB)
+    assert short.value.offset == 11 * MiB
+    assert await core.offset(scope, upload_id) == 11 * MiB
 
     # another replica: its own document-store and object-store clients, nothing shared in memory
     replica_documents = DocumentStore.from_uri(f"litemongo://{documents_path}", "aima")
     try:
         replica_objects = open_objects()
         replica = make_core(replica_objects, documents_store=replica_documents)
-        assert await replica.offset(scope, upload_id) == 8 * MiB
+        assert await replica.offset(scope, upload_id) == 11 * MiB
         with pytest.raises(OffsetMismatch) as mismatch:
             await replica.append(scope, upload_id, 0, chunks(data[: 8 * MiB]), size=8 * MiB)
-        assert mismatch.value.current == 8 * MiB
-        more = await replica.append(scope, upload_id, 8 * MiB, achunks(data[8 * MiB : 16 * MiB]))
+        assert mismatch.value.current == 11 * MiB
+        more = await replica.append(scope, upload_id, 11 * MiB, achunks(data[11 * MiB : 16 * MiB]))
         assert (more.offset, more.result) == (16 * MiB, None)
         done = await replica.append(scope, upload_id, 16 * MiB, chunks(data[16 * MiB :]), size=4 * MiB)
         assert done.result is not None
@@ -466,9 +470,11 @@ async def test_a_resumable_upload_survives_a_dropped_connection_and_a_new_replic
         assert done.result.filename == "long.mp4"
         key = object_key(world.case_id, done.result.media_id)
         assert sha256(read(replica_objects, key)) == sha256(data)
-        with pytest.raises(UploadNotFound):
-            await replica.offset(scope, upload_id)
+        status = await replica.status(scope, upload_id)  # the session keeps its result
+        assert (status.offset, status.result) == (20 * MiB, done.result)
+        await replica.abort(scope, upload_id)  # forgets the session, keeps the file
         assert replica_documents.count(UPLOADS, {"_id": upload_id}) == 0
+        assert sha256(read(replica_objects, key)) == sha256(data)
     finally:
         replica_documents.close()
     [event] = await recorder.of_type(MediaUploaded.TYPE)
@@ -476,7 +482,7 @@ async def test_a_resumable_upload_survives_a_dropped_connection_and_a_new_replic
     assert leftovers(request, replica_objects) == []
 
 
-async def test_resumable_parts_are_checked(
+async def test_resumable_bodies_are_checked(
     request: pytest.FixtureRequest,
     world: World,
     objects: ObjectStore,
@@ -488,20 +494,30 @@ async def test_resumable_parts_are_checked(
     scope = world.scope()
     core = make_core(objects)
     upload_id = await core.begin(scope, world.case_id, filename=None, length=len(data))
-    with pytest.raises(PartRejected):  # too small for a part that is not the last, refused unread
-        await core.append(scope, upload_id, 0, never_read_past(b""), size=MiB)
-    with pytest.raises(PartRejected):  # the same, found out at the end of an undeclared body
-        await core.append(scope, upload_id, 0, chunks(data[:MiB]))
-    with pytest.raises(TooLarge):  # past the session's length
-        await core.append(scope, upload_id, 0, chunks(data + b"x"))
+    with pytest.raises(TooLarge):  # past the session's length, refused unread
+        await core.append(scope, upload_id, 0, never_read_past(b""), size=len(data) + 1)
     assert await core.offset(scope, upload_id) == 0
     with pytest.raises(UploadNotFound):  # another case does not see the session
         await core.offset(world.scope(world.other_case_id), upload_id)
+    wrong = Checksum("sha256", hashlib.sha256(b"something else").digest())
+    with pytest.raises(ChecksumMismatch):  # nothing of a body whose checksum differs is kept
+        await core.append(scope, upload_id, 0, chunks(data[: 9 * MiB]), checksum=wrong)
+    assert await core.offset(scope, upload_id) == 0
+    overflowing = await core.begin(scope, world.case_id, filename=None, length=len(data))
+    with pytest.raises(TooLarge):  # found out while streaming an undeclared body: what was committed
+        await core.append(scope, overflowing, 0, chunks(data + b"x"))  # part by part before stays
+    assert await core.offset(scope, overflowing) == PART_BYTES
+    await core.abort(scope, overflowing)
 
-    await core.append(scope, upload_id, 0, chunks(data[: 6 * MiB]))
+    await core.append(scope, upload_id, 0, chunks(data[:MiB]))  # any size: kept as a tail segment
+    assert await core.offset(scope, upload_id) == MiB
+    right = Checksum("md5", hashlib.md5(data[MiB : 6 * MiB], usedforsecurity=False).digest())
+    await core.append(scope, upload_id, MiB, chunks(data[MiB : 6 * MiB]), checksum=right)
+    assert await core.offset(scope, upload_id) == 6 * MiB
     await core.abort(scope, upload_id)
     with pytest.raises(UploadNotFound):
         await core.offset(scope, upload_id)
+    assert stored_keys(objects, world.case_id) == []
     assert leftovers(request, objects) == []
 
     pdf_session = await core.begin(scope, world.case_id, filename="x.pdf", length=6 * MiB)
@@ -510,11 +526,57 @@ async def test_resumable_parts_are_checked(
         await core.append(scope, pdf_session, 0, chunks(pdf))
     with pytest.raises(UploadNotFound):  # a refused first part ends the session
         await core.offset(scope, pdf_session)
+    tiny = await core.begin(scope, world.case_id, filename="x.pdf", length=6 * MiB)
+    await core.append(scope, tiny, 0, chunks(pdf[:100]))  # too little to tell: kept, not judged yet
+    with pytest.raises(UnsupportedMedia):  # judged once the first 4 KiB are there
+        await core.append(scope, tiny, 100, chunks(pdf[100:5000]))
+    with pytest.raises(UploadNotFound):
+        await core.offset(scope, tiny)
     with pytest.raises(UnsupportedMedia):
         await core.begin(scope, world.case_id, filename="empty", length=0)
     assert stored_keys(objects, world.case_id) == []
     assert leftovers(request, objects) == []
     assert await recorder.settled() == []
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [[1000] * 40 + [MiB], [300 * 1024], [3 * MiB + 17]],
+    ids=["tiny-then-1MiB", "300KiB", "3MiB"],
+)
+async def test_bodies_of_any_size_make_parts_the_object_store_takes(
+    request: pytest.FixtureRequest,
+    world: World,
+    objects: ObjectStore,
+    make_core: CoreFactory,
+    media: Media,
+    sizes: list[int],
+) -> None:
+    """tus clients send bodies of any size; on S3 every part but the last must reach 5 MiB, so small
+    bodies wait as tail segments until a part is full, and memory stays within about one part."""
+    data = payload(media, 13 * MiB + 5, seed=len(sizes))
+    scope = world.scope()
+    core = make_core(objects)
+    upload_id = await core.begin(scope, world.case_id, filename="pieces.mp4", length=len(data))
+    offset = 0
+    tracemalloc.start()
+    try:
+        for turn in itertools.count():
+            if offset == len(data):
+                break
+            piece = data[offset : offset + sizes[min(turn, len(sizes) - 1)]]
+            appended = await core.append(scope, upload_id, offset, chunks(piece, 64 * 1024), size=len(piece))
+            offset = appended.offset
+            assert offset == min(len(data), offset)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert appended.result is not None
+    assert (appended.result.sha256, appended.result.size) == (sha256(data), len(data))
+    assert sha256(read(objects, object_key(world.case_id, appended.result.media_id))) == sha256(data)
+    assert peak < 40 * MiB, f"peak traced memory {peak / MiB:.1f} MiB"
+    assert stored_keys(objects, world.case_id) == [object_key(world.case_id, appended.result.media_id)]
+    assert leftovers(request, objects) == []
 
 
 async def test_a_resumable_duplicate_is_dropped(
@@ -578,5 +640,6 @@ async def test_a_session_whose_completion_failed_to_publish_is_finished_by_an_em
         done.result.media_id
     ]
     assert len(await recorder.of_type(MediaUploaded.TYPE)) == 1
-    with pytest.raises(UploadNotFound):
-        await core.offset(scope, upload_id)
+    again = await core.append(scope, upload_id, len(data), iter(()), size=0)  # reports, stores nothing anew
+    assert again.result == done.result
+    assert len(MediaRepository(world.db).list(scope, world.case_id)) == 1
