@@ -1,13 +1,21 @@
-"""``aima upload``: files into a case through the gateway's resumable upload protocol.
+"""``aima upload``: files into a case through the gateway's resumable upload protocol (tus 1.0.0).
 
-Every file is sent in `CHUNK` parts (``POST .../uploads``, then ``PATCH`` at ``Upload-Offset``).
-A part that fails (connection dropped, 5xx, offset mismatch) is followed by ``HEAD`` for the offset
-the server holds, and the upload continues from there, at most `RETRIES` times in a row. A file the
-server refuses (unsupported, too large) is reported and the next one goes on.
+Every file is created as a tus upload (``POST .../uploads`` with ``Upload-Length`` and its name in
+``Upload-Metadata``) and sent in `CHUNK` bodies (``PATCH`` at ``Upload-Offset``), each with
+``Upload-Checksum: sha256 ...``, so a body damaged on the way is refused (460) and sent again. A body
+that fails (connection dropped, 5xx, 409, 460) is followed by ``HEAD`` for the offset the server
+holds (it keeps what arrived of a cut-off body), and the upload continues from there, at most
+`RETRIES` times in a row. The ``PATCH`` that completes the file names the stored file in
+``X-AIMA-Media-Id`` (and ``X-AIMA-Duplicate-Of``); if that answer is lost, ``HEAD`` reports it once
+the server has stored the file. The file's SHA-256, computed while sending, must be the one the
+server stored (``X-AIMA-SHA256``), else the upload fails. A file the server refuses (unsupported, too
+large) is reported and the next one goes on.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +33,10 @@ CHUNK = 8 * 1024 * 1024
 BLOCK = 1024 * 1024
 RETRIES = 5
 BACKOFF = 0.5
+RESULT_WAIT = 120.0
+"""Seconds to wait for the server to store a file whose every byte it has."""
 OFFSET_STREAM = "application/offset+octet-stream"
+TUS = {"Tus-Resumable": "1.0.0"}
 TIMEOUT = httpx.Timeout(30.0, read=300.0)
 
 Progress = Callable[[int], None]
@@ -74,7 +85,7 @@ class Uploader:
     ) -> None:
         self._http = httpx.Client(
             base_url=api_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}"},
+            headers={"Authorization": f"Bearer {token}", **TUS},
             timeout=TIMEOUT,
             transport=transport,
         )
@@ -88,30 +99,31 @@ class Uploader:
         """Upload ``path`` into ``case_id``; raises `Refused` or `UploadFailed`."""
         length = path.stat().st_size
         with path.open("rb") as file:
+            digest = _Digest(file)
             location = self._begin(case_id, path.name, length)
             offset = 0
             failures = 0
             while True:
                 size = min(self._chunk, length - offset)
+                headers = {
+                    "Upload-Offset": str(offset),
+                    "Content-Type": OFFSET_STREAM,
+                    "Content-Length": str(size),
+                    "Upload-Checksum": f"sha256 {digest.of(offset, size)}",
+                }
                 try:
                     response = self._http.patch(
-                        location,
-                        content=_part(file, offset, size, progress),
-                        headers={
-                            "Upload-Offset": str(offset),
-                            "Content-Type": OFFSET_STREAM,
-                            "Content-Length": str(size),
-                        },
+                        location, content=_part(file, offset, size, progress), headers=headers
                     )
                 except httpx.TransportError as exc:
                     response = None
                     error = f"{type(exc).__name__}: {exc}"
-                if response is not None and response.status_code == 200:
-                    progress(length)
-                    return _uploaded(response)
                 if response is not None and response.status_code == 204:
                     offset = int(response.headers["upload-offset"])
                     failures = 0
+                    if offset == length:
+                        progress(length)
+                        return self._finished(location, response, digest)
                     continue
                 if response is not None:
                     self._raise_unless_retryable(response)
@@ -122,9 +134,12 @@ class Uploader:
                 time.sleep(BACKOFF * 2 ** (failures - 1))
                 offset = self._offset(location, error)
                 progress(offset)
+                if offset == length:
+                    return self._finished(location, None, digest)
 
     def _begin(self, case_id: str, filename: str, length: int) -> str:
-        headers = {"Upload-Length": str(length), "X-AIMA-Filename": quote(filename, safe="")}
+        metadata = "filename " + base64.b64encode(filename.encode("utf-8")).decode("ascii")
+        headers = {"Upload-Length": str(length), "Upload-Metadata": metadata}
         response = self._request("POST", f"/api/v1/cases/{quote(case_id, safe='')}/uploads", headers)
         if response.status_code != 201:
             self._raise_unless_retryable(response)
@@ -132,13 +147,45 @@ class Uploader:
         return response.headers["location"]
 
     def _offset(self, location: str, error: str) -> int:
-        """The offset the server holds (after a failed part)."""
+        """The offset the server holds (after a failed body)."""
         response = self._request("HEAD", location, {})
         if response.status_code == 404:
             raise UploadFailed(f"the upload is gone after a failed part ({error}); upload the file again")
         if response.status_code != 200:
             raise UploadFailed(f"cannot resume: HTTP {response.status_code}")
         return int(response.headers["upload-offset"])
+
+    def _finished(self, location: str, response: httpx.Response | None, digest: _Digest) -> Uploaded:
+        """The stored file of an upload the server has every byte of: from the answer to the last
+        body, else from ``HEAD`` once the server stored it (an empty ``PATCH`` at the full length
+        completes it again if an earlier completion failed). Checked against the file's SHA-256."""
+        deadline = time.monotonic() + RESULT_WAIT
+        wait = BACKOFF
+        while response is None or "x-aima-media-id" not in response.headers:
+            if time.monotonic() > deadline:
+                raise UploadFailed("the server has every byte but did not store the file in time")
+            head = self._request("HEAD", location, {})
+            if head.status_code == 200 and "x-aima-media-id" in head.headers:
+                response = head
+                break
+            if head.status_code != 200:
+                raise UploadFailed(f"cannot learn the upload's result: HTTP {head.status_code}")
+            complete = {"Upload-Offset": head.headers["upload-offset"], "Content-Type": OFFSET_STREAM}
+            response = self._request("PATCH", location, complete)
+            if response.status_code not in (204, 409):
+                self._raise_unless_retryable(response)
+            time.sleep(wait)
+            wait = min(wait * 2, 5.0)
+        uploaded = Uploaded(
+            response.headers["x-aima-media-id"],
+            response.headers.get("x-aima-sha256", ""),
+            response.headers.get("x-aima-duplicate-of"),
+        )
+        if uploaded.sha256 != digest.hexdigest():
+            raise UploadFailed(
+                f"the server stored SHA-256 {uploaded.sha256 or '(none)'}, the file has {digest.hexdigest()}"
+            )
+        return uploaded
 
     def _request(self, method: str, url: str, headers: dict[str, str]) -> httpx.Response:
         """A bodiless request, retried on transport errors and 5xx."""
@@ -157,13 +204,51 @@ class Uploader:
     @staticmethod
     def _raise_unless_retryable(response: httpx.Response) -> None:
         """Raise for an answer that retrying cannot change: `Refused` for the file, `UploadFailed`
-        for the whole run (401, 403, 404 of the case)."""
+        for the whole run (401, 403, 404 of the case, 412: the server speaks another protocol)."""
         status = response.status_code
-        if status >= 500 or status == 409 or _problem_type(response).endswith(":incomplete-body"):
+        if status >= 500 or status in (409, 460) or _problem_type(response).endswith(":incomplete-body"):
             return
-        if status in (401, 403, 404):
+        if status in (401, 403, 404, 412):
             raise UploadFailed(f"HTTP {status}: {problem_detail(response)}")
         raise Refused(problem_detail(response))
+
+
+class _Digest:
+    """The file's SHA-256, built while the bodies are prepared (each byte once, in order, even when a
+    body is sent again or the server kept part of one), and each body's own for ``Upload-Checksum``."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self._whole = hashlib.sha256()
+        self._covered = 0
+
+    def of(self, offset: int, size: int) -> str:
+        """The base64 SHA-256 of ``size`` bytes from ``offset`` (the whole file's advances past them)."""
+        if offset > self._covered:
+            self._feed(self._covered, offset - self._covered, None)
+        body = hashlib.sha256()
+        self._feed(offset, size, body)
+        return base64.b64encode(body.digest()).decode("ascii")
+
+    def hexdigest(self) -> str:
+        end = self._file.seek(0, 2)
+        if end > self._covered:
+            self._feed(self._covered, end - self._covered, None)
+        return self._whole.hexdigest()
+
+    def _feed(self, offset: int, size: int, body: Any) -> None:
+        self._file.seek(offset)
+        at = offset
+        while at < offset + size:
+            block = self._file.read(min(BLOCK, offset + size - at))
+            if not block:
+                raise UploadFailed("the file shrank while it was uploaded")
+            if body is not None:
+                body.update(block)
+            if at + len(block) > self._covered:
+                self._whole.update(block[max(0, self._covered - at) :])
+                self._covered = at + len(block)
+            at += len(block)
 
 
 def _problem_type(response: httpx.Response) -> str:
@@ -185,11 +270,6 @@ def _part(file: BinaryIO, offset: int, size: int, progress: Progress) -> Iterato
         sent += len(block)
         yield block
         progress(offset + sent)
-
-
-def _uploaded(response: httpx.Response) -> Uploaded:
-    body = response.json()
-    return Uploaded(str(body["media_id"]), str(body["sha256"]), body.get("duplicate_of"))
 
 
 # --- the command ---------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
-"""``aima upload`` against ``aima serve ingest`` and ``aima serve api``, run as processes on loopback
-over one embedded data folder."""
+"""``aima upload`` against ``aima serve all`` (the gateway, and ingest in the same process), run on
+loopback over an embedded data folder: parts, duplicates, refusals, and bodies damaged or dropped on
+the way and sent again."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
 import subprocess
@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from aima.access.scope import Scope
+from aima.cli.upload import Uploader
 from aima.identity.users import UserDirectory
 from aima.samples import write_pattern_png, write_tone_wav
 from aima.settings import load_settings
@@ -78,20 +79,20 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     case_id = str(CaseRepository(stores.db).create(Scope.for_tenant(tenant, "test"), "Dock", alice.id)["id"])
     stores.close()
 
-    ingest_port, api_port = free_port(), free_port()
-    ingest_url, api_url = f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{api_port}"
-    env = aima_env(data_dir, AIMA_FUNCTION_URLS=json.dumps({"ingest": ingest_url}))
+    api_port = free_port()
+    api_url = f"http://127.0.0.1:{api_port}"
+    env = aima_env(data_dir)
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        for name, port, url in (("ingest", ingest_port, ingest_url), ("api", api_port, api_url)):
-            process = subprocess.Popen(
-                [sys.executable, "-m", "aima.cli", "serve", name, "--port", str(port)],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            processes.append(process)
-            wait_healthy(url, process)
+        # the embedded profile's in-process bus: the gateway and ingest (called in-process) in one
+        process = subprocess.Popen(
+            [sys.executable, "-m", "aima.cli", "serve", "all", "--port", str(api_port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        processes.append(process)
+        wait_healthy(api_url, process)
         login = httpx.post(f"{api_url}/api/v1/auth/token", data={"username": "alice", "password": PASSWORD})
         assert login.status_code == 200, login.text
         yield Running(env, api_url, case_id, login.json()["access_token"])
@@ -152,3 +153,44 @@ def test_a_bad_token_fails_with_one_line(running: Running, tmp_path: Path) -> No
     assert result.stdout == ""
     assert result.stderr.startswith("aima: HTTP 401")
     assert result.stderr.count("\n") == 1
+
+
+class Flaky(httpx.HTTPTransport):
+    """Damages the second body on the way (one byte flipped) and drops the connection of the third."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patches = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "PATCH" and request.headers.get("content-length") != "0":
+            self.patches += 1
+            if self.patches == 2:
+                body = bytearray(request.read())
+                body[len(body) // 2] ^= 0xFF
+                damaged = httpx.Request(
+                    request.method, request.url, headers=request.headers, content=bytes(body)
+                )
+                return super().handle_request(damaged)
+            if self.patches == 3:
+                raise httpx.WriteError("connection reset by peer")
+        return super().handle_request(request)
+
+
+def test_a_damaged_body_and_a_dropped_connection_are_sent_again(running: Running, tmp_path: Path) -> None:
+    path = tmp_path / "evidence.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(11 * MiB))
+    flaky = Flaky()
+    uploader = Uploader(running.api, running.token, chunk=4 * MiB, transport=flaky)
+    seen: list[int] = []
+    try:
+        result = uploader.upload(running.case_id, path, seen.append)
+    finally:
+        uploader.close()
+    assert flaky.patches >= 5  # three bodies, one damaged (refused: 460) and one dropped, both sent again
+    assert result.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert result.duplicate_of is None
+    assert seen[-1] == path.stat().st_size
+    listed = aima(running.env, "media", "list", running.case_id, "--tenant", "acme")
+    row = next(line.split("\t") for line in listed.stdout.splitlines() if line.startswith(result.media_id))
+    assert (row[4], row[5]) == (result.sha256, "evidence.png")
