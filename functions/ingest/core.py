@@ -607,6 +607,10 @@ class IngestCore:
         doc = await asyncio.to_thread(self._documents.find_one, UPLOADS, query)
         if doc is None:
             raise UploadNotFound(f"no upload {upload_id!r} in this case")
+        if "version" not in doc:  # begun before uploads spoke tus 1.0.0: it cannot go on
+            if await asyncio.to_thread(self._documents.delete_many, UPLOADS, _ids(doc)):
+                await asyncio.shield(asyncio.to_thread(self._drop, scope, doc))
+            raise UploadNotFound(f"upload {upload_id} was begun by an earlier version; upload the file again")
         return doc
 
     async def _sniff(self, scope: Scope, doc: dict[str, Any], source: _Source) -> Sniffed | None:
@@ -1051,6 +1055,7 @@ class _Receiver:
                 raise TooLarge(f"the upload needs more than {MAX_PART_NUMBER} parts", MAX_PART_NUMBER)
             taken = {**_ids(self._doc), "next_part": number}
             if self._documents.update_one(UPLOADS, taken, {"$set": {"next_part": number + 1}}):
+                self._doc["next_part"] = number + 1
                 return number
             current = self._documents.find_one(UPLOADS, _ids(self._doc))
             if current is None:

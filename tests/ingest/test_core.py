@@ -18,7 +18,7 @@ from aima.config.service import ConfigService
 from aima.storage.documents import DocumentStore
 from aima.storage.jobs import JobNotFound, JobRepository
 from aima.storage.media import MediaRepository
-from aima.storage.objects import ObjectStore
+from aima.storage.objects import ObjectNotFound, ObjectStore
 from aima.storage.schema import jobs
 from aima.storage.scoped import scoped_session
 from events.catalogue import JobCreated, MediaUploaded
@@ -643,3 +643,30 @@ async def test_a_session_whose_completion_failed_to_publish_is_finished_by_an_em
     again = await core.append(scope, upload_id, len(data), iter(()), size=0)  # reports, stores nothing anew
     assert again.result == done.result
     assert len(MediaRepository(world.db).list(scope, world.case_id)) == 1
+
+
+async def test_a_session_begun_before_tus_is_gone_not_an_error(
+    world: World, local_objects: ObjectStore, make_core: CoreFactory, documents: DocumentStore
+) -> None:
+    """A session document of the earlier protocol (no version) cannot go on: 404, and it is removed."""
+    core = make_core(local_objects)
+    media_id = "6f1c1e4e-0000-4000-8000-000000000001"
+    key = object_key(world.case_id, media_id)
+    multipart_id = local_objects.begin_upload(key, content_type="video/mp4")
+    old = {
+        "_id": "0" * 32,
+        "tenant_id": world.tenant_id,
+        "case_id": world.case_id,
+        "media_id": media_id,
+        "filename": None,
+        "length": 10,
+        "object_key": key,
+        "multipart_id": multipart_id,
+        "parts": {},
+    }
+    documents.insert_one(UPLOADS, old)
+    with pytest.raises(UploadNotFound, match="earlier version"):
+        await core.status(world.scope(), old["_id"])
+    assert documents.count(UPLOADS, {"_id": old["_id"]}) == 0
+    with pytest.raises(ObjectNotFound):
+        local_objects.list_parts(key, multipart_id)
