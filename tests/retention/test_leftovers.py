@@ -366,8 +366,11 @@ def test_a_killed_probes_folder_goes_once_stale_and_one_in_use_stays(env: Env) -
 
 
 def test_the_probe_makes_its_folders_with_the_prefix_the_sweep_looks_for() -> None:
-    source = Path(__file__).parents[2] / "functions" / "probe" / "core.py"
-    assert f'prefix="{PROBE_PREFIX}"' in source.read_text()
+    from functions.probe import core
+
+    assert core.PROBE_PREFIX is PROBE_PREFIX  # the probe names its folders with the sweep's constant
+    source = Path(core.__file__).read_text()
+    assert "TemporaryDirectory(prefix=PROBE_PREFIX" in source
 
 
 async def test_sweep_removes_leftovers_before_purging_and_a_future_now_changes_nothing(env: Env) -> None:
