@@ -46,7 +46,7 @@ DOCS_CSP = (
     "https://cdn.redoc.ly; connect-src 'self'; worker-src blob:; frame-ancestors 'none'"
 )
 HSTS = "max-age=63072000; includeSubDomains"
-CORS_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+CORS_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 CORS_HEADERS = (
     "Authorization",
     "Content-Type",
@@ -57,9 +57,17 @@ CORS_HEADERS = (
     "If-None-Match",
     "Upload-Length",
     "Upload-Offset",
+    "Upload-Metadata",
+    "Upload-Checksum",
+    "Tus-Resumable",
     "X-AIMA-Filename",
 )
-CORS_EXPOSED = (REQUEST_ID, "Retry-After", "Location", "ETag", "Upload-Length", "Upload-Offset")
+CORS_EXPOSED = (
+    *(REQUEST_ID, "Retry-After", "Location", "ETag", "Upload-Length", "Upload-Offset", "Upload-Metadata"),
+    *("Tus-Resumable", "Tus-Version", "Tus-Extension", "Tus-Max-Size", "Tus-Checksum-Algorithm"),
+    *("X-AIMA-Media-Id", "X-AIMA-SHA256", "X-AIMA-Duplicate-Of"),
+)
+"""What a browser may read of an answer: the tus headers and the stored file of a completed upload too."""
 
 _REQUEST_ID_HEADER = REQUEST_ID.lower().encode()
 _WELL_FORMED_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")  # as the function runtime's, on the raw bytes
