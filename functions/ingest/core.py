@@ -524,6 +524,8 @@ class IngestCore:
         info: ObjectInfo,
         sniffed: Sniffed,
         filename: str | None,
+        *,
+        resumed: bool = False,
     ) -> IngestResult:
         """The media row for a stored object; for a duplicate, the existing row (the object is dropped).
 
@@ -531,9 +533,10 @@ class IngestCore:
         repeated): it is returned as stored, and the object is kept."""
         if info.sha256 is None:
             raise RuntimeError(f"the object store returned no sha256 for {key}")
-        own = await asyncio.to_thread(self._media.get, scope, media_id)
-        if own is not None and own["object_key"] == key:  # registered by an earlier attempt: no duplicate
-            return _stored(own, filename)
+        if resumed:  # an earlier attempt to complete the session may have registered it
+            own = await asyncio.to_thread(self._media.get, scope, media_id)
+            if own is not None and own["object_key"] == key:
+                return _stored(own, filename)
         row, created = await asyncio.to_thread(
             self._media.add,
             scope,
@@ -674,7 +677,9 @@ class IngestCore:
                 raise UploadNotFound(f"upload {doc['_id']} has expired: its parts are gone")
             sniffed = Sniffed(doc["kind"], doc["content_type"], doc["format"])
             case_id, media_id, key = doc["case_id"], doc["media_id"], doc["object_key"]
-            result = await self._register(scope, case_id, media_id, key, info, sniffed, doc["filename"])
+            result = await self._register(
+                scope, case_id, media_id, key, info, sniffed, doc["filename"], resumed=True
+            )
             if result.duplicate_of is None:
                 registered = result.media_id
                 await self._publish(self._uploaded(scope, case_id, result))

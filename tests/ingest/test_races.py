@@ -8,18 +8,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from aima.storage.documents import DocumentStore
 from aima.storage.media import MediaRepository
 from aima.storage.objects import ObjectStore
 from aima.telemetry.health import HealthRegistry
 from events.catalogue import MediaUploaded
 from functions.ingest.app import create_app
-from functions.ingest.core import Appended, OffsetMismatch, object_key
+from functions.ingest.core import UPLOADS, Appended, OffsetMismatch, object_key
 
 from .conftest import CoreFactory, Holding, Media, MiB, Recorder, World, leftovers
 
@@ -184,3 +186,31 @@ async def test_the_resume_path_while_the_last_part_is_assembled_answers_409_then
         assert sha256(read(objects.inner, object_key(world.case_id, media_id))) == sha256(data)
     assert len(MediaRepository(world.db).list(world.scope(), world.case_id)) == 1
     assert leftovers(request, objects.inner) == []
+
+
+async def test_a_completion_repeated_after_a_crash_keeps_the_file_it_registered(
+    world: World,
+    open_objects: Callable[[], ObjectStore],
+    make_core: CoreFactory,
+    documents: DocumentStore,
+    media: Media,
+) -> None:
+    """The process completing an upload died after registering the file and before recording that:
+    the next completion finds the row of this very object, which is no duplicate of itself."""
+    data = payload(media, 7 * MiB, seed=19)
+    scope = world.scope()
+    objects = open_objects()
+    core = make_core(objects)
+    upload_id = await core.begin(scope, world.case_id, filename="crash.mp4", length=len(data))
+    done = await core.append(scope, upload_id, 0, chunks(data), size=len(data))
+    assert done.result is not None
+    crashed = {"state": "completing", "claim": "dead-process", "claim_until": time.time() - 1, "result": None}
+    documents.update_one(UPLOADS, {"_id": upload_id}, {"$set": crashed})
+
+    again = await make_core(open_objects()).append(scope, upload_id, len(data), iter(()), size=0)
+    assert again.result is not None
+    assert (again.result.media_id, again.result.duplicate_of) == (done.result.media_id, None)
+    assert sha256(read(objects, object_key(world.case_id, done.result.media_id))) == sha256(data)
+    assert [row["id"] for row in MediaRepository(world.db).list(scope, world.case_id)] == [
+        done.result.media_id
+    ]
