@@ -17,10 +17,12 @@ from aima.storage.audit import AuditLog
 from aima.storage.cases import CaseRepository
 from aima.storage.factory import Stores
 from aima.storage.media import MediaRepository
+from aima.storage.outbox import Outbox
 from aima.storage.scoped import guard
 from aima.telemetry.health import HealthRegistry
 from events.bus import EventBus
 from events.factory import bus_from_settings
+from events.relay import OutboxRelay
 from functions.api.auditing import AuditWriter
 from functions.api.forwarding import IngestClient
 from functions.api.ratelimit import RateLimiter
@@ -45,6 +47,7 @@ class ApiServices:
     limiter: RateLimiter
     health: HealthRegistry
     ingest: IngestClient
+    relay: OutboxRelay
     external: ExternalIssuer | None = None
 
     @classmethod
@@ -55,6 +58,7 @@ class ApiServices:
         stores: Stores | None = None,
         bus: EventBus | None = None,
         ingest_transport: httpx.AsyncBaseTransport | None = None,
+        relay: OutboxRelay | None = None,
     ) -> ApiServices:
         """Open the stores (migrated) and the bus (not started: see `start`) chosen by ``settings``;
         ingest is called at ``settings.function_urls["ingest"]`` (through ``ingest_transport`` if given).
@@ -105,16 +109,19 @@ class ApiServices:
             health=health,
             ingest=IngestClient.from_settings(settings, tokens=tokens, transport=ingest_transport),
             external=external,
+            relay=relay or OutboxRelay(Outbox(db), bus),
         )
 
     async def start(self) -> None:
         """Connect the bus (idempotent) and open the vector store, which the stores open lazily and
         which takes longer than a readiness check may; the app's lifespan calls it."""
         await self.bus.start()
+        await self.relay.start()  # publishes what the gateway's changes wrote to the outbox
         await asyncio.to_thread(lambda: self.stores.vectors)
 
     async def close(self) -> None:
         """Close the bus, the audit writer (after what is queued), the HTTP clients and every store."""
+        await self.relay.stop()
         await self.bus.close()
         await self.ingest.close()
         await asyncio.to_thread(self.audit_writer.close)

@@ -19,7 +19,9 @@ def app(deps: Deps) -> FastAPI:
     serves it too, else at ``AIMA_FUNCTION_URLS``."""
     local = deps.local_apps.get(INGEST)
     transport = httpx.ASGITransport(app=local) if local is not None else None
-    services = ApiServices.open(deps.settings, stores=deps.stores, bus=deps.bus, ingest_transport=transport)
+    services = ApiServices.open(
+        deps.settings, stores=deps.stores, bus=deps.bus, ingest_transport=transport, relay=deps.relay
+    )
     return create_app(services, close_services=True)
 
 
