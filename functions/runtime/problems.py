@@ -92,7 +92,6 @@ def problem_response(
 # --- outages: a store or the bus cannot be reached --------------------------------------------
 
 
-
 def outage_problem(exc: BaseException) -> Problem | None:
     """503 ``service-unavailable`` with ``Retry-After`` if ``exc`` is, or was caused by, a store or
     the bus being unreachable (`aima.storage.outages`); None for any other error.
