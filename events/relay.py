@@ -31,7 +31,7 @@ class OutboxRelay:
         self._grace = grace
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._wake: asyncio.Event | None = None
         self._fresh: list[CloudEvent] = []
         self._failing = False
 
@@ -40,6 +40,7 @@ class OutboxRelay:
         if self._task is not None:
             return
         self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
         self._outbox.on_commit(self._committed)
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
@@ -49,6 +50,10 @@ class OutboxRelay:
         if task is None:
             return
         self._outbox.off_commit(self._committed)
+        if task.get_loop() is not asyncio.get_running_loop():  # started on a loop that is gone
+            with contextlib.suppress(RuntimeError):
+                task.get_loop().call_soon_threadsafe(task.cancel)
+            return
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -86,17 +91,20 @@ class OutboxRelay:
 
         def wake() -> None:
             self._fresh.extend(events)
-            self._wake.set()
+            if self._wake is not None:
+                self._wake.set()
 
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(wake)
 
     async def _run(self) -> None:
+        wake = self._wake
+        assert wake is not None
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._interval):
-                    await self._wake.wait()
-            self._wake.clear()
+                    await wake.wait()
+            wake.clear()
             try:
                 fresh, self._fresh = self._fresh, []
                 await self.publish(fresh)

@@ -108,6 +108,8 @@ def build(services: ApiServices, specs: list[TenantSpec]) -> tuple[list[Person],
             )
             for index, role in case_spec.shares:
                 member = users[index % len(users)]
+                if member.id == owner.id and role != "owner":
+                    continue  # the only owner cannot step down (tests/access/test_last_owner.py)
                 if shareable_role(member.role.value, role):
                     repo.share(scope, case.id, member.id, role)
                     case.members[member.id] = role
