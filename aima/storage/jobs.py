@@ -45,12 +45,22 @@ class JobRepository:
         self._outbox = Outbox(db)
         guard(db)
 
-    def create_parent(self, scope: Scope, case_id: str, steps: Iterable[str], priority: int = 0) -> Row:
-        """A pending job for a whole request (no media of its own)."""
-        return self._insert(scope, case_id, None, None, _steps(steps), priority)
+    def create_parent(
+        self, scope: Scope, case_id: str, steps: Iterable[str], priority: int = 0, *, announce: bool = True
+    ) -> Row:
+        """A pending job for a whole request (no media of its own). ``announce=False`` leaves its
+        ``job.created`` to the caller (`job_created`), who announces the request's jobs at its end."""
+        return self._insert(scope, case_id, None, None, _steps(steps), priority, announce)
 
     def create_child(
-        self, scope: Scope, case_id: str, parent_id: str, media_id: str, steps: Iterable[str]
+        self,
+        scope: Scope,
+        case_id: str,
+        parent_id: str,
+        media_id: str,
+        steps: Iterable[str],
+        *,
+        announce: bool = True,
     ) -> Row:
         """A pending job for one file of ``parent_id``'s request; raises `JobNotFound` for a parent
         outside the scope or of another case."""
@@ -60,7 +70,9 @@ class JobRepository:
             ).first()
         if parent is None:
             raise JobNotFound(f"parent job {parent_id} not found in case {case_id}")
-        return self._insert(scope, case_id, parent_id, media_id, _steps(steps), int(parent.priority))
+        return self._insert(
+            scope, case_id, parent_id, media_id, _steps(steps), int(parent.priority), announce
+        )
 
     def get(self, scope: Scope, job_id: str) -> Row | None:
         """The job, or None if it does not exist within the scope."""
@@ -112,6 +124,7 @@ class JobRepository:
         media_id: str | None,
         steps: list[str],
         priority: int,
+        announce: bool = True,
     ) -> Row:
         now = utcnow()
         values = {
@@ -128,7 +141,8 @@ class JobRepository:
         }
         with scoped_session(self._db, scope) as session:
             session.execute(jobs.insert().values(values))
-            self._outbox.add(session, [job_created(values)])
+            if announce:
+                self._outbox.add(session, [job_created(values)])
         return dict(values)
 
 

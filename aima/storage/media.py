@@ -32,7 +32,8 @@ class MediaRepository:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._outbox = Outbox(db)
+        self.outbox = Outbox(db)
+        """Where the events announcing media go (a caller announcing a request at its end, too)."""
 
     def add(
         self,
@@ -51,9 +52,9 @@ class MediaRepository:
     ) -> tuple[dict[str, Any], bool]:
         """Insert a row; if the case already holds a file with this sha256, return that row and False.
 
-        In the same transaction, ``audit`` writes the upload's audit record (for a duplicate too) and
-        ``events(row)`` gives the events announcing a new row, written to the outbox: the row, its
-        record and its events commit together or not at all.
+        For a new row, in the same transaction, ``audit`` writes its audit record and ``events(row)``
+        gives the events announcing it, written to the outbox: the row, its record and its events
+        commit together or not at all.
         """
         values = {
             "id": media_id,
@@ -77,10 +78,10 @@ class MediaRepository:
             created = session.execute(statement.returning(media.c.id)).first() is not None
             same = select(media).where(media.c.case_id == case_id, media.c.sha256 == sha256)
             row = _plain(session.execute(same).one()._mapping)
-            if audit is not None:
+            if created and audit is not None:
                 audit(session)
             if created and events is not None:
-                self._outbox.add(session, events(row))
+                self.outbox.add(session, events(row))
             return row, created
 
     def get(self, scope: Scope, media_id: str) -> dict[str, Any] | None:

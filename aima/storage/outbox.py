@@ -89,6 +89,11 @@ class Outbox:
         for listener in listeners:
             after_commit(session, lambda listener=listener: listener(written))  # type: ignore[misc]
 
+    def write(self, events: Sequence[CloudEvent]) -> None:
+        """Write ``events`` in a transaction of their own (for a change that committed in several)."""
+        with self._db.session() as session:
+            self.add(session, events)
+
     def settle(self, consumer: str, event_id: str, emitted: Sequence[CloudEvent]) -> bool:
         """Record that ``consumer`` handled ``event_id`` and write what it emitted, in one transaction.
 

@@ -4,16 +4,18 @@ Every upload is typed from its first bytes (`functions.ingest.sniff`) before any
 streamed in blocks of `BLOCK` bytes while the object store hashes it, held to the tenant's
 ``limits`` (`aima.config.schema.Limits`), stored under ``cases/{case_id}/media/{media_id}/original``
 and registered as a media row. A file whose SHA-256 the case already holds is not kept: the result
-names the existing media (``duplicate_of``) and nothing is emitted. Every new file emits
-``io.aima.media.uploaded.v1`` with an id derived from its media id; if publishing fails, the file
-is removed again so that a retry is not mistaken for a duplicate.
+names the existing media (``duplicate_of``) and nothing is emitted. Every new file's row commits
+with its ``media.store`` audit record and ``io.aima.media.uploaded.v1`` (id derived from the media
+id) in the outbox, in one transaction; the core then publishes the event at once, and if the bus is
+down the outbox relay publishes it later. An upload never fails for the bus, and no event escapes
+for an upload that was undone.
 
 Three ways in:
 
 * `IngestCore.store`: one file from one stream;
 * `IngestCore.bulk`: several files of one request: one parent job, one child job per stored file,
-  a per-file error for a refused file. Its events are published together once every file is in,
-  so a request refused for having too many files leaves nothing behind;
+  a per-file error for a refused file. Its events (the jobs' and the files') go to the outbox
+  together once every file is in, so a request refused for having too many files announces nothing;
 * resumable sessions (`begin`, `status`, `append`, `abort`): the tus 1.0.0 model (any number of
   bodies of any size at the current offset, see `functions.ingest.app` for the protocol).
 
@@ -49,6 +51,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import hmac
 import logging
@@ -64,10 +67,10 @@ from typing import Any
 from aima.access.scope import Scope
 from aima.config.schema import Limits, RuntimeConfig
 from aima.config.service import ConfigService
-from aima.storage.audit import AuditLog
+from aima.storage.audit import AuditHook, AuditLog
 from aima.storage.cases import CaseRepository
 from aima.storage.documents import DocumentStore
-from aima.storage.jobs import JobRepository
+from aima.storage.jobs import JobRepository, job_created
 from aima.storage.media import MediaRepository
 from aima.storage.objects import (
     MAX_PART_NUMBER,
@@ -78,7 +81,7 @@ from aima.storage.objects import (
     PartInfo,
 )
 from aima.storage.schema import utcnow
-from events.catalogue import JobCreated, MediaUploaded, make_event
+from events.catalogue import MediaUploaded, make_event
 from events.envelope import CloudEvent, derived_event_id
 from functions.ingest.sniff import HEAD_BYTES, Sniffed, UnsupportedMedia, sniff
 
@@ -303,11 +306,9 @@ class IngestCore:
         if declared_size is not None and declared_size > limits.max_upload_bytes:
             raise _too_large(limits)
         await self._require_case(scope, case_id)
-        result = await self._put(scope, case_id, name, _Source(stream), limits, declared_size)
-        if result.duplicate_of is not None:
-            return result
-        result = replace(result, job_id=job_id)
-        await self._publish_or_undo(scope, case_id, [self._uploaded(scope, case_id, result)], [result])
+        result = await self._put(scope, case_id, name, _Source(stream), limits, declared_size, job_id=job_id)
+        if result.duplicate_of is None:
+            await self._announce([self._uploaded(scope, case_id, result)])
         return result
 
     # --- several files ----------------------------------------------------------------------
@@ -325,8 +326,10 @@ class IngestCore:
             raise TooManyFiles(limits.max_files_per_request)
         await self._require_case(scope, case_id)
         steps = [step.value for step in (await self._config(scope)).analysis.steps]
-        parent = await asyncio.to_thread(self._jobs.create_parent, scope, case_id, steps)
-        events = [self._job_created(scope, parent)]
+        # the request's events go to the outbox together at its end: a request undone (too many
+        # files, a client gone) announces nothing
+        parent = await asyncio.to_thread(self._jobs.create_parent, scope, case_id, steps, announce=False)
+        events = [job_created(parent)]
         items: list[BulkItem] = []
         stored: list[IngestResult] = []
         try:
@@ -335,28 +338,38 @@ class IngestCore:
                     raise TooManyFiles(limits.max_files_per_request)
                 name = clean_filename(filename)
                 try:
-                    result = await self._put(scope, case_id, name, _Source(stream), limits, None)
+                    result = await self._put(
+                        scope, case_id, name, _Source(stream), limits, None, announce=False
+                    )
                 except (UnsupportedMedia, TooLarge) as exc:
                     items.append(BulkItem(name, None, exc))
                     continue
                 if result.duplicate_of is None:
                     stored.append(result)
                     child = await asyncio.to_thread(
-                        self._jobs.create_child, scope, case_id, parent["id"], result.media_id, steps
+                        functools.partial(
+                            self._jobs.create_child,
+                            scope,
+                            case_id,
+                            parent["id"],
+                            result.media_id,
+                            steps,
+                            announce=False,
+                        )
                     )
                     result = replace(result, job_id=child["id"])
-                    events += [self._job_created(scope, child), self._uploaded(scope, case_id, result)]
+                    events += [job_created(child), self._uploaded(scope, case_id, result)]
                 items.append(BulkItem(name, result, None))
             if not items:
                 raise NoFiles("the request holds no file (a part with a filename)")
             if not stored:  # no child will ever finish this job
                 state = "failed" if any(item.error for item in items) else "completed"
                 await asyncio.to_thread(self._jobs.set_state, scope, parent["id"], state)
-            for event in events:
-                await self._publish(event)
+            await asyncio.to_thread(self._media.outbox.write, events)
         except BaseException:
             await asyncio.shield(self._undo(scope, case_id, stored, parent_job_id=parent["id"]))
             raise
+        await self._announce(events)
         return BulkResult(parent["id"], items)
 
     # --- resumable sessions -----------------------------------------------------------------
@@ -497,6 +510,9 @@ class IngestCore:
         source: _Source,
         limits: Limits,
         declared: int | None,
+        *,
+        job_id: str | None = None,
+        announce: bool = True,
     ) -> IngestResult:
         """Sniff, stream into a new object, register it (or find the duplicate and drop the object)."""
         sniffed = sniff(await source.head(HEAD_BYTES))
@@ -510,7 +526,9 @@ class IngestCore:
                 )
             finally:
                 await source.settle()
-            return await self._register(scope, case_id, media_id, key, info, sniffed, filename)
+            return await self._register(
+                scope, case_id, media_id, key, info, sniffed, filename, job_id=job_id, announce=announce
+            )
         except BaseException:
             await asyncio.shield(asyncio.to_thread(self._objects.delete, key))
             raise
@@ -526,28 +544,46 @@ class IngestCore:
         filename: str | None,
         *,
         resumed: bool = False,
+        job_id: str | None = None,
+        announce: bool = True,
     ) -> IngestResult:
         """The media row for a stored object; for a duplicate, the existing row (the object is dropped).
 
-        A row that already holds ``media_id`` or ``key`` is this very object (a completion that is
-        repeated): it is returned as stored, and the object is kept."""
+        A new row commits with its ``media.store`` audit record (who stored which bytes) and, when
+        ``announce``, its ``media.uploaded`` event in the outbox: stored, audited and announced
+        together or not at all. A row that already holds ``media_id`` or ``key`` is this very object
+        (a completion that is repeated): it is returned as stored, and the object is kept."""
         if info.sha256 is None:
             raise RuntimeError(f"the object store returned no sha256 for {key}")
         if resumed:  # an earlier attempt to complete the session may have registered it
             own = await asyncio.to_thread(self._media.get, scope, media_id)
             if own is not None and own["object_key"] == key:
                 return _stored(own, filename)
-        row, created = await asyncio.to_thread(
-            self._media.add,
-            scope,
-            case_id=case_id,
+        stored = IngestResult(
             media_id=media_id,
             sha256=info.sha256,
             size=info.size,
-            content_type=sniffed.content_type,
             kind=sniffed.kind,
+            content_type=sniffed.content_type,
+            duplicate_of=None,
+            job_id=job_id,
             filename=filename,
-            object_key=key,
+        )
+        row, created = await asyncio.to_thread(
+            functools.partial(
+                self._media.add,
+                scope,
+                case_id=case_id,
+                media_id=media_id,
+                sha256=info.sha256,
+                size=info.size,
+                content_type=sniffed.content_type,
+                kind=sniffed.kind,
+                filename=filename,
+                object_key=key,
+                audit=self._stored_record(scope, case_id, stored),
+                events=(lambda _row: [self._uploaded(scope, case_id, stored)]) if announce else None,
+            )
         )
         if not created and row["object_key"] == key:  # the same object: never a duplicate of itself
             return _stored(row, filename)
@@ -565,27 +601,32 @@ class IngestCore:
                 filename=row["filename"],
             )
         log.info("media stored", extra={"case_id": case_id, "media_id": media_id, "size": info.size})
-        return IngestResult(
-            media_id=media_id,
-            sha256=info.sha256,
-            size=info.size,
-            kind=sniffed.kind,
-            content_type=sniffed.content_type,
-            duplicate_of=None,
-            job_id=None,
-            filename=filename,
+        return stored
+
+    def _stored_record(self, scope: Scope, case_id: str, stored: IngestResult) -> AuditHook | None:
+        """The ``media.store`` audit record of a new file, written in its row's transaction."""
+        audit = self.audit
+        if audit is None:
+            return None
+        return lambda session: audit.record(
+            session,
+            tenant_id=scope.tenant_id,
+            actor=scope.actor,
+            action="media.store",
+            outcome="allowed",
+            case_id=case_id,
+            object=f"media/{stored.media_id}",
+            detail={"sha256": stored.sha256, "size": stored.size, "content_type": stored.content_type},
         )
 
-    async def _publish_or_undo(
-        self, scope: Scope, case_id: str, events: list[CloudEvent], stored: list[IngestResult]
-    ) -> None:
-        """Publish ``events``; if that fails, remove the ``stored`` files so a retry stores them anew."""
+    async def _announce(self, events: list[CloudEvent]) -> None:
+        """Publish events that committed in the outbox now; if the bus is down, the relay's sweep
+        publishes them later, so the upload stands either way."""
         try:
             for event in events:
                 await self._publish(event)
-        except BaseException:
-            await asyncio.shield(self._undo(scope, case_id, stored))
-            raise
+        except Exception as exc:
+            log.warning("events stay in the outbox until the bus takes them: %r", exc)
 
     async def _undo(
         self, scope: Scope, case_id: str, stored: list[IngestResult], *, parent_job_id: str | None = None
@@ -654,8 +695,8 @@ class IngestCore:
         assemble exactly its committed parts, register the file (see `_register`), emit, and record
         the result. Raises `OffsetMismatch` while another request is completing it.
 
-        If anything fails, the claim is released (the object may stay assembled, a row registered
-        before a failed publish is removed), so an empty append at the full length completes again.
+        If anything fails, the claim is released (the object may stay assembled, a registered row
+        stays), so an empty append at the full length completes again and finds the row.
         """
         if claim is None:
             claim = uuid.uuid4().hex
@@ -669,7 +710,6 @@ class IngestCore:
                     return _result_of(current)
                 raise _being_completed(int(current["offset"]))
         renewing = asyncio.create_task(self._renew(doc, claim))
-        registered: str | None = None
         try:
             info = await asyncio.to_thread(self._assemble, doc)
             if info is None:
@@ -680,14 +720,13 @@ class IngestCore:
             result = await self._register(
                 scope, case_id, media_id, key, info, sniffed, doc["filename"], resumed=True
             )
-            if result.duplicate_of is None:
-                registered = result.media_id
-                await self._publish(self._uploaded(scope, case_id, result))
         except BaseException:
             renewing.cancel()
-            await asyncio.shield(self._release(scope, doc, claim, registered))
+            await asyncio.shield(self._release(doc, claim))
             raise
         renewing.cancel()
+        if result.duplicate_of is None:
+            await self._announce([self._uploaded(scope, case_id, result)])
         done: dict[str, Any] = {
             "state": COMPLETED,
             "result": dataclasses.asdict(result),
@@ -730,10 +769,9 @@ class IngestCore:
                 self._documents.update_one, UPLOADS, {**_ids(doc), "claim": claim}, values
             )
 
-    async def _release(self, scope: Scope, doc: dict[str, Any], claim: str, registered: str | None) -> None:
-        """Undo a failed completion: remove the row it registered, give the session back."""
-        if registered is not None:
-            await asyncio.to_thread(self._media.delete, scope, registered)
+    async def _release(self, doc: dict[str, Any], claim: str) -> None:
+        """Give the session back after a failed completion. A row it registered stays: the row, its
+        audit record and its event committed together, and a repeated completion finds it."""
         back = {"$set": {"state": RECEIVING, "claim": None, "claim_until": 0.0}, "$inc": {"version": 1}}
         await asyncio.to_thread(self._documents.update_one, UPLOADS, {**_ids(doc), "claim": claim}, back)
 
@@ -763,19 +801,6 @@ class IngestCore:
         )
         event_id = derived_event_id(result.media_id, MediaUploaded.TYPE)
         return make_event(data, source=SOURCE, subject=result.media_id, event_id=event_id)
-
-    def _job_created(self, scope: Scope, job: dict[str, Any]) -> CloudEvent:
-        data = JobCreated(
-            tenant_id=scope.tenant_id,
-            case_id=job["case_id"],
-            job_id=job["id"],
-            parent_job_id=job["parent_job_id"],
-            media_id=job["media_id"],
-            steps=list(job["steps"]),
-            priority=job["priority"],
-        )
-        event_id = derived_event_id(job["id"], JobCreated.TYPE)
-        return make_event(data, source=SOURCE, subject=job["id"], event_id=event_id)
 
 
 # --- streaming helpers -------------------------------------------------------------------------

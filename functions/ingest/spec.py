@@ -8,6 +8,7 @@ from aima.storage.cases import CaseRepository
 from aima.storage.jobs import JobRepository
 from aima.storage.media import MediaRepository
 from events.catalogue import JobCreated, MediaUploaded
+from events.envelope import CloudEvent
 from functions.ingest.app import create_app
 from functions.ingest.core import IngestCore
 from functions.runtime.deps import Deps
@@ -18,16 +19,23 @@ NEEDS = ("database", "objects", "documents", "bus")
 
 
 def build_core(deps: Deps) -> IngestCore:
-    """The ingest core on the process's stores, publishing through its (signing) bus."""
+    """The ingest core on the process's stores. What it commits to the outbox it publishes at once
+    through the relay (which marks it published; its sweep takes over while the bus is down)."""
     stores = deps.stores
+    relay = deps.relay
+
+    async def publish(event: CloudEvent) -> None:
+        await relay.publish([event])
+
     return IngestCore(
         stores.objects,
         MediaRepository(stores.db),
         JobRepository(stores.db),
         deps.config,
-        bus_publish=deps.bus.publish,
+        bus_publish=publish,
         documents=stores.documents,
         cases=CaseRepository(stores.db),
+        audit=deps.audit,
     )
 
 

@@ -15,10 +15,12 @@ import pytest
 from sqlalchemy import func, select
 
 from aima.config.service import ConfigService
+from aima.storage.audit import AuditLog
 from aima.storage.documents import DocumentStore
 from aima.storage.jobs import JobNotFound, JobRepository
 from aima.storage.media import MediaRepository
 from aima.storage.objects import ObjectNotFound, ObjectStore
+from aima.storage.outbox import Outbox
 from aima.storage.schema import jobs
 from aima.storage.scoped import scoped_session
 from events.catalogue import JobCreated, MediaUploaded
@@ -313,24 +315,44 @@ def test_clean_filename(raw: str | None, clean: str | None) -> None:
     assert clean_filename(raw) == clean
 
 
-async def test_a_failed_publish_removes_the_file_so_a_retry_is_no_duplicate(
+async def test_with_the_bus_down_the_upload_stands_audited_and_its_event_waits_in_the_outbox(
     world: World, local_objects: ObjectStore, make_core: CoreFactory, recorder: Recorder, media: Media
 ) -> None:
     async def unreachable(event: CloudEvent) -> bool:
         raise ConnectionError("bus down")
 
     data = media["mp3"]
-    with pytest.raises(ConnectionError):
-        await make_core(local_objects, publish=unreachable).store(
-            world.scope(), world.case_id, filename="a.mp3", stream=chunks(data)
-        )
-    assert stored_keys(local_objects, world.case_id) == []
-    assert MediaRepository(world.db).list(world.scope(), world.case_id) == []
-    retried = await make_core(local_objects).store(
+    stored = await make_core(local_objects, publish=unreachable).store(
         world.scope(), world.case_id, filename="a.mp3", stream=chunks(data)
     )
-    assert retried.duplicate_of is None
-    assert len(await recorder.of_type(MediaUploaded.TYPE)) == 1
+    assert stored.duplicate_of is None
+    assert [row["id"] for row in MediaRepository(world.db).list(world.scope(), world.case_id)] == [
+        stored.media_id
+    ]
+    [record] = AuditLog(world.db).query(world.tenant_id, action="media.store")
+    assert (record["actor"], record["object"]) == (world.owner_id, f"media/{stored.media_id}")
+    assert record["detail"]["sha256"] == stored.sha256
+    # published once the bus is back (the relay's sweep)
+    [pending] = [p for p in Outbox(world.db).pending() if p.event.type == MediaUploaded.TYPE]
+    assert pending.event.id == derived_event_id(stored.media_id, MediaUploaded.TYPE)
+    assert await recorder.of_type(MediaUploaded.TYPE) == []
+
+
+async def test_a_file_whose_row_cannot_commit_leaves_no_event_no_record_and_no_object(
+    world: World, local_objects: ObjectStore, make_core: CoreFactory, recorder: Recorder, media: Media
+) -> None:
+    core = make_core(local_objects)
+
+    def broken_record(_session: object) -> None:
+        raise RuntimeError("the audit log is full")
+
+    core._stored_record = lambda *_args: broken_record  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="audit log is full"):
+        await core.store(world.scope(), world.case_id, filename="a.mp3", stream=chunks(media["mp3"]))
+    assert stored_keys(local_objects, world.case_id) == []
+    assert MediaRepository(world.db).list(world.scope(), world.case_id) == []
+    assert [p for p in Outbox(world.db).pending() if p.event.type == MediaUploaded.TYPE] == []
+    assert await recorder.of_type(MediaUploaded.TYPE) == []
 
 
 # --- bulk ---------------------------------------------------------------------------------------
@@ -618,7 +640,7 @@ def test_jobs_stay_in_their_scope_and_validate_their_values(world: World) -> Non
     assert repo.get(world.scope(), parent["id"]) is None
 
 
-async def test_a_session_whose_completion_failed_to_publish_is_finished_by_an_empty_append(
+async def test_a_session_completed_while_the_bus_is_down_is_stored_and_announced_later(
     world: World, objects: ObjectStore, make_core: CoreFactory, recorder: Recorder, media: Media
 ) -> None:
     async def unreachable(event: CloudEvent) -> bool:
@@ -628,18 +650,16 @@ async def test_a_session_whose_completion_failed_to_publish_is_finished_by_an_em
     scope = world.scope()
     failing = make_core(objects, publish=unreachable)
     upload_id = await failing.begin(scope, world.case_id, filename="a.wav", length=len(data))
-    with pytest.raises(ConnectionError):
-        await failing.append(scope, upload_id, 0, chunks(data), size=len(data))
-    assert MediaRepository(world.db).list(scope, world.case_id) == []
-    core = make_core(objects)
-    assert await core.offset(scope, upload_id) == len(data)  # assembled, not yet registered
-    done = await core.append(scope, upload_id, len(data), iter(()), size=0)
+    done = await failing.append(scope, upload_id, 0, chunks(data), size=len(data))
     assert done.result is not None
     assert done.result.sha256 == sha256(data)
     assert [row["id"] for row in MediaRepository(world.db).list(scope, world.case_id)] == [
         done.result.media_id
     ]
-    assert len(await recorder.of_type(MediaUploaded.TYPE)) == 1
+    waiting = [p.event.id for p in Outbox(world.db).pending() if p.event.type == MediaUploaded.TYPE]
+    assert waiting == [derived_event_id(done.result.media_id, MediaUploaded.TYPE)]
+    assert await recorder.of_type(MediaUploaded.TYPE) == []
+    core = make_core(objects)
     again = await core.append(scope, upload_id, len(data), iter(()), size=0)  # reports, stores nothing anew
     assert again.result == done.result
     assert len(MediaRepository(world.db).list(scope, world.case_id)) == 1
