@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from aima.storage import outages
+
 
 class Outcome(StrEnum):
     """What the runtime records for a failed model call."""
@@ -63,6 +65,9 @@ class InvalidModelOutput(ModelError):
     """The model's answer for this item is unusable; the item is recorded failed."""
 
     outcome = Outcome.ITEM_FAILED
+
+
+outages.register("model", ModelUnavailable)  # a model that is down is an outage: 503, Retry-After
 
 
 def outcome_of(exc: BaseException) -> Outcome | None:

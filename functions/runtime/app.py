@@ -4,8 +4,10 @@
 (`events.signing`); anything unsigned or signed wrongly gets 401 and an audit record. It answers
 202 with an empty body and the emitted event ids in ``X-Emitted-Event-Ids``: a Knative broker
 treats any non-empty reply that is not a CloudEvent as a failed delivery. 4xx means "do not retry"
-and 5xx "retry" to Knative's delivery, so a bad event is refused with 400, a failing handler
-answers 500 and an unreachable store or bus 503 (RFC 9457 problem details).
+and 5xx "retry" to Knative's delivery, so a bad event is refused with 400, a step that can never
+succeed (a model not configured or answering unusably, escaping its core) with 422, a failing
+handler answers 500 and an unreachable store, bus or model 503 with ``Retry-After`` (RFC 9457
+problem details).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from aima.storage.audit import AuditLog
 from aima.telemetry.health import HealthRegistry
 from aima.telemetry.metrics import HTTP_REQUESTS, HTTP_SECONDS, render
 from aima.telemetry.tracing import span_from
+from events.bus import Unretryable
 from events.http import InvalidCloudEvent, from_http
 from events.signing import EventSigner, InvalidSignature
 from functions.runtime.dispatch import Dispatcher, RefusedEvent
@@ -83,6 +86,8 @@ def create_function_app(
                 except Exception as exc:
                     if (outage := outage_problem(exc)) is not None:
                         return outage.to_response(request.state.request_id)
+                    if isinstance(exc, Unretryable):  # delivering it again cannot help
+                        return problem_response(422, "step-failed", "Step failed", str(exc))
                     detail = f"{type(exc).__name__} while handling event {event.id}; deliver it again"
                     return problem_response(500, "handler-failed", "Handler failed", detail)
             return Response(status_code=202, headers={EMITTED_IDS: ",".join(e.id for e in emitted)})

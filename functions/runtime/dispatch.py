@@ -31,12 +31,17 @@ from events.envelope import CloudEvent, derived_event_id
 from events.relay import OutboxRelay
 from functions.runtime.context import Context
 from functions.runtime.spec import EventFunction, FunctionSpec
+from inference.errors import ModelError, Outcome
 
 log = logging.getLogger(__name__)
 
 
 class RefusedEvent(ValueError, Unretryable):
     """An event this function can never handle (wrong type, invalid data); not worth retrying."""
+
+
+class StepFailed(RuntimeError, Unretryable):
+    """A core let a model's ``not_run`` or failed-item outcome escape: dead-lettered, not retried."""
 
 
 class UndeclaredEmission(TypeError):
@@ -89,7 +94,14 @@ class Dispatcher:
                 "event settled before; skipped", extra={"event_id": event.id, "consumer": self.spec.name}
             )
             return []
-        payloads = await self.core.handle(data, Context(self.spec.name, event))
+        try:
+            payloads = await self.core.handle(data, Context(self.spec.name, event))
+        except ModelError as exc:
+            if exc.outcome is Outcome.RETRY:
+                raise  # the model is down: the bus redelivers with backoff, HTTP answers 503
+            # a core records not_run and failed items itself; one that lets them escape cannot
+            # succeed on a redelivery either
+            raise StepFailed(f"{self.spec.name}: {exc.outcome.value}: {exc.reason}") from exc
         emitted = self.envelopes(event, payloads)
         if outbox is None:
             return emitted

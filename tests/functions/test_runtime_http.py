@@ -27,6 +27,7 @@ from functions.runtime.context import Context
 from functions.runtime.deps import Deps
 from functions.runtime.host import Host
 from functions.runtime.spec import FunctionSpec, SpecError
+from inference.errors import InvalidModelOutput, ModelNotConfigured, ModelUnavailable
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN = "00f067aa0ba902b7"
@@ -359,3 +360,68 @@ async def test_readiness_covers_a_configured_model_and_skips_one_that_is_not(tmp
 def test_a_spec_naming_an_unknown_need_is_refused() -> None:
     with pytest.raises(SpecError, match="unknown readiness need 'model:crystal_ball'"):
         FunctionSpec(name="x", description="x", build=lambda _deps: Core(), needs=("model:crystal_ball",))
+
+
+class ModelCore:
+    """A core whose model fails in the way the file name says."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def handle(self, data: MediaUploaded, ctx: Context) -> Sequence[EventData]:
+        self.calls += 1
+        if data.filename == "down":
+            raise ModelUnavailable("connection refused", task="text_embedder")
+        if data.filename == "unconfigured":
+            raise ModelNotConfigured("no backend for text_embedder", task="text_embedder")
+        raise InvalidModelOutput("the vector has 3 values, not 384", task="text_embedder")
+
+
+@pytest.mark.parametrize(
+    ("filename", "status", "kind", "attempts"),
+    [
+        ("down", 503, "service-unavailable", 3),  # retried with backoff
+        ("unconfigured", 422, "step-failed", 1),  # the core should have recorded not_run: no retry
+        ("garbage", 422, "step-failed", 1),  # the core should have recorded the item failed: no retry
+    ],
+)
+async def test_model_failures_escaping_a_core_are_retried_only_when_the_model_is_down(
+    tmp_path: Path, filename: str, status: int, kind: str, attempts: int
+) -> None:
+    core = ModelCore()
+    spec = FunctionSpec(
+        name="models", description="a step with a model", consumes=(MediaUploaded,), build=lambda _deps: core
+    )
+    for delivery in ("http", "bus"):
+        settings = load_settings(
+            profile="embedded",
+            data_dir=tmp_path / delivery,
+            delivery=delivery,
+            bus_max_deliver=3,
+            bus_backoff=[0.01],
+        )
+        memory = MemoryBus()
+        deps = Deps(settings, bus=memory)
+        host = Host(deps, [spec])
+        app = host.app(spec)
+        await host.start()
+        core.calls = 0
+        try:
+            event = deps.signer.sign(uploaded(filename))
+            if delivery == "http":
+                async with httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url="http://f"
+                ) as c:
+                    headers, body = to_structured(event)
+                    response = await c.post("/", headers=headers, content=body)
+                assert response.status_code == status, response.text
+                assert response.json()["type"] == f"urn:aima:problem:{kind}"
+                if status == 503:
+                    assert response.headers["retry-after"] == "5"
+            else:
+                await deps.bus.publish(event)
+                await memory.drain(timeout=10)
+                [letter] = await memory.dead_letters("models")
+                assert (letter.attempts, core.calls) == (attempts, attempts)
+        finally:
+            await host.stop()
