@@ -54,7 +54,7 @@ class Stores:
 
             vectors = vector_store_from_settings(self.settings)
             if self.migrate_vectors:
-                vectors.ensure_collections()
+                vectors.ensure_collections(configured_dimensions(self.settings))
             self._vectors = vectors
         return self._vectors
 
@@ -87,6 +87,22 @@ class Stores:
         self.documents.close()
         self.cache.close()
         self.db.dispose()
+
+
+EMBEDDERS = {"faces": "face_analyzer", "voices": "voice_embedder", "texts": "text_embedder"}
+"""Which model task fills which vector collection."""
+
+
+def configured_dimensions(settings: Settings) -> dict[str, int]:
+    """Collection -> the dimension its configured model states (collections of other models keep
+    their default size, or the size they were created with)."""
+    dimensions: dict[str, int] = {}
+    for collection, task in EMBEDDERS.items():
+        block = getattr(settings.models, task)
+        dimension = getattr(block, "dimension", None)
+        if block.configured and dimension is not None:
+            dimensions[collection] = int(dimension)
+    return dimensions
 
 
 def case_object_prefix(case_id: str) -> str:

@@ -217,3 +217,23 @@ def test_store_from_settings_uses_the_embedded_lite_file(tmp_path: Path) -> None
 def test_lite_path_must_end_with_db(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"\.db"):
         MilvusVectorStore(str(tmp_path / "vectors"))
+
+
+def test_a_fresh_store_sizes_a_collection_from_its_configured_model(tmp_path: Path) -> None:
+    from aima.settings import load_settings
+    from aima.storage.factory import Stores, configured_dimensions
+
+    settings = load_settings(
+        profile="embedded",
+        data_dir=tmp_path / "aima",
+        models={
+            "text_embedder": {"backend": "openai", "model": "e5", "endpoint": "http://x", "dimension": 768}
+        },
+    )
+    assert configured_dimensions(settings) == {"texts": 768}
+    stores = Stores.open(settings)
+    try:
+        stores.vectors.ensure_collection("texts", 768)  # no mismatch: created at the model's size
+        stores.vectors.ensure_collection("faces", 128)  # an unconfigured model's collection: default
+    finally:
+        stores.close()
