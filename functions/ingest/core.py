@@ -1,7 +1,7 @@
 """The ingest function's core: files into a case, streamed to the object store in constant memory.
 
 Every upload is typed from its first bytes (`functions.ingest.sniff`) before anything is stored,
-streamed in blocks of `BLOCK` bytes while the object store hashes it, held to the tenant's
+streamed in blocks (`functions.runtime.streaming`) while the object store hashes it, held to the tenant's
 ``limits`` (`aima.config.schema.Limits`), stored under ``cases/{case_id}/media/{media_id}/original``
 and registered as a media row. A file whose SHA-256 the case already holds is not kept: the result
 names the existing media (``duplicate_of``) and nothing is emitted. Every new file's row commits
@@ -48,14 +48,12 @@ Filenames are metadata only (`clean_filename`); they never appear in an object k
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import functools
 import hashlib
 import hmac
 import logging
-import queue
 import re
 import time
 import unicodedata
@@ -84,15 +82,12 @@ from aima.storage.schema import utcnow
 from events.catalogue import MediaUploaded, make_event
 from events.envelope import CloudEvent, derived_event_id
 from functions.ingest.sniff import HEAD_BYTES, Sniffed, UnsupportedMedia, sniff
+from functions.runtime.streaming import BodySource, Chunks
 
 log = logging.getLogger(__name__)
 
 SOURCE = "/aima/functions/ingest"
 UPLOADS = "uploads"
-BLOCK = 1 << 20
-"""Bytes of an async body handed to the worker thread at a time (fewer hand-offs, larger writes)."""
-PREFETCH = 4
-"""Blocks an async body is read ahead of the object store."""
 PART_BYTES = 8 * 1024 * 1024
 """The size resumable bodies are cut into parts of (one is held in memory while it is sent)."""
 MAX_TAIL_SEGMENTS = 32
@@ -108,7 +103,6 @@ CHECKSUMS: dict[str, Callable[[], Any]] = {
 """The algorithms an ``Upload-Checksum`` may use."""
 MAX_FILENAME = 255
 
-Chunks = Iterable[bytes] | AsyncIterable[bytes]
 Files = Iterable[tuple[str | None, Chunks]] | AsyncIterable[tuple[str | None, Chunks]]
 Publish = Callable[[CloudEvent], Awaitable[object]]
 
@@ -306,7 +300,9 @@ class IngestCore:
         if declared_size is not None and declared_size > limits.max_upload_bytes:
             raise _too_large(limits)
         await self._require_case(scope, case_id)
-        result = await self._put(scope, case_id, name, _Source(stream), limits, declared_size, job_id=job_id)
+        result = await self._put(
+            scope, case_id, name, BodySource(stream), limits, declared_size, job_id=job_id
+        )
         if result.duplicate_of is None:
             await self._announce([self._uploaded(scope, case_id, result)])
         return result
@@ -339,7 +335,7 @@ class IngestCore:
                 name = clean_filename(filename)
                 try:
                     result = await self._put(
-                        scope, case_id, name, _Source(stream), limits, None, announce=False
+                        scope, case_id, name, BodySource(stream), limits, None, announce=False
                     )
                 except (UnsupportedMedia, TooLarge) as exc:
                     items.append(BulkItem(name, None, exc))
@@ -466,7 +462,7 @@ class IngestCore:
         if size is not None and offset + size > length:
             raise _past_end(length)
         if doc["state"] == COMPLETED or current == length:
-            if size is None and await _Source(stream).head(1):
+            if size is None and await BodySource(stream).head(1):
                 raise _past_end(length)
             if doc["state"] == COMPLETED:
                 return Appended(length, length, _result_of(doc))
@@ -475,7 +471,7 @@ class IngestCore:
             raise _being_completed(current)
         if size == 0:
             return Appended(current, length, None)
-        source = _Source(stream)
+        source = BodySource(stream)
         try:
             sniffed = await self._sniff(scope, doc, source)
             receiver = _Receiver(self._objects, self._documents, doc, sniffed=sniffed, checksum=checksum)
@@ -507,7 +503,7 @@ class IngestCore:
         scope: Scope,
         case_id: str,
         filename: str | None,
-        source: _Source,
+        source: BodySource,
         limits: Limits,
         declared: int | None,
         *,
@@ -657,7 +653,7 @@ class IngestCore:
             raise UploadNotFound(f"upload {upload_id} was begun by an earlier version; upload the file again")
         return doc
 
-    async def _sniff(self, scope: Scope, doc: dict[str, Any], source: _Source) -> Sniffed | None:
+    async def _sniff(self, scope: Scope, doc: dict[str, Any], source: BodySource) -> Sniffed | None:
         """The format of the file, once its first `HEAD_BYTES` (tail segments, then this body) are
         there and the session does not know it yet; None otherwise. A refused format ends the
         session (unless another request changed it meanwhile) and raises `UnsupportedMedia`."""
@@ -804,120 +800,6 @@ class IngestCore:
 
 
 # --- streaming helpers -------------------------------------------------------------------------
-
-
-class _Source:
-    """One body, read first by the event loop (the head, for sniffing) and then by a worker thread
-    (`blocks`, for the object store).
-
-    An async body is read ahead on the loop by a producer task in blocks of about `BLOCK` bytes, at
-    most `PREFETCH` blocks ahead of the thread, so receiving and writing overlap while memory stays
-    constant. After the thread is done, `settle` stops the producer and waits
-    for it, so the body's iterator is free again (a multipart reader skips the rest of the part).
-    """
-
-    def __init__(self, stream: Chunks) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._async: AsyncIterator[bytes] | None = None
-        self._sync: Iterator[bytes] | None = None
-        if isinstance(stream, AsyncIterable):
-            self._async = aiter(stream)
-        else:
-            self._sync = iter(stream)
-        self._pending = b""
-        self._queue: queue.SimpleQueue[bytes | BaseException | None] = queue.SimpleQueue()
-        self._room = asyncio.Event()
-        self._waiting = False  # the producer waits for room: the consumer must wake it
-        self._stopped = False
-        self._producer: concurrent.futures.Future[None] | None = None
-
-    async def head(self, size: int) -> bytes:
-        """The first ``size`` bytes (fewer if the body is shorter); they are still yielded by `blocks`."""
-        chunks = [self._pending]
-        have = len(self._pending)
-        while have < size:
-            chunk = await self._next()
-            if chunk is None:
-                break
-            chunks.append(chunk)
-            have += len(chunk)
-        self._pending = b"".join(chunks)
-        return self._pending[:size]
-
-    def blocks(self) -> Iterator[bytes]:
-        """The body from where nothing was consumed yet; iterate it in a worker thread, then `settle`."""
-        if self._pending:
-            pending, self._pending = self._pending, b""
-            yield pending
-        if self._sync is not None:
-            while (chunk := _next_chunk(self._sync)) is not None:
-                yield chunk
-            return
-        self._producer = asyncio.run_coroutine_threadsafe(self._produce(), self._loop)
-        while (item := self._queue.get()) is not None:
-            if self._waiting:
-                self._loop.call_soon_threadsafe(self._room.set)
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    async def settle(self) -> None:
-        """Stop reading ahead and wait until the producer has let go of the body."""
-        self._stopped = True
-        self._room.set()
-        if self._producer is not None:
-            with contextlib.suppress(BaseException):
-                await asyncio.wrap_future(self._producer)
-
-    async def _produce(self) -> None:
-        try:
-            while not self._stopped:
-                block = await self._next_block()
-                if block is None or self._stopped:
-                    break
-                while self._queue.qsize() >= PREFETCH and not self._stopped:
-                    self._room.clear()
-                    self._waiting = True  # set before the check below: a get after it sees the flag
-                    if self._queue.qsize() >= PREFETCH:
-                        await self._room.wait()
-                    self._waiting = False
-                self._queue.put(block)
-        except BaseException as exc:  # the consumer raises it (a client disconnect, say)
-            self._queue.put(exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-        finally:
-            self._queue.put(None)
-
-    async def _next(self) -> bytes | None:
-        if self._async is None:
-            assert self._sync is not None
-            return await asyncio.to_thread(_next_chunk, self._sync)
-        async for chunk in self._async:
-            if chunk:
-                return bytes(chunk)
-        return None
-
-    async def _next_block(self) -> bytes | None:
-        """About `BLOCK` bytes (few large writes beat many small ones), None at the end."""
-        chunks: list[bytes] = []
-        size = 0
-        while size < BLOCK:
-            chunk = await self._next()
-            if chunk is None:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if len(chunks) == 1:
-            return chunks[0]
-        return b"".join(chunks) if chunks else None
-
-
-def _next_chunk(chunks: Iterator[bytes]) -> bytes | None:
-    for chunk in chunks:
-        if chunk:
-            return bytes(chunk)
-    return None
 
 
 def _limited(blocks: Iterator[bytes], limits: Limits, declared: int | None) -> Iterator[bytes]:
