@@ -126,6 +126,7 @@ class Job(_Model):
     steps: list[Step] = Field(default_factory=list)
     priority: int = 0
     created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime | None = None
 
 
 class EvidenceRef(_Model):

@@ -76,8 +76,8 @@ def test_the_repository_refuses_a_move_the_state_machine_forbids(sqlite_db: obje
     scope = Scope.for_case(tenant, case_id, "t")
     jobs = JobRepository(sqlite_db)
     job = jobs.create_parent(scope, case_id, ["probe"])
-    assert jobs.set_state(scope, job["id"], "running")
-    assert jobs.set_state(scope, job["id"], "completed")
+    assert jobs.set_state(scope, job.id, "running")
+    assert jobs.set_state(scope, job.id, "completed")
     with pytest.raises(InvalidTransition, match="is completed; it cannot become running"):
-        jobs.set_state(scope, job["id"], "running")
+        jobs.set_state(scope, job.id, "running")
     assert jobs.set_state(scope, "no-such-job", "running") is False

@@ -2,7 +2,7 @@
 
 A bulk upload creates one parent job for the request and one child job per stored file (naming
 its media); children inherit the parent's priority. New jobs are ``pending``. Steps are names of
-`aima.domain.Step`. Rows come out as plain dicts (``steps`` a list of strings).
+`aima.domain.Step`. Jobs come out as `aima.domain.Job` models.
 
 Creating a job writes ``io.aima.job.created.v1`` to the outbox in the same transaction (its id
 derived from the job's), so every creator announces it the same way.
@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import Any
 
 from sqlalchemy import RowMapping, select
 
 from aima.access.scope import Scope
-from aima.domain import JobState, Step
+from aima.domain import Job, JobState, Step
 from aima.storage.outbox import Outbox
 from aima.storage.relational import Database
 from aima.storage.schema import jobs, utcnow
@@ -25,7 +24,6 @@ from aima.storage.scoped import guard, scoped_session
 from events.catalogue import JobCreated, make_event
 from events.envelope import CloudEvent, derived_event_id
 
-Row = dict[str, Any]
 SOURCE = "/aima/kernel/jobs"
 
 
@@ -47,7 +45,7 @@ class JobRepository:
 
     def create_parent(
         self, scope: Scope, case_id: str, steps: Iterable[str], priority: int = 0, *, announce: bool = True
-    ) -> Row:
+    ) -> Job:
         """A pending job for a whole request (no media of its own). ``announce=False`` leaves its
         ``job.created`` to the caller (`job_created`), who announces the request's jobs at its end."""
         return self._insert(scope, case_id, None, None, _steps(steps), priority, announce)
@@ -61,7 +59,7 @@ class JobRepository:
         steps: Iterable[str],
         *,
         announce: bool = True,
-    ) -> Row:
+    ) -> Job:
         """A pending job for one file of ``parent_id``'s request; raises `JobNotFound` for a parent
         outside the scope or of another case."""
         with scoped_session(self._db, scope) as session:
@@ -74,19 +72,19 @@ class JobRepository:
             scope, case_id, parent_id, media_id, _steps(steps), int(parent.priority), announce
         )
 
-    def get(self, scope: Scope, job_id: str) -> Row | None:
+    def get(self, scope: Scope, job_id: str) -> Job | None:
         """The job, or None if it does not exist within the scope."""
         with scoped_session(self._db, scope) as session:
             row = session.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
-            return None if row is None else _plain(row)
+            return None if row is None else _job(row)
 
-    def children(self, scope: Scope, parent_id: str) -> list[Row]:
+    def children(self, scope: Scope, parent_id: str) -> list[Job]:
         """The parent's child jobs, oldest first."""
         with scoped_session(self._db, scope) as session:
             rows = session.execute(
                 select(jobs).where(jobs.c.parent_job_id == parent_id).order_by(jobs.c.created_at, jobs.c.id)
             ).mappings()
-            return [_plain(row) for row in rows]
+            return [_job(row) for row in rows]
 
     def set_state(self, scope: Scope, job_id: str, state: str) -> bool:
         """Move the job to ``state`` (a `JobState` value); False if it is not in the scope.
@@ -125,7 +123,7 @@ class JobRepository:
         steps: list[str],
         priority: int,
         announce: bool = True,
-    ) -> Row:
+    ) -> Job:
         now = utcnow()
         values = {
             "id": str(uuid.uuid4()),
@@ -139,26 +137,27 @@ class JobRepository:
             "created_at": now,
             "updated_at": now,
         }
+        job = Job.model_validate(values)
         with scoped_session(self._db, scope) as session:
             session.execute(jobs.insert().values(values))
             if announce:
-                self._outbox.add(session, [job_created(values)])
-        return dict(values)
+                self._outbox.add(session, [job_created(job)])
+        return job
 
 
-def job_created(job: Row) -> CloudEvent:
+def job_created(job: Job) -> CloudEvent:
     """The event announcing ``job``; its id is derived from the job's, so it is the same whoever builds it."""
     data = JobCreated(
-        tenant_id=job["tenant_id"],
-        case_id=job["case_id"],
-        job_id=job["id"],
-        parent_job_id=job["parent_job_id"],
-        media_id=job["media_id"],
-        steps=list(job["steps"]),
-        priority=job["priority"],
+        tenant_id=job.tenant_id,
+        case_id=job.case_id,
+        job_id=job.id,
+        parent_job_id=job.parent_job_id,
+        media_id=job.media_id,
+        steps=[step.value for step in job.steps],
+        priority=job.priority,
     )
-    event_id = derived_event_id(job["id"], JobCreated.TYPE)
-    return make_event(data, source=SOURCE, subject=job["id"], event_id=event_id)
+    event_id = derived_event_id(job.id, JobCreated.TYPE)
+    return make_event(data, source=SOURCE, subject=job.id, event_id=event_id)
 
 
 def _steps(steps: Iterable[str]) -> list[str]:
@@ -166,7 +165,7 @@ def _steps(steps: Iterable[str]) -> list[str]:
     return [Step(step).value for step in steps]
 
 
-def _plain(row: RowMapping) -> Row:
-    plain = {column.name: row[column] for column in jobs.columns}
-    plain["steps"] = list(plain["steps"] or [])
-    return plain
+def _job(row: RowMapping) -> Job:
+    values = {column.name: row[column] for column in jobs.columns}
+    values["steps"] = list(values["steps"] or [])
+    return Job.model_validate(values)

@@ -347,26 +347,26 @@ class IngestCore:
                             self._jobs.create_child,
                             scope,
                             case_id,
-                            parent["id"],
+                            parent.id,
                             result.media_id,
                             steps,
                             announce=False,
                         )
                     )
-                    result = replace(result, job_id=child["id"])
+                    result = replace(result, job_id=child.id)
                     events += [job_created(child), self._uploaded(scope, case_id, result)]
                 items.append(BulkItem(name, result, None))
             if not items:
                 raise NoFiles("the request holds no file (a part with a filename)")
             if not stored:  # no child will ever finish this job
                 state = "failed" if any(item.error for item in items) else "completed"
-                await asyncio.to_thread(self._jobs.set_state, scope, parent["id"], state)
+                await asyncio.to_thread(self._jobs.set_state, scope, parent.id, state)
             await asyncio.to_thread(self._media.outbox.write, events)
         except BaseException:
-            await asyncio.shield(self._undo(scope, case_id, stored, parent_job_id=parent["id"]))
+            await asyncio.shield(self._undo(scope, case_id, stored, parent_job_id=parent.id))
             raise
         await self._announce(events)
-        return BulkResult(parent["id"], items)
+        return BulkResult(parent.id, items)
 
     # --- resumable sessions -----------------------------------------------------------------
 

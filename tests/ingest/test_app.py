@@ -247,8 +247,8 @@ async def test_bulk_upload_makes_one_parent_and_a_child_job_per_stored_file(
     assert [entry["content_type"] for entry in stored] == ["video/mp4", "audio/mpeg"]
 
     children = JobRepository(world.db).children(world.scope(), body["parent_job_id"])
-    assert sorted(child["id"] for child in children) == sorted(entry["job_id"] for entry in stored)
-    assert sorted(child["media_id"] for child in children) == sorted(entry["media_id"] for entry in stored)
+    assert sorted(child.id for child in children) == sorted(entry["job_id"] for entry in stored)
+    assert sorted(child.media_id for child in children) == sorted(entry["media_id"] for entry in stored)
     created = await recorder.of_type(JobCreated.TYPE)
     assert len(created) == 3
     assert (created[0].data or {})["job_id"] == body["parent_job_id"]

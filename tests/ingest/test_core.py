@@ -386,17 +386,17 @@ async def test_bulk_creates_a_parent_and_one_child_job_per_stored_file(
     parent = repo.get(world.scope(), outcome.parent_job_id)
     assert parent is not None
     steps = [step.value for step in config.effective(world.tenant_id).analysis.steps]
-    assert (parent["state"], parent["parent_job_id"], parent["media_id"], parent["steps"]) == (
+    assert (parent.state, parent.parent_job_id, parent.media_id, parent.steps) == (
         "pending", None, None, steps,
     )  # fmt: skip
     children = repo.children(world.scope(), outcome.parent_job_id)
-    assert sorted(child["media_id"] for child in children) == sorted(r.media_id for r in stored)
-    assert sorted(child["id"] for child in children) == sorted(str(r.job_id) for r in stored)
+    assert sorted(child.media_id for child in children) == sorted(r.media_id for r in stored)
+    assert sorted(child.id for child in children) == sorted(str(r.job_id) for r in stored)
     assert job_count(world) == 3
 
     created = await recorder.of_type(JobCreated.TYPE)
     assert (created[0].data or {})["job_id"] == outcome.parent_job_id
-    assert sorted((e.data or {})["job_id"] for e in created[1:]) == sorted(c["id"] for c in children)
+    assert sorted((e.data or {})["job_id"] for e in created[1:]) == sorted(c.id for c in children)
     assert all((e.data or {})["parent_job_id"] == outcome.parent_job_id for e in created[1:])
     uploaded = await recorder.of_type(MediaUploaded.TYPE)
     assert sorted(((e.data or {})["media_id"], (e.data or {})["job_id"]) for e in uploaded) == sorted(
@@ -416,7 +416,7 @@ async def test_bulk_of_only_refused_files_fails_its_parent_job(
     ]
     parent = JobRepository(world.db).get(world.scope(), outcome.parent_job_id)
     assert parent is not None
-    assert parent["state"] == "failed"
+    assert parent.state == "failed"
 
 
 async def test_bulk_with_too_many_files_is_refused_and_leaves_nothing(
@@ -621,23 +621,23 @@ async def test_a_resumable_duplicate_is_dropped(
 def test_jobs_stay_in_their_scope_and_validate_their_values(world: World) -> None:
     repo = JobRepository(world.db)
     parent = repo.create_parent(world.scope(), world.case_id, ["probe", "transcribe"], priority=5)
-    assert (parent["state"], parent["priority"], parent["steps"]) == ("pending", 5, ["probe", "transcribe"])
+    assert (parent.state, parent.priority, parent.steps) == ("pending", 5, ["probe", "transcribe"])
     other = world.scope(world.other_case_id)
-    assert repo.get(other, parent["id"]) is None
-    assert repo.set_state(other, parent["id"], "running") is False
-    assert repo.children(other, parent["id"]) == []
+    assert repo.get(other, parent.id) is None
+    assert repo.set_state(other, parent.id, "running") is False
+    assert repo.children(other, parent.id) == []
     with pytest.raises(JobNotFound):  # a parent of another case
-        repo.create_child(other, world.other_case_id, parent["id"], "m", ["probe"])
+        repo.create_child(other, world.other_case_id, parent.id, "m", ["probe"])
     with pytest.raises(ValueError, match="not_a_step"):
         repo.create_parent(world.scope(), world.case_id, ["not_a_step"])
     with pytest.raises(ValueError, match="finished"):
-        repo.set_state(world.scope(), parent["id"], "finished")
-    assert repo.set_state(world.scope(), parent["id"], "running") is True
-    row = repo.get(world.scope(), parent["id"])
+        repo.set_state(world.scope(), parent.id, "finished")
+    assert repo.set_state(world.scope(), parent.id, "running") is True
+    row = repo.get(world.scope(), parent.id)
     assert row is not None
-    assert row["state"] == "running"
-    assert repo.delete(world.scope(), parent["id"]) is True
-    assert repo.get(world.scope(), parent["id"]) is None
+    assert row.state == "running"
+    assert repo.delete(world.scope(), parent.id) is True
+    assert repo.get(world.scope(), parent.id) is None
 
 
 async def test_a_session_completed_while_the_bus_is_down_is_stored_and_announced_later(
