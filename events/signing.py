@@ -27,7 +27,7 @@ from typing import Any
 
 import jwt
 
-from aima.identity.keys import KeyRing
+from aima.identity.keys import KeyRing, UnknownKey
 from events.bus import DeadLetter, EventBus, Subscription
 from events.envelope import CloudEvent
 
@@ -76,10 +76,10 @@ class EventSigner:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise InvalidSignature("the signature is malformed") from None
-        kid = header.get("kid")
-        key = self._keys.public_key(kid) if isinstance(kid, str) else None
-        if key is None or header.get("alg") != self._keys.algorithm:
-            raise InvalidSignature("the signature was not made with a key of this platform")
+        try:
+            key = self._keys.key_for(header)
+        except UnknownKey:
+            raise InvalidSignature("the signature was not made with a key of this platform") from None
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,

@@ -6,9 +6,12 @@ import asyncio
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import redis
+import uvicorn
+from fastapi import FastAPI
 
 
 def free_port() -> int:
@@ -58,3 +61,22 @@ async def eventually(check: Callable[[], bool], timeout: float = 5.0, interval: 
     async with asyncio.timeout(timeout):
         while not check():  # noqa: ASYNC110
             await asyncio.sleep(interval)
+
+
+@asynccontextmanager
+async def serve(app: FastAPI) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port, in this event loop; yield its base URL."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

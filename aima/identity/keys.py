@@ -36,6 +36,10 @@ MARGIN_S = 300  # clock skew and cache staleness on top of the retention
 ACTIVE_CACHE_S = 60.0
 
 
+class UnknownKey(ValueError):
+    """A signature names no key of this ring that may verify it."""
+
+
 @dataclass(frozen=True, slots=True)
 class SigningKey:
     """A key that signs: its kid, algorithm, private key and public JWK."""
@@ -160,6 +164,19 @@ class KeyRing:
             if found is None or not self._verifies(found.retired_at):
                 return None
             return found.key
+
+    def key_for(self, header: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
+        """The key that verifies a JWS with this (unverified) ``header``; raises `UnknownKey` saying
+        why not (another algorithm, no kid, a key unknown or dropped)."""
+        if header.get("alg") != self.algorithm:
+            raise UnknownKey("algorithm not allowed")
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise UnknownKey("missing kid")
+        key = self.public_key(kid)
+        if key is None:
+            raise UnknownKey("unknown signing key")
+        return key
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """The JWK set of every key that still verifies, newest first."""

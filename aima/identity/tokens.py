@@ -31,7 +31,7 @@ import jwt
 
 from aima.expiring import ExpiringMap
 from aima.identity.errors import AuthenticationFailed, InvalidToken, RefreshReuse, decode_reason
-from aima.identity.keys import KeyRing
+from aima.identity.keys import KeyRing, UnknownKey
 from aima.identity.model import Principal
 from aima.identity.oidc import ExternalIssuer
 from aima.identity.users import UserDirectory, principal_of
@@ -185,15 +185,8 @@ class TokenService:
             header, unverified = peek(token)
             if self._external is not None and unverified.get("iss") == self._external.issuer:
                 return self._external.verify(token)
-            if header.get("alg") != self._keys.algorithm:
-                raise InvalidToken("algorithm not allowed")
-            kid = header.get("kid")
-            if not isinstance(kid, str):
-                raise InvalidToken("missing kid")
-            key = self._keys.public_key(kid)
-            if key is None:
-                raise InvalidToken("unknown signing key")
-            verified = _Verified(kid, self._decode(token, key))
+            key = self._key_for(header)
+            verified = _Verified(header["kid"], self._decode(token, key))
             self._verified.put(token, verified)
         elif self._keys.public_key(verified.kid) is None:
             raise InvalidToken("unknown signing key")  # dropped since
@@ -264,14 +257,8 @@ class TokenService:
         verified = self._delegations.get(token)
         if verified is None:
             header, _ = peek(token)
-            if header.get("alg") != self._keys.algorithm:
-                raise InvalidToken("algorithm not allowed")
-            kid = header.get("kid")
-            if not isinstance(kid, str):
-                raise InvalidToken("missing kid")
-            key = self._keys.public_key(kid)
-            if key is None:
-                raise InvalidToken("unknown signing key")
+            key = self._key_for(header)
+            kid = header["kid"]
             try:
                 claims: dict[str, Any] = jwt.decode(
                     token,
@@ -324,6 +311,13 @@ class TokenService:
             expires_at=float(claims["exp"]),
             delegate=str(delegate) if delegate is not None else None,
         )
+
+    def _key_for(self, header: dict[str, Any]) -> Any:
+        """The key that verifies a token with this header; raises `InvalidToken`."""
+        try:
+            return self._keys.key_for(header)
+        except UnknownKey as exc:
+            raise InvalidToken(str(exc)) from None
 
     def _decode(self, token: str, key: Any) -> dict[str, Any]:
         """The claims of ``token`` after checking its signature with ``key`` and every claim."""

@@ -10,41 +10,21 @@ import hashlib
 import io
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from tusclient.client import TusClient
 from tusclient.exceptions import TusCommunicationError
 
 from aima.access.scope import Scope
 from tests.api.conftest import World
+from tests.support import serve
 
 MiB = 1024 * 1024
 PNG = b"\x89PNG\r\n\x1a\n"
 OFFSET_STREAM = "application/offset+octet-stream"
-
-
-@asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port, in this event loop; yield its base URL."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @pytest.fixture

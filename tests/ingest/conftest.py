@@ -3,7 +3,6 @@ that records what is published, a real TokenService with a service account, and 
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import contextlib
 import io
@@ -12,15 +11,12 @@ import threading
 import uuid
 import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from aima.access.scope import Scope
 from aima.config.service import ConfigService
@@ -237,25 +233,6 @@ def make_core(
         )
 
     return make
-
-
-@asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port, in this event loop; yield its base URL."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 # --- media ---------------------------------------------------------------------------------------

@@ -29,8 +29,9 @@ from events.catalogue import JobCreated, MediaUploaded
 from functions.ingest.app import AUDIENCE, NAME, create_app
 from functions.ingest.core import IngestCore, object_key
 from functions.ingest.sniff import ACCEPTED
+from tests.support import serve
 
-from .conftest import CoreFactory, Media, MiB, Recorder, World, leftovers, serve, set_limits
+from .conftest import CoreFactory, Media, MiB, Recorder, World, leftovers, set_limits
 
 PROBLEM = "application/problem+json"
 
