@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -113,6 +114,7 @@ class Media(_Model):
     object_key: str
     status: MediaStatus = MediaStatus.STORED
     failure_reason: str | None = None
+    metadata: dict[str, Any] | None = Field(default=None, description="what the probe found")
     created_at: datetime = Field(default_factory=utcnow)
 
 

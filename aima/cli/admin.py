@@ -241,13 +241,13 @@ def media_list(case_id: str, tenant: str | None) -> None:
         scope = Scope.for_case(k.actor.tenant_id, case_id, k.actor.name)
         if k.cases.get(scope, case_id) is None:
             raise CommandFailed(f"no case {case_id}")
-        rows = k.media.list(scope, case_id)
+        files = k.media.list(scope, case_id)
         k.record("media.read", object=f"case/{case_id}/media", case_id=case_id)
-        for row in rows:
-            reason = f"\t{row['failure_reason']}" if row.get("failure_reason") else ""
+        for file in files:
+            reason = f"\t{file.failure_reason}" if file.failure_reason else ""
             click.echo(
-                f"{row['id']}\t{row['status']}\t{row['kind'] or '-'}\t{row['size']}\t{row['sha256']}\t"
-                f"{row['filename'] or ''}{reason}"
+                f"{file.id}\t{file.status.value}\t{file.kind.value if file.kind else '-'}\t{file.size}\t"
+                f"{file.sha256}\t{file.filename or ''}{reason}"
             )
 
 

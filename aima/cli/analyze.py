@@ -113,7 +113,7 @@ async def run_analysis(
         scope = Scope.for_case(owner.tenant_id, case_id, owner.username)
         bulk = await ingest.bulk(scope, case_id, [(path.name, _chunks(path)) for path in files])
         await _settle(deps)
-        rows = {row["id"]: row for row in MediaRepository(stores.db).list(scope, case_id)}
+        registered = {file.id: file for file in MediaRepository(stores.db).list(scope, case_id)}
         echo(f"case {case['id']}  {name!r}  (embedded, data in {settings.data_dir})")
         echo(f"job {bulk.parent_job_id}: {len(files)} file(s)")
         for item in bulk.results:
@@ -125,10 +125,11 @@ async def run_analysis(
             if stored.duplicate_of is not None:
                 echo(f"{item.filename}: duplicate of media {stored.duplicate_of}; not stored again")
                 continue
-            row = rows.get(stored.media_id, {})
+            file = registered.get(stored.media_id)
+            status = file.status.value if file is not None else "?"
             echo(
                 f"{item.filename}: {stored.kind} {stored.content_type}, {stored.size:,} bytes, "
-                f"sha256 {stored.sha256[:16]}…, media {stored.media_id}, status {row.get('status', '?')}"
+                f"sha256 {stored.sha256[:16]}…, media {stored.media_id}, status {status}"
             )
             for line in _describe(results.get(stored.media_id, [])):
                 echo("  " + line)

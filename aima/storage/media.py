@@ -1,8 +1,8 @@
 """The media repository: rows of the ``media`` table, always read and written inside a `Scope`.
 
 Every call opens a `scoped_session`, so a caller can only see and change media of the scope's
-tenant and cases. Rows come out as plain dicts (``metadata`` is a dict or None). A file's status
-goes ``stored`` (uploaded) -> ``probed`` or ``failed`` (with ``failure_reason``).
+tenant and cases. Rows come out as `aima.domain.Media` models (``metadata`` is a dict or None). A
+file's status goes ``stored`` (uploaded) -> ``probed`` or ``failed`` (with ``failure_reason``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from aima.access.scope import Scope
+from aima.domain import Media, MediaStatus
 from aima.storage.audit import AuditHook
 from aima.storage.outbox import Outbox
 from aima.storage.relational import Database
@@ -24,7 +25,7 @@ from aima.storage.schema import media, utcnow
 from aima.storage.scoped import scoped_session
 from events.envelope import CloudEvent
 
-STORED, PROBED, FAILED = "stored", "probed", "failed"
+STORED, PROBED, FAILED = MediaStatus.STORED.value, MediaStatus.PROBED.value, MediaStatus.FAILED.value
 
 
 class MediaRepository:
@@ -48,11 +49,11 @@ class MediaRepository:
         filename: str | None,
         object_key: str,
         audit: AuditHook | None = None,
-        events: Callable[[dict[str, Any]], Sequence[CloudEvent]] | None = None,
-    ) -> tuple[dict[str, Any], bool]:
-        """Insert a row; if the case already holds a file with this sha256, return that row and False.
+        events: Callable[[Media], Sequence[CloudEvent]] | None = None,
+    ) -> tuple[Media, bool]:
+        """Insert a row; if the case already holds a file with this sha256, return that file and False.
 
-        For a new row, in the same transaction, ``audit`` writes its audit record and ``events(row)``
+        For a new row, in the same transaction, ``audit`` writes its audit record and ``events(media)``
         gives the events announcing it, written to the outbox: the row, its record and its events
         commit together or not at all.
         """
@@ -77,26 +78,26 @@ class MediaRepository:
             )
             created = session.execute(statement.returning(media.c.id)).first() is not None
             same = select(media).where(media.c.case_id == case_id, media.c.sha256 == sha256)
-            row = _plain(session.execute(same).one()._mapping)
+            found = _media(session.execute(same).one()._mapping)
             if created and audit is not None:
                 audit(session)
             if created and events is not None:
-                self.outbox.add(session, events(row))
-            return row, created
+                self.outbox.add(session, events(found))
+            return found, created
 
-    def get(self, scope: Scope, media_id: str) -> dict[str, Any] | None:
-        """The row, or None if it does not exist within the scope."""
+    def get(self, scope: Scope, media_id: str) -> Media | None:
+        """The file, or None if it does not exist within the scope."""
         with scoped_session(self._db, scope) as session:
             row = session.execute(select(media).where(media.c.id == media_id)).first()
-            return _plain(row._mapping) if row is not None else None
+            return _media(row._mapping) if row is not None else None
 
-    def list(self, scope: Scope, case_id: str) -> builtins.list[dict[str, Any]]:
+    def list(self, scope: Scope, case_id: str) -> builtins.list[Media]:
         """The case's media, oldest first."""
         with scoped_session(self._db, scope) as session:
             rows = session.execute(
                 select(media).where(media.c.case_id == case_id).order_by(media.c.created_at, media.c.id)
             )
-            return [_plain(row._mapping) for row in rows]
+            return [_media(row._mapping) for row in rows]
 
     def set_probed(self, scope: Scope, media_id: str, *, kind: str, metadata: dict[str, Any]) -> bool:
         """Record the probe's result; False if the row no longer exists (e.g. its case was deleted)."""
@@ -123,5 +124,5 @@ def _update(session: Session, media_id: str, values: dict[str, Any]) -> bool:
     return updated.first() is not None
 
 
-def _plain(row: RowMapping) -> dict[str, Any]:
-    return {column.name: row[column] for column in media.columns}
+def _media(row: RowMapping) -> Media:
+    return Media.model_validate({column.name: row[column] for column in media.columns})

@@ -166,6 +166,8 @@ class MemberOut(BaseModel):
 
 
 class MediaOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # read from the repository's `aima.domain.Media`
+
     id: str
     case_id: str
     sha256: str

@@ -65,6 +65,7 @@ from typing import Any
 from aima.access.scope import Scope
 from aima.config.schema import Limits, RuntimeConfig
 from aima.config.service import ConfigService
+from aima.domain import Media
 from aima.storage.audit import AuditHook, AuditLog
 from aima.storage.cases import CaseRepository
 from aima.storage.documents import DocumentStore
@@ -553,7 +554,7 @@ class IngestCore:
             raise RuntimeError(f"the object store returned no sha256 for {key}")
         if resumed:  # an earlier attempt to complete the session may have registered it
             own = await asyncio.to_thread(self._media.get, scope, media_id)
-            if own is not None and own["object_key"] == key:
+            if own is not None and own.object_key == key:
                 return _stored(own, filename)
         stored = IngestResult(
             media_id=media_id,
@@ -565,7 +566,7 @@ class IngestCore:
             job_id=job_id,
             filename=filename,
         )
-        row, created = await asyncio.to_thread(
+        found, created = await asyncio.to_thread(
             functools.partial(
                 self._media.add,
                 scope,
@@ -578,24 +579,15 @@ class IngestCore:
                 filename=filename,
                 object_key=key,
                 audit=self._stored_record(scope, case_id, stored),
-                events=(lambda _row: [self._uploaded(scope, case_id, stored)]) if announce else None,
+                events=(lambda _media: [self._uploaded(scope, case_id, stored)]) if announce else None,
             )
         )
-        if not created and row["object_key"] == key:  # the same object: never a duplicate of itself
-            return _stored(row, filename)
+        if not created and found.object_key == key:  # the same object: never a duplicate of itself
+            return _stored(found, filename)
         if not created:
             await asyncio.to_thread(self._objects.delete, key)
-            log.info("duplicate upload", extra={"case_id": case_id, "duplicate_of": row["id"]})
-            return IngestResult(
-                media_id=row["id"],
-                sha256=row["sha256"],
-                size=row["size"],
-                kind=row["kind"],
-                content_type=row["content_type"],
-                duplicate_of=row["id"],
-                job_id=None,
-                filename=row["filename"],
-            )
+            log.info("duplicate upload", extra={"case_id": case_id, "duplicate_of": found.id})
+            return replace(_stored(found, None), duplicate_of=found.id)
         log.info("media stored", extra={"case_id": case_id, "media_id": media_id, "size": info.size})
         return stored
 
@@ -1102,16 +1094,16 @@ def _too_large(limits: Limits) -> TooLarge:
     return TooLarge(f"files may be at most {limit} bytes", limit)
 
 
-def _stored(row: dict[str, Any], filename: str | None) -> IngestResult:
+def _stored(media: Media, filename: str | None) -> IngestResult:
     return IngestResult(
-        media_id=row["id"],
-        sha256=row["sha256"],
-        size=row["size"],
-        kind=row["kind"],
-        content_type=row["content_type"],
+        media_id=media.id,
+        sha256=media.sha256,
+        size=media.size,
+        kind=media.kind.value if media.kind is not None else None,
+        content_type=media.content_type,
         duplicate_of=None,
         job_id=None,
-        filename=row["filename"] if row["filename"] is not None else filename,
+        filename=media.filename if media.filename is not None else filename,
     )
 
 

@@ -10,7 +10,6 @@ import hashlib
 import io
 import os
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +18,7 @@ from tusclient.client import TusClient
 from tusclient.exceptions import TusCommunicationError
 
 from aima.access.scope import Scope
+from aima.domain import Media
 from tests.api.conftest import World
 from tests.support import serve
 
@@ -42,7 +42,7 @@ def stored(world: World, media_id: str) -> bytes:
     return b"".join(world.services.stores.objects.get(key))
 
 
-def media_row(world: World, media_id: str) -> dict[str, Any]:
+def media_row(world: World, media_id: str) -> Media:
     row = world.services.media.get(Scope.for_tenant(world.tenant, "test"), media_id)
     assert row is not None
     return row
@@ -69,7 +69,7 @@ async def test_a_tus_client_uploads_through_the_gateway_in_bodies_smaller_than_a
     assert last.response_headers["x-aima-sha256"] == hashlib.sha256(data).hexdigest()
     assert stored(world, media_id) == data
     row = media_row(world, media_id)
-    assert (row["filename"], row["content_type"], row["size"]) == (
+    assert (row.filename, row.content_type, row.size) == (
         "Überwachung 7.png",
         "image/png",
         len(data),

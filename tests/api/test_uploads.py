@@ -80,7 +80,7 @@ async def test_an_analyst_uploads_a_wav_and_a_png(
     uploaded = [e for e in events if e.type == MediaUploaded.TYPE]
     assert [e.data["media_id"] for e in uploaded] == [r["media_id"] for r in results]
     listed = world.services.media.list(Scope.for_tenant(world.tenant, "test"), world.case_id)
-    assert {row["id"] for row in listed} == {r["media_id"] for r in results}
+    assert {row.id for row in listed} == {r["media_id"] for r in results}
     audited = [r for r in records(world, world.case_id) if r["action"] == "media.upload"]
     assert [(r["actor"], r["outcome"], r["object"]) for r in audited] == [
         (world.users["analyst"].id, "allowed", f"media/{r['media_id']}") for r in (*results, again.json())

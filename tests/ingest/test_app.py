@@ -386,16 +386,16 @@ async def test_tus_session_rules(
     assert last.headers["x-aima-sha256"] == sha256(png)
     assert "x-aima-duplicate-of" not in last.headers
     [row] = MediaRepository(world.db).list(world.scope(), world.case_id)
-    assert (row["id"], row["filename"]) == (last.headers["x-aima-media-id"], "Übersicht 1.png")
+    assert (row.id, row.filename) == (last.headers["x-aima-media-id"], "Übersicht 1.png")
     done = await client.head(location, headers=context(world))
-    assert (done.headers["upload-offset"], done.headers["x-aima-media-id"]) == (str(len(png)), row["id"])
+    assert (done.headers["upload-offset"], done.headers["x-aima-media-id"]) == (str(len(png)), row.id)
     assert (await client.delete(location, headers=context(world))).status_code == 204
     problem(await client.delete(location, headers=context(world)), 404, "upload-not-found")
-    assert MediaRepository(world.db).get(world.scope(), row["id"]) is not None  # the file stays
+    assert MediaRepository(world.db).get(world.scope(), row.id) is not None  # the file stays
 
     again = await client.post(base, headers=context(world, **{"Upload-Length": str(len(png))}))
     duplicate = await client.patch(again.headers["location"], headers=patch, content=png)
-    assert duplicate.headers["x-aima-duplicate-of"] == duplicate.headers["x-aima-media-id"] == row["id"]
+    assert duplicate.headers["x-aima-duplicate-of"] == duplicate.headers["x-aima-media-id"] == row.id
 
 
 async def test_a_resumable_upload_over_http_survives_a_dropped_connection_and_a_restart(
@@ -473,7 +473,7 @@ async def test_a_resumable_upload_over_http_survives_a_dropped_connection_and_a_
             assert last.headers["x-aima-sha256"] == sha256(data)
             row = MediaRepository(world.db).get(world.scope(), media_id)
             assert row is not None
-            assert (row["size"], row["filename"], row["content_type"]) == (
+            assert (row.size, row.filename, row.content_type) == (
                 len(data),
                 "dash cam.webm",
                 "video/webm",

@@ -108,7 +108,7 @@ async def test_a_file_round_trips_byte_identical_and_a_repeat_is_a_duplicate(
     assert stored_keys(objects, world.case_id) == [key]
     row = MediaRepository(world.db).get(world.scope(), result.media_id)
     assert row is not None
-    assert (row["filename"], row["status"], row["object_key"], row["sha256"]) == (
+    assert (row.filename, row.status, row.object_key, row.sha256) == (
         "clip.mp4", "stored", key, sha256(data),
     )  # fmt: skip
 
@@ -171,7 +171,7 @@ async def test_unsupported_files_are_refused_after_the_head_and_store_nothing(
 
     assert stored_keys(objects, world.case_id) == before
     assert read(objects, object_key(world.case_id, earlier.media_id)) == media["png"]
-    assert [row["id"] for row in MediaRepository(world.db).list(world.scope(), world.case_id)] == [
+    assert [row.id for row in MediaRepository(world.db).list(world.scope(), world.case_id)] == [
         earlier.media_id
     ]
     assert len(await recorder.of_type(MediaUploaded.TYPE)) == 1
@@ -282,9 +282,9 @@ async def test_filenames_are_metadata_and_never_reach_the_file_system(
     assert result.filename == "passwd"
     row = MediaRepository(world.db).get(world.scope(), result.media_id)
     assert row is not None
-    assert row["filename"] == "passwd"
-    assert row["object_key"] == f"cases/{world.case_id}/media/{result.media_id}/original"
-    assert stored_keys(local_objects, world.case_id) == [row["object_key"]]
+    assert row.filename == "passwd"
+    assert row.object_key == f"cases/{world.case_id}/media/{result.media_id}/original"
+    assert stored_keys(local_objects, world.case_id) == [row.object_key]
     assert written_outside_the_store(tmp_path) == []
 
 
@@ -326,7 +326,7 @@ async def test_with_the_bus_down_the_upload_stands_audited_and_its_event_waits_i
         world.scope(), world.case_id, filename="a.mp3", stream=chunks(data)
     )
     assert stored.duplicate_of is None
-    assert [row["id"] for row in MediaRepository(world.db).list(world.scope(), world.case_id)] == [
+    assert [row.id for row in MediaRepository(world.db).list(world.scope(), world.case_id)] == [
         stored.media_id
     ]
     [record] = AuditLog(world.db).query(world.tenant_id, action="media.store")
@@ -653,9 +653,7 @@ async def test_a_session_completed_while_the_bus_is_down_is_stored_and_announced
     done = await failing.append(scope, upload_id, 0, chunks(data), size=len(data))
     assert done.result is not None
     assert done.result.sha256 == sha256(data)
-    assert [row["id"] for row in MediaRepository(world.db).list(scope, world.case_id)] == [
-        done.result.media_id
-    ]
+    assert [row.id for row in MediaRepository(world.db).list(scope, world.case_id)] == [done.result.media_id]
     waiting = [p.event.id for p in Outbox(world.db).pending() if p.event.type == MediaUploaded.TYPE]
     assert waiting == [derived_event_id(done.result.media_id, MediaUploaded.TYPE)]
     assert await recorder.of_type(MediaUploaded.TYPE) == []

@@ -119,7 +119,7 @@ async def test_a_delegation_is_bound_to_its_tenant_actor_and_case(
     )
     assert response.status_code == 201, response.text
     [row] = MediaRepository(world.db).list(world.scope(), world.case_id)
-    assert (row["tenant_id"], row["id"]) == (world.tenant_id, response.json()["media_id"])
+    assert (row.tenant_id, row.id) == (world.tenant_id, response.json()["media_id"])
 
 
 async def test_tokens_that_are_no_delegation_for_ingest_are_refused(

@@ -92,7 +92,7 @@ async def test_two_completions_at_once_store_the_file_exactly_once(
     assert lost[0].current == 12 * MiB
     expected = data if winner == 0 else other
     rows = MediaRepository(world.db).list(scope, world.case_id)
-    assert [(row["id"], row["status"], row["sha256"]) for row in rows] == [
+    assert [(row.id, row.status, row.sha256) for row in rows] == [
         (appended.result.media_id, "stored", sha256(expected))
     ]
     key = object_key(world.case_id, appended.result.media_id)
@@ -211,6 +211,4 @@ async def test_a_completion_repeated_after_a_crash_keeps_the_file_it_registered(
     assert again.result is not None
     assert (again.result.media_id, again.result.duplicate_of) == (done.result.media_id, None)
     assert sha256(read(objects, object_key(world.case_id, done.result.media_id))) == sha256(data)
-    assert [row["id"] for row in MediaRepository(world.db).list(scope, world.case_id)] == [
-        done.result.media_id
-    ]
+    assert [row.id for row in MediaRepository(world.db).list(scope, world.case_id)] == [done.result.media_id]

@@ -84,7 +84,7 @@ class Env:
             object_key=key,
         )
         assert created
-        assert row["status"] == "stored"
+        assert row.status == "stored"
         data = MediaUploaded(
             tenant_id=self.tenant_id,
             case_id=self.case_id,
@@ -188,9 +188,10 @@ async def test_a_video_is_probed_sampled_and_its_audio_extracted(env: Env, media
     )
     row = env.media.get(env.scope, media_id)
     assert row is not None
-    assert (row["status"], row["kind"], row["failure_reason"]) == ("probed", "video", None)
-    assert row["metadata"]["fps"] == 25
-    assert row["metadata"]["location"] == {"latitude": LATITUDE, "longitude": LONGITUDE, "altitude": None}
+    assert (row.status, row.kind, row.failure_reason) == ("probed", "video", None)
+    assert row.metadata is not None
+    assert row.metadata["fps"] == 25
+    assert row.metadata["location"] == {"latitude": LATITUDE, "longitude": LONGITUDE, "altitude": None}
     doc = env.documents.find_one(
         PROBES, {"_id": media_id, "tenant_id": env.tenant_id, "case_id": env.case_id}
     )
@@ -215,12 +216,13 @@ async def test_an_image_is_one_frame_at_zero_with_a_thumbnail_and_exif(env: Env,
     assert header_dimensions(env.root / "objects" / frames.frames[0].object_key) == (640, 480)
     row = env.media.get(env.scope, (uploaded.data or {})["media_id"])
     assert row is not None
-    assert (row["kind"], row["metadata"]["make"], row["metadata"]["model"]) == (
+    assert row.metadata is not None
+    assert (row.kind, row.metadata["make"], row.metadata["model"]) == (
         "image",
         "AIMA Cam",
         "Probe One",
     )
-    assert row["metadata"]["location"]["latitude"] == pytest.approx(LATITUDE)
+    assert row.metadata["location"]["latitude"] == pytest.approx(LATITUDE)
 
 
 async def test_speech_audio_becomes_16_khz_mono(env: Env, media: Media) -> None:
@@ -267,7 +269,7 @@ async def test_hostile_files_end_failed_with_a_reason(
     assert reason in failed.reason
     row = env.media.get(env.scope, media_id)
     assert row is not None
-    assert (row["status"], row["failure_reason"], row["filename"]) == ("failed", failed.reason, filename)
+    assert (row.status, row.failure_reason, row.filename) == ("failed", failed.reason, filename)
     assert env.derived_keys(uploaded) == []
     assert list(env.workdir.iterdir()) == []  # no temporary file left
     # the name is metadata only: nothing was written anywhere but the stores
@@ -311,7 +313,7 @@ async def test_a_store_that_is_down_raises_so_the_bus_retries(env: Env, media: M
 
     row = env.media.get(env.scope, (uploaded.data or {})["media_id"])
     assert row is not None
-    assert row["status"] == "stored"  # not failed: the file is fine, the store was not
+    assert row.status == "stored"  # not failed: the file is fine, the store was not
     assert list(env.workdir.iterdir()) == []
     env.documents = DocumentStore.from_uri(f"litemongo://{env.root / 'documents'}", "aima")
 
@@ -343,16 +345,16 @@ def test_the_repository_keeps_one_row_per_file_and_case(
 
     assert (created, created_again) == (True, False)
     assert again == row
-    assert [r["id"] for r in repo.list(scope, case_id)] == [m1]
+    assert [r.id for r in repo.list(scope, case_id)] == [m1]
     other = Scope.for_case(tenant_id, str(uuid.uuid4()), "test")
     assert repo.get(other, m1) is None
     assert not repo.mark_failed(other, m1, "nope")
     assert repo.mark_failed(scope, m1, "damaged")
-    assert repo.get(scope, m1) == {**row, "status": "failed", "failure_reason": "damaged"}
+    assert repo.get(scope, m1) == row.model_copy(update={"status": "failed", "failure_reason": "damaged"})
     assert repo.set_probed(scope, m1, kind="video", metadata={"fps": 25.0})
     probed = repo.get(scope, m1)
     assert probed is not None
-    assert (probed["status"], probed["kind"], probed["metadata"], probed["failure_reason"]) == (
+    assert (probed.status, probed.kind, probed.metadata, probed.failure_reason) == (
         "probed",
         "video",
         {"fps": 25.0},

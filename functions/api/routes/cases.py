@@ -153,7 +153,7 @@ def unshare_case(case_id: CaseId, user_id: UserId, access: Access) -> Response:
 def list_media(case_id: CaseId, access: Access) -> list[MediaOut]:
     """The case's files, oldest first."""
     access.require_case()
-    return [MediaOut.model_validate(row) for row in access.services.media.list(access.scope, case_id)]
+    return [MediaOut.model_validate(file) for file in access.services.media.list(access.scope, case_id)]
 
 
 @api_route(router, "GET", "/cases/{case_id}/export", action=Action.CASE_EXPORT)
