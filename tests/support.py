@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import httpx
 import redis
 import uvicorn
 from fastapi import FastAPI
@@ -80,3 +81,21 @@ async def serve(app: FastAPI) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+def wait_ready(
+    url: str, process: subprocess.Popen[bytes], *, path: str = "/readyz", timeout: float = 60
+) -> None:
+    """Wait until ``url + path`` answers 200; fail with the server's stderr if it exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}{path}", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            raise AssertionError(f"{url} exited: {process.stderr.read().decode() if process.stderr else ''}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url}{path} did not answer 200 within {timeout} s")
+        time.sleep(0.1)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from aima.samples import generate
-from tests.support import free_port
+from tests.support import free_port, wait_ready
 
 PASSWORD = "correct horse battery staple"
 
@@ -72,14 +71,7 @@ def test_serve_all_carries_an_upload_through_to_the_probe(tmp_path: Path) -> Non
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            assert time.monotonic() < deadline, "aima serve all did not become ready"
-            time.sleep(0.2)
+        wait_ready(url, server)
         login = httpx.post(f"{url}/api/v1/auth/token", data={"username": "root", "password": PASSWORD})
         assert login.status_code == 200, login.text
         auth = {"Authorization": f"Bearer {login.json()['access_token']}"}

@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from aima.samples import write_pattern_png, write_tone_wav
 from aima.settings import load_settings
 from aima.storage.cases import CaseRepository
 from aima.storage.factory import Stores
+from tests.support import wait_ready
 
 PASSWORD = "correct horse battery staple"
 MiB = 1024 * 1024
@@ -44,20 +44,6 @@ def aima(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "aima.cli", *args], env=env, capture_output=True, text=True, timeout=120
     )
-
-
-def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"{url} exited: {process.stderr.read().decode() if process.stderr else ''}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not become healthy")
 
 
 @dataclass
@@ -92,7 +78,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
             stderr=subprocess.PIPE,
         )
         processes.append(process)
-        wait_healthy(api_url, process)
+        wait_ready(api_url, process, path="/healthz")
         login = httpx.post(f"{api_url}/api/v1/auth/token", data={"username": "alice", "password": PASSWORD})
         assert login.status_code == 200, login.text
         yield Running(env, api_url, case_id, login.json()["access_token"])

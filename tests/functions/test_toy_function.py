@@ -4,12 +4,10 @@ HTTP and as `aima serve`, consumes over both buses, reports readiness and is cou
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -31,7 +29,7 @@ from functions.runtime.deps import Deps
 from functions.runtime.host import Host
 from functions.runtime.spec import discover
 from tests.events.test_bus_contract import delete_streams
-from tests.support import free_port
+from tests.support import free_port, wait_ready
 
 TOY = '''
 """A toy analysis step: marks every probed file as not scored."""
@@ -180,14 +178,7 @@ def test_aima_serve_runs_the_toy_on_nats_from_its_spec(
     aima = str(Path(sys.executable).parent / "aima")
     server = subprocess.Popen([aima, "serve", "toy", "--port", str(port)], env=env, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            assert time.monotonic() < deadline, "aima serve toy did not become ready"
-            time.sleep(0.1)
+        wait_ready(f"http://127.0.0.1:{port}", server)
 
         settings = settings_for(
             tmp_path, bus="nats", nats_url=nats_url, nats_stream=stream, nats_subject_root=root
