@@ -106,9 +106,7 @@ class OutboxRelay:
                     await wake.wait()
             wake.clear()
             try:
-                fresh, self._fresh = self._fresh, []
-                await self.publish(fresh)
-                await self.flush(older_than=self._grace)
+                await self.flush(older_than=self._grace)  # this process's fresh commits, and leftovers
             except Exception as exc:
                 if not self._failing:
                     log.warning("outbox relay: publishing failed; pending events stay for later: %r", exc)

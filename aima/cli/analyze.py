@@ -41,7 +41,6 @@ NOT_YET = (
     "report",
 )
 KNOWN = (MediaProbed.TYPE, FramesExtracted.TYPE, AudioExtracted.TYPE, MediaFailed.TYPE)
-INGEST = "ingest"
 
 Echo = Callable[[str], None]
 
@@ -105,10 +104,8 @@ async def run_analysis(
         await host.start()
         emitted = tuple(sorted({payload.TYPE for spec in steps for payload in spec.emits}))
         await deps.bus.subscribe(Subscription("analyze-summary", emitted, collect, deps.retry_policy))
-        ingest_spec = specs[INGEST]
         from functions.ingest.spec import build_core  # the composition root may name a function
 
-        assert ingest_spec.name == INGEST
         ingest = build_core(deps)
         scope = Scope.for_case(owner.tenant_id, case_id, owner.username)
         bulk = await ingest.bulk(scope, case_id, [(path.name, _chunks(path)) for path in files])

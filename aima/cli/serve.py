@@ -46,11 +46,16 @@ def choose(name: str, settings: Settings) -> list[FunctionSpec]:
     return [spec]
 
 
+def front_of(chosen: Sequence[FunctionSpec]) -> FunctionSpec:
+    """The function whose app listens on the port: the gateway when it runs, else the only one."""
+    return next((s for s in chosen if s.public), chosen[0])
+
+
 async def serve(host: Host, chosen: Sequence[FunctionSpec], address: str, port: int) -> None:
     """Serve until SIGINT/SIGTERM: the first chosen spec's app on ``port`` (``all``: the gateway's),
     every chosen event function's consumer, the relay; then stop them."""
     apps = {spec.name: host.app(spec) for spec in chosen}
-    front = next((s for s in chosen if s.public), chosen[0])
+    front = front_of(chosen)
     server = uvicorn.Server(
         uvicorn.Config(apps[front.name], host=address, port=port, log_config=None, access_log=False)
     )
@@ -82,6 +87,6 @@ def serve_command(name: str, address: str, port: int | None) -> None:
         raise CliError(str(exc)) from exc
     setup_logging(settings.log_level, settings.log_json, service=name)
     setup_tracing(settings.service_name)
-    front = next((s for s in chosen if s.public), chosen[0])
+    front = front_of(chosen)
     host = Host(Deps(settings), chosen)
     asyncio.run(serve(host, chosen, address, front.port if port is None else port))

@@ -8,7 +8,7 @@ file's status goes ``stored`` (uploaded) -> ``probed`` or ``failed`` (with ``fai
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import RowMapping, select
@@ -49,12 +49,12 @@ class MediaRepository:
         filename: str | None,
         object_key: str,
         audit: AuditHook | None = None,
-        events: Callable[[Media], Sequence[CloudEvent]] | None = None,
+        events: Sequence[CloudEvent] = (),
     ) -> tuple[Media, bool]:
         """Insert a row; if the case already holds a file with this sha256, return that file and False.
 
-        For a new row, in the same transaction, ``audit`` writes its audit record and ``events(media)``
-        gives the events announcing it, written to the outbox: the row, its record and its events
+        For a new row, in the same transaction, ``audit`` writes its audit record and ``events`` are
+        the events announcing it, written to the outbox: the row, its record and its events
         commit together or not at all.
         """
         values = {
@@ -81,8 +81,8 @@ class MediaRepository:
             found = _media(session.execute(same).one()._mapping)
             if created and audit is not None:
                 audit(session)
-            if created and events is not None:
-                self.outbox.add(session, events(found))
+            if created:
+                self.outbox.add(session, events)
             return found, created
 
     def get(self, scope: Scope, media_id: str) -> Media | None:

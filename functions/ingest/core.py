@@ -579,7 +579,7 @@ class IngestCore:
                 filename=filename,
                 object_key=key,
                 audit=self._stored_record(scope, case_id, stored),
-                events=(lambda _media: [self._uploaded(scope, case_id, stored)]) if announce else None,
+                events=[self._uploaded(scope, case_id, stored)] if announce else [],
             )
         )
         if not created and found.object_key == key:  # the same object: never a duplicate of itself

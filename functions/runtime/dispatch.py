@@ -145,8 +145,8 @@ class Dispatcher:
                     source=self.source,
                     subject=subject,
                     event_id=derived_event_id(handled.id, self.spec.name, key),
-                    traceparent=handled.traceparent if not trace else trace.get("traceparent"),
-                    tracestate=trace.get("tracestate") or handled.tracestate,
+                    traceparent=trace.get("traceparent", handled.traceparent),
+                    tracestate=trace.get("tracestate", handled.tracestate),
                 )
             )
         return out

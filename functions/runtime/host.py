@@ -44,7 +44,6 @@ class Host:
     deps: Deps
     specs: Sequence[FunctionSpec]
     _dispatchers: dict[str, Dispatcher] = field(default_factory=dict, init=False)
-    _apps: dict[str, FastAPI] = field(default_factory=dict, init=False)
     _started: bool = field(default=False, init=False)
 
     @property
@@ -67,7 +66,7 @@ class Host:
 
     def app(self, spec: FunctionSpec) -> FastAPI:
         """The HTTP app of ``spec``: its own API, or the CloudEvents endpoint with probes."""
-        found = self._apps.get(spec.name)
+        found = self.deps.local_apps.get(spec.name)
         if found is not None:
             return found
         if spec.app is not None:
@@ -80,7 +79,6 @@ class Host:
                 health=self.health(spec),
                 receive_events=self.delivery == "http",
             )
-        self._apps[spec.name] = found
         self.deps.local_apps[spec.name] = found
         return found
 

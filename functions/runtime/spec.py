@@ -116,8 +116,7 @@ def load(name: str) -> FunctionSpec | None:
     """The spec of the function ``name`` alone (importing no other function), or None."""
     if not _NAME.match(name) or name == RUNTIME:
         return None
-    package = importlib.import_module(PACKAGE)
-    package.__path__ = pkgutil.extend_path(list(package.__path__), PACKAGE)
+    _functions_package()
     module_name = f"{PACKAGE}.{name.replace('-', '_')}.spec"
     try:
         module = importlib.import_module(module_name)
@@ -131,8 +130,7 @@ def load(name: str) -> FunctionSpec | None:
 
 def discover() -> dict[str, FunctionSpec]:
     """Every function spec on ``sys.path``, by name (see module docstring)."""
-    package = importlib.import_module(PACKAGE)
-    package.__path__ = pkgutil.extend_path(list(package.__path__), PACKAGE)
+    package = _functions_package()
     specs: dict[str, FunctionSpec] = {}
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         if not info.ispkg or info.name == RUNTIME:
@@ -147,3 +145,10 @@ def discover() -> dict[str, FunctionSpec]:
             raise SpecError(f"two functions are named {spec.name!r}")
         specs[spec.name] = spec
     return specs
+
+
+def _functions_package() -> Any:
+    """The ``functions`` package, its path extended to every ``functions/`` folder on ``sys.path``."""
+    package = importlib.import_module(PACKAGE)
+    package.__path__ = pkgutil.extend_path(list(package.__path__), PACKAGE)
+    return package

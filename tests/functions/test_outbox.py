@@ -18,6 +18,7 @@ from events.bus_memory import MemoryBus
 from events.catalogue import CaseCreated, CaseDeleted
 from events.envelope import CloudEvent, derived_event_id
 from events.relay import OutboxRelay
+from tests.support import eventually
 
 
 def owner_of(db: Database) -> tuple[str, str]:
@@ -49,9 +50,7 @@ async def test_a_case_is_announced_once_committed_and_a_rolled_back_one_never(sq
         with pytest.raises(RuntimeError):
             await asyncio.to_thread(cases.create, scope, "Undone", owner, audit=failing_audit)
         await asyncio.to_thread(cases.delete_rows, Scope.for_case(tenant, row["id"], "t"), row["id"])
-        async with asyncio.timeout(5):
-            while len(seen) < 2:  # noqa: ASYNC110 - the relay runs on the loop
-                await asyncio.sleep(0.02)
+        await eventually(lambda: len(seen) >= 2)
         await bus.drain(timeout=5)
     finally:
         await relay.stop()
@@ -84,9 +83,7 @@ async def test_what_a_process_without_a_bus_committed_is_published_by_any_relays
     relay = OutboxRelay(Outbox(sqlite_db), bus, interval=0.05, grace=0.0)
     await relay.start()
     try:
-        async with asyncio.timeout(5):
-            while not seen:  # noqa: ASYNC110 - the relay runs on the loop
-                await asyncio.sleep(0.02)
+        await eventually(lambda: bool(seen))
     finally:
         await relay.stop()
         await bus.close()
