@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synced
 SAMPLES := .aima-samples
+# PyTorch's CPU wheel lies on disk on our machines (constraints.txt pins it); PyPI's is a CUDA build
+WHEELS := --find-links /opt/wheels
 
 .PHONY: run test lint schemas bench clean env services tools lock
 
@@ -14,14 +16,15 @@ env: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/pip install -q "uv==0.13.8"
-	@$(BIN)/uv pip sync -q --compile-bytecode -p $(BIN)/python requirements.lock
+	@$(BIN)/uv pip sync -q --compile-bytecode -p $(BIN)/python $(WHEELS) requirements.lock
 	@$(BIN)/uv pip install -q -p $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
 # Regenerate the lock after changing dependencies in pyproject.toml.
 lock:
 	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/pip install -q "uv==0.13.8"; }
-	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev --extra speech --extra text -c constraints.txt $(WHEELS) \
+		--python-version 3.11 --generate-hashes -o requirements.lock
 
 services:
 	@bash scripts/ensure-services.sh

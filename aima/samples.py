@@ -1,19 +1,28 @@
 """Sample media the repository generates itself, so `make run` needs no downloads.
 
 A 16 kHz mono WAV tone sequence and a PNG test pattern in pure Python; with ffmpeg and espeak-ng
-installed (`make run` installs them), also a short video with a scene cut and a tone track, and
-a spoken English sentence. The pure-Python files are byte-identical on every machine.
+installed (`make run` installs them), also a short video with a scene cut and a tone track, a
+spoken English sentence and a conversation in English and German with two voices, silence and
+noise (`write_script_wav`, which the speech tests and benchmark use too). The pure-Python files
+are byte-identical on every machine.
 """
 
 from __future__ import annotations
 
+import io
 import math
+import random
 import shutil
 import struct
 import subprocess
 import wave
 import zlib
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+RATE = 16000
 
 
 def write_tone_wav(path: Path, *, seconds: float = 3.0, rate: int = 16000) -> Path:
@@ -71,6 +80,96 @@ def write_speech_wav(path: Path, text: str = "This is a sample recording for the
     return path
 
 
+@dataclass(frozen=True)
+class Utterance:
+    """A sentence spoken by espeak-ng in ``voice`` (e.g. ``en-us``, ``de``, ``en-gb+m3``)."""
+
+    text: str
+    voice: str
+    language: str
+    speed: int = 140
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Silence, or white noise of peak amplitude ``noise`` (0..1)."""
+
+    seconds: float
+    noise: float = 0.0
+
+
+@dataclass(frozen=True)
+class Spoken:
+    """Where an utterance landed in a written script: seconds from the start."""
+
+    start: float
+    end: float
+    utterance: Utterance
+
+
+def speak(utterance: Utterance, rate: int = RATE) -> array[int]:
+    """The utterance as 16-bit samples at ``rate`` (espeak-ng, resampled linearly)."""
+    out = subprocess.run(
+        ["espeak-ng", "-v", utterance.voice, "-s", str(utterance.speed), "--stdout", utterance.text],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    ).stdout
+    with wave.open(io.BytesIO(out)) as source:
+        source_rate = source.getframerate()
+        samples = array("h", source.readframes(source.getnframes()))
+    if source_rate == rate or not samples:
+        return samples
+    count = int(len(samples) * rate / source_rate)
+    step = (len(samples) - 1) / max(count - 1, 1)
+    resampled = array("h", bytes(2 * count))
+    for i in range(count):
+        position = i * step
+        left = int(position)
+        right = min(left + 1, len(samples) - 1)
+        fraction = position - left
+        resampled[i] = int(samples[left] * (1 - fraction) + samples[right] * fraction)
+    return resampled
+
+
+def write_script_wav(
+    path: Path, script: Sequence[Utterance | Pause], *, rate: int = RATE, seed: int = 0
+) -> list[Spoken]:
+    """Speak a script of utterances and pauses into one mono WAV; return each utterance's span."""
+    noise = random.Random(seed)
+    samples = array("h")
+    spans: list[Spoken] = []
+    for part in script:
+        start = len(samples) / rate
+        if isinstance(part, Pause):
+            count = int(part.seconds * rate)
+            peak = int(32767 * part.noise)
+            samples.extend(noise.randint(-peak, peak) if peak else 0 for _ in range(count))
+        else:
+            samples.extend(speak(part, rate))
+            spans.append(Spoken(round(start, 3), round(len(samples) / rate, 3), part))
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.tobytes())
+    return spans
+
+
+CONVERSATION: tuple[Utterance | Pause, ...] = (
+    Utterance("Where were you on Tuesday evening?", "en-gb+m3", "en"),
+    Pause(0.8),
+    Utterance("I was at home with my sister, we watched a film until midnight.", "en-us+f3", "en"),
+    Pause(2.0),
+    Utterance("Haben Sie danach noch jemanden gesehen?", "de+m3", "de"),
+    Pause(0.8),
+    Pause(1.5, noise=0.05),
+    Utterance("No. Nobody came to the door after ten o'clock.", "en-us+f3", "en"),
+)
+"""The sample conversation of `make run`: an officer (one voice, English and German) and a
+witness (another voice, English)."""
+
+
 def _run(argv: list[str]) -> None:
     subprocess.run(argv, check=True, capture_output=True, timeout=120)
 
@@ -86,4 +185,7 @@ def generate(directory: Path) -> list[Path]:
         paths.append(write_clip_mp4(directory / "clip.mp4"))
     if shutil.which("espeak-ng"):
         paths.append(write_speech_wav(directory / "speech.wav"))
+        conversation = directory / "conversation.wav"
+        write_script_wav(conversation, CONVERSATION)
+        paths.append(conversation)
     return paths

@@ -4,7 +4,7 @@ The function runtime holds one `ModelPool`::
 
     pool = ModelPool.from_settings(get_settings())
     transcriber = pool.get(Transcriber)            # typed; ModelNotConfigured if backend is none
-    transcript = await transcriber.apredict(AudioInput(path=wav))
+    transcript = await transcriber.apredict(TranscriptionInput(path=wav))
     for name, check in pool.readiness_checks([ModelTask.TRANSCRIBER]).items():
         health.add(name, check)                    # "model:transcriber"
 

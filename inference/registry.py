@@ -26,12 +26,17 @@ ModelClass = type[InferenceModel[Any, Any]]
 Entry = str | Callable[[], ModelClass]
 
 BUILTIN: dict[tuple[ModelTask, str], Entry] = {
+    (ModelTask.SPEECH_DETECTOR, "silero"): "inference.cpu.vad:SileroSpeechDetector",
+    (ModelTask.TRANSCRIBER, "faster-whisper"): "inference.cpu.whisper:WhisperTranscriber",
+    (ModelTask.TRANSCRIBER, "openai"): "inference.remote.openai_audio:OpenAITranscriber",
+    (ModelTask.VOICE_EMBEDDER, "resemblyzer"): "inference.cpu.voices:ResemblyzerVoiceEmbedder",
+    (ModelTask.TEXT_EMBEDDER, "sentence-transformers"): "inference.cpu.texts:MiniLMTextEmbedder",
     (ModelTask.NARRATOR, "openai"): "inference.remote.openai:OpenAINarrator",
     (ModelTask.VISION_DESCRIBER, "openai"): "inference.remote.openai:OpenAIVisionDescriber",
     (ModelTask.TEXT_EMBEDDER, "openai"): "inference.remote.openai:OpenAITextEmbedder",
     (ModelTask.TEXT_EMBEDDER, "kserve"): "inference.remote.kserve:KServeTextEmbedder",
 }
-"""The backends of this build. No CPU backend yet: each later issue adds its own line here."""
+"""The backends of this build; each issue that adds a backend adds its line here."""
 
 _BACKEND_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 import litemongo
 from litemongo.sqlite_store import ServerStore
 from pymongo import MongoClient
-from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, ServerSelectionTimeoutError
 
 from aima.storage import outages
 
@@ -45,6 +45,10 @@ FIXED_FIELDS = frozenset({"_id", *SCOPE})
 
 # no server answers (selection timed out), or the connection failed or dropped (AutoReconnect, timeouts)
 outages.register("document store", ConnectionFailure, ServerSelectionTimeoutError)
+
+
+class DuplicateDocument(ValueError):
+    """An insert named an ``_id`` that is already stored in that collection."""
 
 
 class DocumentStore:
@@ -91,13 +95,17 @@ class DocumentStore:
         return cls.from_uri(settings.documents_uri, settings.documents_db, timeout=settings.health_timeout)
 
     def insert_one(self, collection: str, doc: Mapping[str, Any]) -> str:
-        """Store a copy of ``doc`` (``_id`` is generated if missing); returns its id."""
+        """Store a copy of ``doc`` (``_id`` is generated if missing); returns its id.
+        `DuplicateDocument` if that ``_id`` is taken."""
         stored = dict(doc)
         stored.setdefault("_id", uuid.uuid4().hex)
         for field in ("_id", *SCOPE):
             if not isinstance(stored.get(field), str) or not stored[field]:
                 raise ValueError(f"document needs a non-empty string {field!r}")
-        self._run(lambda: self._db[collection].insert_one(stored))
+        try:
+            self._run(lambda: self._db[collection].insert_one(stored))
+        except DuplicateKeyError as exc:
+            raise DuplicateDocument(f"{collection} already holds a document {stored['_id']!r}") from exc
         return str(stored["_id"])
 
     def find(

@@ -13,8 +13,11 @@ from aima.model_settings import ModelTask
 from inference.base import InferenceModel
 from inference.tasks.common import IO, AudioInput, Box, Embedder, ImageInput, Point, Score, TimeSpan
 from inference.tasks.speech import (
+    SpeechDetector,
+    SpeechRegions,
     Transcriber,
     Transcript,
+    TranscriptionInput,
     TranscriptSegment,
     VoiceEmbedder,
     VoiceEmbedding,
@@ -52,6 +55,7 @@ from inference.tasks.vision import (
 )
 
 TASK_CLASSES: dict[ModelTask, type[InferenceModel[Any, Any]]] = {
+    ModelTask.SPEECH_DETECTOR: SpeechDetector,
     ModelTask.TRANSCRIBER: Transcriber,
     ModelTask.VOICE_EMBEDDER: VoiceEmbedder,
     ModelTask.FACE_ANALYZER: FaceAnalyzer,
@@ -88,6 +92,8 @@ __all__ = [
     "Score",
     "SensitivityScore",
     "SensitivityScorer",
+    "SpeechDetector",
+    "SpeechRegions",
     "Statement",
     "TextEmbedder",
     "TextEmbeddings",
@@ -98,6 +104,7 @@ __all__ = [
     "Transcriber",
     "Transcript",
     "TranscriptSegment",
+    "TranscriptionInput",
     "VisionDescriber",
     "VisionDescription",
     "VisionInput",

@@ -14,7 +14,6 @@ from aima.model_settings import FaceAnalyzerSettings, TextEmbedderSettings, Tran
 from inference.base import ModelUnavailable as BaseModelUnavailable
 from inference.errors import InvalidModelOutput, ModelNotConfigured, ModelUnavailable, Outcome, outcome_of
 from inference.tasks import (
-    AudioInput,
     Box,
     Face,
     FaceAnalyzer,
@@ -25,6 +24,7 @@ from inference.tasks import (
     TextsInput,
     Transcriber,
     Transcript,
+    TranscriptionInput,
     TranscriptSegment,
 )
 
@@ -55,7 +55,7 @@ class CountingTranscriber(Transcriber):
     def _unload(self) -> None:
         self.unloads += 1
 
-    def _predict(self, inputs: AudioInput) -> Transcript:
+    def _predict(self, inputs: TranscriptionInput) -> Transcript:
         self.started.set()
         with self._count:
             self.running += 1
@@ -71,8 +71,8 @@ class CountingTranscriber(Transcriber):
         )
 
 
-def audio(tmp_path: Path) -> AudioInput:
-    return AudioInput(path=tmp_path / "a.wav")
+def audio(tmp_path: Path) -> TranscriptionInput:
+    return TranscriptionInput(path=tmp_path / "a.wav")
 
 
 def test_load_is_lazy_idempotent_and_happens_once_across_threads(tmp_path: Path) -> None:
@@ -103,7 +103,7 @@ def test_predict_loads_on_first_use_and_again_after_unload(tmp_path: Path) -> No
 
 def test_wrong_input_type_is_a_type_error(tmp_path: Path) -> None:
     model = CountingTranscriber(TranscriberSettings(backend="counting"))
-    with pytest.raises(TypeError, match="AudioInput"):
+    with pytest.raises(TypeError, match="TranscriptionInput"):
         model.predict(ImageInput(path=tmp_path / "x.png"))  # type: ignore[arg-type]
 
 
@@ -181,17 +181,17 @@ def test_failure_kinds_map_to_outcomes() -> None:
 
 
 class BadTranscriber(CountingTranscriber):
-    def _predict(self, inputs: AudioInput) -> Transcript:
+    def _predict(self, inputs: TranscriptionInput) -> Transcript:
         return Transcript(duration_s=1.0, segments=[TranscriptSegment(start=0, end=5.0, text="too long")])
 
 
 class NotATranscript(CountingTranscriber):
-    def _predict(self, inputs: AudioInput) -> Transcript:
+    def _predict(self, inputs: TranscriptionInput) -> Transcript:
         return {"segments": []}  # type: ignore[return-value]
 
 
 class BuildsBadOutput(CountingTranscriber):
-    def _predict(self, inputs: AudioInput) -> Transcript:
+    def _predict(self, inputs: TranscriptionInput) -> Transcript:
         return Transcript.model_validate({"segments": [{"start": 3, "end": 1, "text": "backwards"}]})
 
 

@@ -10,7 +10,7 @@ from aima.telemetry.health import HealthRegistry
 from inference.errors import ModelNotConfigured
 from inference.pool import ModelPool
 from inference.registry import Registry
-from inference.tasks import AudioInput, ImageInput, OcrReader, TextLines, Transcriber, Transcript
+from inference.tasks import ImageInput, OcrReader, TextLines, Transcriber, Transcript, TranscriptionInput
 
 
 class LocalTranscriber(Transcriber):
@@ -25,7 +25,7 @@ class LocalTranscriber(Transcriber):
     def _load(self) -> None:
         type(self).loads += 1
 
-    def _predict(self, inputs: AudioInput) -> Transcript:
+    def _predict(self, inputs: TranscriptionInput) -> Transcript:
         return Transcript()
 
 
@@ -54,14 +54,14 @@ def test_health_is_cheap_and_never_loads() -> None:
     LocalTranscriber.loads = 0
     status = models.health(ModelTask.TRANSCRIBER)
     assert (status.state, status.up, LocalTranscriber.loads) == ("not_loaded", True, 0)
-    models.get(Transcriber).predict(AudioInput(path=Path("a.wav")))
+    models.get(Transcriber).predict(TranscriptionInput(path=Path("a.wav")))
     assert models.health("transcriber").state == "ready"
     assert LocalTranscriber.loads == 1
 
 
 def test_statuses_report_unconfigured_tasks_as_not_configured() -> None:
-    statuses = pool().statuses([ModelTask.TRANSCRIBER, ModelTask.NARRATOR])
-    assert set(statuses) == {"model:transcriber", "model:narrator"}
+    statuses = pool().statuses([ModelTask.OCR, ModelTask.NARRATOR])
+    assert set(statuses) == {"model:ocr", "model:narrator"}
     for status in statuses.values():
         assert (status.state, status.up) == ("not_configured", False)
         assert status.error is not None

@@ -13,13 +13,23 @@ from aima.settings import SettingsError, load_settings
 from inference.registry import check_models
 
 
-def test_defaults_configure_no_backend_and_one_thread_per_model(tmp_path: Path) -> None:
+CPU_DEFAULTS = {
+    ModelTask.SPEECH_DETECTOR: "silero",
+    ModelTask.TRANSCRIBER: "faster-whisper",
+    ModelTask.VOICE_EMBEDDER: "resemblyzer",
+    ModelTask.TEXT_EMBEDDER: "sentence-transformers",
+}
+
+
+def test_defaults_are_the_cpu_backends_or_none_with_one_thread_per_model(tmp_path: Path) -> None:
     models = load_settings(data_dir=tmp_path).models
-    assert models.configured() == []
+    assert set(models.configured()) == set(CPU_DEFAULTS)
     for task in ModelTask:
         block = models.for_task(task)
-        assert (block.backend, block.threads, block.max_workers, block.device) == ("none", 1, 1, "cpu")
-        assert not block.configured
+        backend = CPU_DEFAULTS.get(task, "none")
+        assert (block.backend, block.threads, block.max_workers, block.device) == (backend, 1, 1, "cpu")
+        assert block.configured == (task in CPU_DEFAULTS)
+    assert (models.transcriber.model, models.text_embedder.model) == ("base", "all-MiniLM-L6-v2")
     assert models.text_embedder.batch_size == 32  # task-specific defaults survive a partial override
 
 
@@ -48,7 +58,7 @@ def test_nested_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch, 
     assert narrator.max_workers == 4
     assert (models.text_embedder.threads, models.text_embedder.batch_size) == (2, 32)
     assert models.transcriber.language == "de"
-    assert models.configured() == [ModelTask.NARRATOR]
+    assert models.configured() == [*CPU_DEFAULTS, ModelTask.NARRATOR][:0] + [t for t in ModelTask if t in CPU_DEFAULTS or t == ModelTask.NARRATOR]
 
 
 @pytest.mark.parametrize(

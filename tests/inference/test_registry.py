@@ -16,7 +16,7 @@ from inference.errors import ModelNotConfigured
 from inference.pool import ModelPool
 from inference.registry import BUILTIN, REGISTRY, Registry
 from inference.remote.openai import OpenAINarrator
-from inference.tasks import AudioInput, Narrator, Transcriber, Transcript
+from inference.tasks import Narrator, OcrReader, Transcriber, Transcript, TranscriptionInput
 
 HEAVY = (
     "numpy",
@@ -96,7 +96,7 @@ class EchoTranscriber(Transcriber):
     def _load(self) -> None:
         return None
 
-    def _predict(self, inputs: AudioInput) -> Transcript:
+    def _predict(self, inputs: TranscriptionInput) -> Transcript:
         return Transcript(language="en")
 
 
@@ -133,7 +133,7 @@ def test_registry_refuses_what_does_not_fit() -> None:
     with pytest.raises(ModelNotConfigured, match="no 'nope' backend for transcriber"):
         registry.resolve("transcriber", "nope")
     with pytest.raises(ModelNotConfigured, match="AIMA_MODELS__TRANSCRIBER__BACKEND") as err:
-        registry.create("transcriber", TranscriberSettings())
+        registry.create("transcriber", TranscriberSettings(backend="none"))
     assert err.value.outcome == "not_run"
 
 
@@ -148,16 +148,16 @@ def test_pool_makes_one_typed_model_per_task(tmp_path: Any) -> None:
     assert pool.get(Narrator) is narrator
     assert not narrator.loaded
     assert pool.configured(ModelTask.NARRATOR)
-    assert not pool.configured("transcriber")
-    with pytest.raises(ModelNotConfigured, match="no model configured for transcriber"):
-        pool.get(Transcriber)
+    assert not pool.configured("ocr")
+    with pytest.raises(ModelNotConfigured, match="no model configured for ocr"):
+        pool.get(OcrReader)
     pool.close()
 
 
 def test_pool_with_its_own_registry() -> None:
     registry = Registry({(ModelTask.TRANSCRIBER, "echo"): lambda: EchoTranscriber})
     pool = ModelPool(ModelsSettings(transcriber=TranscriberSettings(backend="echo")), registry)
-    assert pool.get(Transcriber).predict(AudioInput(path=Path("a.wav"))).language == "en"
+    assert pool.get(Transcriber).predict(TranscriptionInput(path=Path("a.wav"))).language == "en"
     pool.unload_all()
     assert not pool.get(Transcriber).loaded
     assert pool.settings.narrator == NarratorSettings()
