@@ -132,8 +132,18 @@ class AnalysisResult(MediaScoped):
 
 class TranscriptCompleted(AnalysisResult):
     TYPE = "io.aima.transcript.completed.v1"
-    DESCRIPTION = "Speech was transcribed with word timestamps."
-    language: str | None = None
+    DESCRIPTION = (
+        "Speech was transcribed with word timestamps and a language per segment; the transcript is "
+        "stored as a new version (``result_count`` is its number of segments)."
+    )
+    language: str | None = Field(default=None, description="the language spoken longest")
+    version: int | None = Field(default=None, ge=1, description="the stored transcript version")
+    audio_key: str | None = Field(default=None, description="the 16 kHz audio it was made from")
+    speech_segments: int = Field(default=0, ge=0)
+    unintelligible: int = Field(default=0, ge=0, description="speech regions that yielded no text")
+    words: int = Field(default=0, ge=0)
+    languages: dict[str, float] = Field(default_factory=dict, description="seconds of speech per language")
+    speech_s: float = Field(default=0.0, ge=0)
 
 
 class SpeakersCompleted(AnalysisResult):
