@@ -18,6 +18,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/uv || $(BIN)/pip install -q "uv==0.13.8"
 	@$(BIN)/uv pip sync -q --compile-bytecode -p $(BIN)/python $(WHEELS) requirements.lock
 	@$(BIN)/uv pip install -q -p $(BIN)/python --no-deps -e .
+	@$(BIN)/python -m inference.cpu.assets >/dev/null
 	@touch $(STAMP)
 
 # Regenerate the lock after changing dependencies in pyproject.toml.
