@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 COLLECTIONS: dict[str, int] = {"faces": 128, "voices": 256, "texts": 384}
@@ -132,6 +132,13 @@ class VectorStore(abc.ABC):
     @abc.abstractmethod
     def delete_media(self, media_id: str, *, case_id: str) -> int:
         """Delete the media's vectors in every collection; return how many."""
+
+    @abc.abstractmethod
+    def delete_media_in(
+        self, collection: str, media_id: str, *, case_id: str, keep: Collection[str] = ()
+    ) -> int:
+        """Delete the media's records in ``collection`` only, except those whose id is in ``keep``
+        (e.g. the records a re-analysis just wrote); return how many. Other collections are untouched."""
 
     @abc.abstractmethod
     def delete_case(self, case_id: str) -> int:

@@ -7,7 +7,7 @@ INVERTED indexes on the filter fields. Filters only ever contain ids checked by 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +152,29 @@ class MilvusVectorStore(VectorStore):
     def delete_media(self, media_id: str, *, case_id: str) -> int:
         media_id = validate_id(media_id, "media_id")
         return self._delete(f'case_id == "{validate_id(case_id, "case_id")}" and media_id == "{media_id}"')
+
+    def delete_media_in(
+        self, collection: str, media_id: str, *, case_id: str, keep: Collection[str] = ()
+    ) -> int:
+        dimension(collection)
+        media_id = validate_id(media_id, "media_id")
+        expression = f'case_id == "{validate_id(case_id, "case_id")}" and media_id == "{media_id}"'
+        physical = PREFIX + collection
+        if not self._client.has_collection(physical):
+            return 0
+        kept = set(keep)
+        stale: list[str] = []
+        rows = self._client.query_iterator(
+            physical, batch_size=BATCH, filter=expression, output_fields=["id"], consistency_level=_STRONG
+        )
+        try:
+            while batch := rows.next():
+                stale.extend(str(row["id"]) for row in batch if str(row["id"]) not in kept)
+        finally:
+            rows.close()
+        for start in range(0, len(stale), BATCH):
+            self._client.delete(physical, ids=stale[start : start + BATCH])
+        return len(stale)
 
     def delete_case(self, case_id: str) -> int:
         return self._delete(f'case_id == "{validate_id(case_id, "case_id")}"')
