@@ -90,6 +90,11 @@ class InferenceModel(Generic[I, O]):
         return self.settings.model
 
     @property
+    def version(self) -> str:
+        """Which model and runtime versions answer, for the evidence of every finding ("" unknown)."""
+        return ""
+
+    @property
     def loaded(self) -> bool:
         return self._loaded
 

@@ -25,6 +25,10 @@ class Analysis(_Section):
 
     steps: list[Step] = Field(default_factory=lambda: list(Step), min_length=1)
     languages: list[Language] = Field(default_factory=lambda: ["de", "en"], min_length=1)
+    force_language: Language | None = Field(
+        default=None,
+        description="transcribe every file in this language instead of detecting one per segment",
+    )
     max_frames_per_minute: int = Field(default=60, ge=1, le=600)
 
 

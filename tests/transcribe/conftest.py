@@ -1,0 +1,155 @@
+"""Real stores, real models (Silero VAD, Whisper base) and spoken media made with espeak-ng."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from aima.access.scope import Scope
+from aima.identity.users import UserDirectory
+from aima.model_settings import ModelsSettings
+from aima.samples import Pause, Spoken, Utterance
+from aima.storage.cases import CaseRepository
+from aima.storage.documents import DocumentStore
+from aima.storage.media import MediaRepository
+from aima.storage.objects_local import LocalObjectStore
+from aima.storage.relational import Database
+from aima.storage.transcripts import TranscriptRepository
+from events.catalogue import AudioExtracted, make_event
+from events.envelope import CloudEvent
+from functions.transcribe.core import TranscribeCore, TranscribeOptions
+from inference.cpu import audio
+from inference.registry import REGISTRY
+from inference.tasks.speech import SpeechDetector, Transcriber
+from tests.speech_audio import ENGLISH, GERMAN, MIXED, spaced, write
+
+
+@dataclass(frozen=True)
+class Recording:
+    path: Path
+    spans: list[Spoken]
+
+
+@pytest.fixture(scope="session")
+def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Recording]:
+    """The spoken test files, made once per session."""
+    folder = tmp_path_factory.mktemp("speech")
+    scripts: dict[str, Sequence[Utterance | Pause]] = {
+        "english": spaced(ENGLISH),
+        "german": spaced(GERMAN),
+        "mixed": MIXED,
+    }
+    made = {}
+    for name, script in scripts.items():
+        path = folder / f"{name}.wav"
+        made[name] = Recording(path, write(path, tuple(script)))
+    return made
+
+
+@pytest.fixture(scope="session")
+def detector() -> SpeechDetector:
+    model = REGISTRY.create("speech_detector", ModelsSettings().speech_detector)
+    assert isinstance(model, SpeechDetector)
+    return model
+
+
+@pytest.fixture(scope="session")
+def transcriber() -> Iterator[Transcriber]:
+    settings = ModelsSettings().transcriber.model_copy(update={"threads": 2, "idle_unload_seconds": 0})
+    model = REGISTRY.create("transcriber", settings)
+    assert isinstance(model, Transcriber)
+    yield model
+    model.close()
+
+
+@dataclass
+class Env:
+    db: Database
+    objects: LocalObjectStore
+    documents: DocumentStore
+    media: MediaRepository
+    transcripts: TranscriptRepository
+    tenant_id: str
+    case_id: str
+
+    @property
+    def scope(self) -> Scope:
+        return Scope.for_case(self.tenant_id, self.case_id, "test")
+
+    def extracted(self, wav: Path) -> CloudEvent:
+        """Store ``wav`` as a media file's extracted audio, the way the probe does."""
+        media_id = str(uuid.uuid4())
+        base = f"cases/{self.case_id}/media/{media_id}"
+        original = wav.read_bytes() + media_id.encode()  # one file per call, not a duplicate
+        stored = self.objects.put(f"{base}/original", io.BytesIO(original), content_type="audio/wav")
+        assert stored.sha256 is not None
+        self.media.add(
+            self.scope,
+            case_id=self.case_id,
+            media_id=media_id,
+            sha256=stored.sha256,
+            size=stored.size,
+            content_type="audio/wav",
+            kind=None,
+            filename=wav.name,
+            object_key=f"{base}/original",
+        )
+        self.objects.put(f"{base}/audio.wav", io.BytesIO(wav.read_bytes()), content_type="audio/wav")
+        data = AudioExtracted(
+            tenant_id=self.tenant_id,
+            case_id=self.case_id,
+            media_id=media_id,
+            job_id="job-1",
+            object_key=f"{base}/audio.wav",
+            duration_s=audio.duration(wav) if wav.stat().st_size > 44 else 0.0,
+        )
+        return make_event(data, source="/aima/test/probe")
+
+    def core(
+        self,
+        detector: SpeechDetector,
+        transcriber: Transcriber,
+        *,
+        language: str | None = None,
+        options: TranscribeOptions | None = None,
+    ) -> TranscribeCore:
+        return TranscribeCore(
+            self.objects,
+            self.transcripts,
+            self.media,
+            detector=lambda: detector,
+            transcriber=lambda: transcriber,
+            language_for=lambda tenant_id: language,
+            options=options or TranscribeOptions(),
+        )
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    db = Database(f"sqlite:///{tmp_path / 'aima.db'}")
+    db.migrate()
+    objects = LocalObjectStore(
+        tmp_path / "objects", presign_secret=b"s" * 32, public_base_url="http://aima.test"
+    )
+    documents = DocumentStore.from_uri(f"litemongo://{tmp_path / 'documents'}", "aima")
+    directory = UserDirectory(db)
+    suffix = uuid.uuid4().hex[:8]
+    tenant_id = directory.ensure_tenant(f"speech-{suffix}")
+    owner = directory.create_user(tenant_id, f"owner-{suffix}", None, "user")
+    case = CaseRepository(db).create(Scope.for_tenant(tenant_id, owner.id), "Speech case", owner.id)
+    yield Env(
+        db,
+        objects,
+        documents,
+        MediaRepository(db),
+        TranscriptRepository(documents),
+        tenant_id,
+        str(case["id"]),
+    )
+    documents.close()
+    db.dispose()
