@@ -161,7 +161,7 @@ CONVERSATION: tuple[Utterance | Pause, ...] = (
     Pause(0.8),
     Utterance("I was at home with my sister, we watched a film until midnight.", "en-us+f3", "en"),
     Pause(2.0),
-    Utterance("Haben Sie danach noch jemanden gesehen?", "de+m3", "de"),
+    Utterance("Und danach, haben Sie noch jemanden gesehen oder gehört?", "de+m3", "de"),
     Pause(0.8),
     Pause(1.5, noise=0.05),
     Utterance("No. Nobody came to the door after ten o'clock.", "en-us+f3", "en"),

@@ -3,7 +3,7 @@
 The function cores run exactly as they do as Knative functions, from their specs, wired to the
 in-process bus: ingest stores each file in a new case (one parent job, one child job per file) and
 publishes ``media.uploaded``; every analysis step found by `functions.runtime.spec.discover`
-(probe today) handles what it consumes. The summary shows only what those steps computed, counts
+(probe, transcribe, ...) handles what it consumes. The summary shows only what those steps computed, counts
 each step's results, and lists the steps that later issues add as not in this build.
 """
 
@@ -21,26 +21,41 @@ from aima.identity.users import UserDirectory
 from aima.settings import Settings
 from aima.storage.cases import CaseRepository
 from aima.storage.media import MediaRepository
+from aima.storage.transcripts import TranscriptRepository
 from aima.telemetry.logging import setup_logging
+from aima.transcripts import Transcript
 from events.bus import Subscription
-from events.catalogue import AudioExtracted, FramesExtracted, MediaFailed, MediaProbed, parse_data
+from events.catalogue import (
+    AudioExtracted,
+    FramesExtracted,
+    MediaFailed,
+    MediaProbed,
+    TranscriptCompleted,
+    parse_data,
+)
 from events.envelope import CloudEvent
 from functions.runtime.deps import Deps
 from functions.runtime.host import Host
 from functions.runtime.spec import FunctionSpec, discover
 
 CHUNK = 1 << 20
-NOT_YET = (
-    "transcription",
-    "speakers",
-    "faces and persons",
-    "vision",
-    "OCR",
-    "sensitivity",
-    "fusion",
-    "report",
+NOT_YET = {
+    "faces": "faces and persons",
+    "vision": "vision",
+    "ocr": "OCR",
+    "sensitivity": "sensitivity",
+    "fuse": "fusion",
+    "report": "report",
+}
+"""Steps of the roadmap by function name, and how the summary names them while they are missing."""
+KNOWN = (
+    MediaProbed.TYPE,
+    FramesExtracted.TYPE,
+    AudioExtracted.TYPE,
+    TranscriptCompleted.TYPE,
+    MediaFailed.TYPE,
 )
-KNOWN = (MediaProbed.TYPE, FramesExtracted.TYPE, AudioExtracted.TYPE, MediaFailed.TYPE)
+SHOWN_SEGMENTS = 6
 
 Echo = Callable[[str], None]
 
@@ -111,6 +126,7 @@ async def run_analysis(
         bulk = await ingest.bulk(scope, case_id, [(path.name, _chunks(path)) for path in files])
         await _settle(deps)
         registered = {file.id: file for file in MediaRepository(stores.db).list(scope, case_id)}
+        transcripts = TranscriptRepository(stores.documents)
         echo(f"case {case['id']}  {name!r}  (embedded, data in {settings.data_dir})")
         echo(f"job {bulk.parent_job_id}: {len(files)} file(s)")
         for item in bulk.results:
@@ -130,13 +146,16 @@ async def run_analysis(
             )
             for line in _describe(results.get(stored.media_id, [])):
                 echo("  " + line)
+            transcript = transcripts.latest(owner.tenant_id, case_id, stored.media_id)
+            for line in _transcript_lines(transcript):
+                echo("    " + line)
         echo("")
         counts = {
             spec.name: sum(1 for evs in results.values() for e in evs if e.source.endswith("/" + spec.name))
             for spec in steps
         }
         echo("steps run: " + ", ".join(f"{n} ({c} result{'s' if c != 1 else ''})" for n, c in counts.items()))
-        missing = [step for step in NOT_YET if step not in specs]
+        missing = [label for step, label in NOT_YET.items() if step not in specs]
         if missing:
             echo("not in this build yet: " + ", ".join(missing))
         echo(f"done in {time.perf_counter() - started:.1f} s")
@@ -177,5 +196,42 @@ def _describe(events: list[CloudEvent]) -> Iterator[str]:
             yield f"frames: {len(data.frames)} sampled at t = {stamps}{more} s"
         elif isinstance(data, AudioExtracted):
             yield f"audio: {data.duration_s:.2f} s extracted at {data.sample_rate} Hz mono for transcription"
+        elif isinstance(data, TranscriptCompleted):
+            yield _transcript_summary(data)
         else:
             yield f"{event.source.rsplit('/', 1)[-1]}: {event.type}"
+
+
+def _transcript_summary(data: TranscriptCompleted) -> str:
+    if data.status == "not_run":
+        return f"transcribe: not run: {data.reason}"
+    if not data.result_count:
+        return f"transcribe: v{data.version}, {data.reason or 'no segments'}"
+    languages = ", ".join(f"{code} {seconds:.1f} s" for code, seconds in data.languages.items())
+    gaps = f", {data.unintelligible} unintelligible" if data.unintelligible else ""
+    return (
+        f"transcribe: v{data.version}, {data.speech_segments} segment(s), {data.words} words "
+        f"({languages}){gaps}, {data.model.name}"
+    )
+
+
+def _transcript_lines(transcript: Transcript | None) -> Iterator[str]:
+    """The first segments of a transcript: time, language, speaker, text (and its translation)."""
+    if transcript is None:
+        return
+    for segment in transcript.segments[:SHOWN_SEGMENTS]:
+        when = f"[{_clock(segment.start)}-{_clock(segment.end)}]"
+        if segment.kind == "unintelligible":
+            yield f"{when} (unintelligible: {segment.reason})"
+            continue
+        speaker = f" {segment.speaker}" if segment.speaker else ""
+        yield f"{when} {segment.language or '??'}{speaker}: {segment.text}"
+        if segment.translation:
+            yield f"{' ' * len(when)} en (translated): {segment.translation}"
+    if len(transcript.segments) > SHOWN_SEGMENTS:
+        yield f"… {len(transcript.segments) - SHOWN_SEGMENTS} more segment(s)"
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes):02d}:{rest:04.1f}"

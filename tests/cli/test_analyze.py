@@ -32,15 +32,20 @@ def test_analyze_generated_samples_stores_and_probes_every_file(tmp_path: Path) 
         ("pattern.png", "image"),
         ("clip.mp4", "video"),
         ("speech.wav", "audio"),
+        ("conversation.wav", "audio"),
     ):
         assert re.search(rf"^{re.escape(name)}: {kind} .* status probed$", out, re.M), out
     assert "probe: video, 6.00 s, 320x240" in out
     assert re.search(r"frames: \d+ sampled at t = .*3\.0\d", out), out  # the scene cut at 3 s
-    assert "not in this build yet: transcription" in out
+    assert re.search(r"transcribe: v1, 1 segment\(s\), \d+ words \(en ", out), out
+    assert re.search(r"transcribe: v1, \d segment\(s\), .*\(en [\d.]+ s, de [\d.]+ s\)", out), out
+    assert "en (translated): " in out
+    assert "transcribe: v1, no speech detected" in out  # the tones
+    assert "transcription" not in out.split("not in this build yet:")[-1]
 
     media = aima(tmp_path, "media", "list", case_id.group(1))
     assert media.returncode == 0, media.stderr
-    assert len(media.stdout.splitlines()) == 4
+    assert len(media.stdout.splitlines()) == 5
     assert all("\tprobed\t" in line for line in media.stdout.splitlines())
 
     again = aima(tmp_path, "analyze", "samples/tones.wav", "samples/tones.wav")

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from aima.samples import generate
+from functions.runtime.spec import discover
 from tests.support import free_port, wait_ready
 
 PASSWORD = "correct horse battery staple"
@@ -54,7 +55,7 @@ def test_an_unknown_function_is_named_with_the_known_ones(tmp_path: Path) -> Non
     assert proc.returncode == 1
     assert (
         proc.stderr.strip()
-        == "aima: no function 'nope'; this installation has: api, ingest, probe, retention, all"
+        == f"aima: no function 'nope'; this installation has: {', '.join(sorted(discover()))}, all"
     )
 
 
