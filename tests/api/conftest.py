@@ -21,6 +21,8 @@ from aima.access.scope import Scope
 from aima.identity.model import UserRecord
 from aima.samples import write_pattern_png
 from aima.settings import Settings, load_settings
+from aima.storage.transcripts import TranscriptRepository
+from aima.transcripts import SpeechSegment, Transcript, segment_id
 from events.bus_memory import MemoryBus
 from functions.api.app import create_app
 from functions.api.services import ApiServices
@@ -249,6 +251,29 @@ def _refresh(world: World) -> Call:
     )
 
 
+def _transcript(suffix: str) -> Callable[[World], Call]:
+    """The export of a transcript of the shared case (stored on first use) as JSON, .vtt or .srt."""
+
+    def call(world: World) -> Call:
+        media_id, transcripts = "transcribed", TranscriptRepository(world.services.stores.documents)
+        if transcripts.latest(world.tenant, world.case_id, media_id) is None:
+            said = SpeechSegment(
+                id=segment_id(media_id, 0.5), start=0.5, end=2.0, text="Hello.", language="en"
+            )
+            transcripts.add(
+                Transcript(
+                    tenant_id=world.tenant,
+                    case_id=world.case_id,
+                    media_id=media_id,
+                    version=1,
+                    segments=[said],
+                )
+            )
+        return Call("GET", f"/api/v1/cases/{world.case_id}/media/{media_id}/transcript{suffix}")
+
+    return call
+
+
 CASE = "/api/v1/cases/{case_id}"
 CALLS: dict[tuple[str, str], Callable[[World], Call | Awaitable[Call]]] = {
     ("GET", "/healthz"): lambda w: Call("GET", "/healthz"),
@@ -282,6 +307,9 @@ CALLS: dict[tuple[str, str], Callable[[World], Call | Awaitable[Call]]] = {
     ("DELETE", CASE + "/members/{user_id}"): _unshare_target,
     ("GET", CASE + "/media"): lambda w: Call("GET", f"/api/v1/cases/{w.case_id}/media"),
     ("GET", CASE + "/export"): lambda w: Call("GET", f"/api/v1/cases/{w.case_id}/export"),
+    ("GET", CASE + "/media/{media_id}/transcript"): _transcript(""),
+    ("GET", CASE + "/media/{media_id}/transcript.vtt"): _transcript(".vtt"),
+    ("GET", CASE + "/media/{media_id}/transcript.srt"): _transcript(".srt"),
     ("POST", CASE + "/media"): _upload,
     ("POST", CASE + "/media:bulk"): _bulk,
     ("POST", CASE + "/uploads"): _begin,

@@ -1,0 +1,148 @@
+"""A media file's transcript, exported: JSON, WebVTT or SRT subtitles (`aima.subtitles`).
+
+* ``GET /cases/{case_id}/media/{media_id}/transcript``: the JSON document (`TranscriptExport`: the
+  transcript, its versions, the case's names of its speakers, who exported it when);
+* ``GET .../transcript.vtt``: WebVTT (``text/vtt``), speakers as voice spans;
+* ``GET .../transcript.srt``: SubRip (``application/x-subrip``), speakers as ``Name:``.
+
+Each takes ``?version=N`` (default: the latest) and answers as a download
+(``Content-Disposition: attachment; filename="<media name>.transcript-v<N>.<ext>"``). Taking a
+transcript out of the case is an export: the routes need ``case.export`` (owners and analysts of
+the case, the tenant's admins; viewers and guests get 403, non-members 404) and each call writes one
+``case.export`` audit record naming the media, the version and the format. No transcript (or no
+such version) is a 404 problem; a transcript whose step did not run (``not_run``, e.g. no model
+configured) or failed exports as JSON, with its status and reason, but has no subtitles: 409 with
+that reason.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Path, Query, Response
+
+from aima.access.policy import Action
+from aima.storage.transcripts import TranscriptRepository
+from aima.subtitles import MEDIA_TYPES, ExportFormat, TranscriptExport, download_name, render
+from aima.transcripts import Transcript
+from functions.api.problems import Problem, problem_responses
+from functions.api.schemas import ID_PATTERN, CaseId
+from functions.api.security import Access, RouteTable, api_route, not_found
+
+router = RouteTable(tags=["transcripts"])
+
+MediaId = Annotated[str, Path(pattern=ID_PATTERN, description="A media file's id.")]
+Version = Annotated[
+    int | None, Query(ge=1, le=1_000_000, description="A version of the transcript (default: the latest).")
+]
+TRANSCRIPT = "/cases/{case_id}/media/{media_id}/transcript"
+
+
+def _download(description: str, fmt: ExportFormat) -> dict[int | str, Any]:
+    content: dict[str, Any] = (
+        {"application/json": {"schema": {"$ref": "#/components/schemas/TranscriptExport"}}}
+        if fmt == "json"
+        else {MEDIA_TYPES[fmt].split(";")[0]: {"schema": {"type": "string"}}}
+    )
+    headers = {
+        "Content-Disposition": {"description": "attachment; filename=...", "schema": {"type": "string"}}
+    }
+    responses: dict[int | str, Any] = {
+        200: {"description": description, "content": content, "headers": headers}
+    }
+    if fmt == "json":
+        responses[200]["model"] = TranscriptExport
+    else:
+        responses |= problem_responses(409)
+    return responses
+
+
+@api_route(
+    router,
+    "GET",
+    TRANSCRIPT,
+    action=Action.CASE_EXPORT,
+    response_class=Response,
+    responses=_download("The transcript (a not-run or failed one with its reason).", "json"),
+)
+def export_transcript(
+    case_id: CaseId, media_id: MediaId, access: Access, version: Version = None
+) -> Response:
+    """The transcript as JSON, with its versions and the names of its speakers."""
+    return _export(access, case_id, media_id, version, "json")
+
+
+@api_route(
+    router,
+    "GET",
+    TRANSCRIPT + ".vtt",
+    action=Action.CASE_EXPORT,
+    response_class=Response,
+    responses=_download("WebVTT subtitles.", "vtt"),
+)
+def export_webvtt(case_id: CaseId, media_id: MediaId, access: Access, version: Version = None) -> Response:
+    """The transcript as WebVTT subtitles: speakers, languages, English translations."""
+    return _export(access, case_id, media_id, version, "vtt")
+
+
+@api_route(
+    router,
+    "GET",
+    TRANSCRIPT + ".srt",
+    action=Action.CASE_EXPORT,
+    response_class=Response,
+    responses=_download("SubRip (SRT) subtitles.", "srt"),
+)
+def export_srt(case_id: CaseId, media_id: MediaId, access: Access, version: Version = None) -> Response:
+    """The transcript as SRT subtitles: speakers, languages, English translations."""
+    return _export(access, case_id, media_id, version, "srt")
+
+
+def _export(access: Access, case_id: str, media_id: str, version: int | None, fmt: ExportFormat) -> Response:
+    access.require_case()
+    services = access.services
+    tenant_id = access.subject.tenant_id
+    transcripts = TranscriptRepository(services.stores.documents)
+    if version is None:
+        transcript = transcripts.latest(tenant_id, case_id, media_id)
+    else:
+        transcript = transcripts.get(tenant_id, case_id, media_id, version)
+    if transcript is None:
+        raise not_found("transcript" if version is None else "transcript version")
+    if fmt != "json" and transcript.status != "completed":
+        raise _not_available(transcript)
+    media = services.media.get(access.scope, media_id)
+    filename = media.filename if media is not None and media.case_id == case_id else None
+    names = speaker_names(access, case_id)
+    versions = transcripts.versions(tenant_id, case_id, media_id) if fmt == "json" else []
+    body = render(transcript, fmt, names, versions=versions, exported_by=access.subject.user_id)
+    access.audit(
+        object=f"media/{media_id}/transcript/v{transcript.version}",
+        detail={"format": fmt, "version": transcript.version},
+    )
+    disposition = f'attachment; filename="{download_name(transcript, fmt, filename)}"'
+    return Response(body, media_type=MEDIA_TYPES[fmt], headers={"Content-Disposition": disposition})
+
+
+def speaker_names(access: Access, case_id: str) -> dict[str, str]:
+    """The case's names of its speakers, by case speaker id."""
+    try:
+        from aima.storage.speakers import CaseSpeakerRepository
+    except ImportError:  # the speakers step is not in this build yet: the file labels (S1) stand
+        return {}
+
+    names: dict[str, str] = CaseSpeakerRepository(access.services.stores.documents).display_names(
+        access.subject.tenant_id, case_id
+    )
+    return names
+
+
+def _not_available(transcript: Transcript) -> Problem:
+    state = "was not run" if transcript.status == "not_run" else "failed"
+    reason = f": {transcript.reason}" if transcript.reason else ""
+    return Problem(
+        409,
+        f"transcript-{transcript.status.replace('_', '-')}",
+        "No subtitles",
+        f"Transcript version {transcript.version} {state}{reason}.",
+    )
