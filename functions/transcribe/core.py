@@ -13,8 +13,9 @@
    segments and never fails the file;
 4. stores the transcript as the media's next version and returns ``TranscriptCompleted`` with counts.
 
-The language: the one forced for the tenant (``analysis.force_language`` in the runtime
-configuration), else the transcriber setting's, else one detected per segment. No model →
+The language: the one forced for the case (its ``language``), else for the tenant
+(``analysis.force_language`` in the runtime configuration), else by the transcriber setting
+(``AIMA_MODELS__TRANSCRIBER__LANGUAGE``), else one detected per segment. No model →
 a ``not_run`` transcript and event with the reason; a damaged audio file → a ``failed``
 transcript and ``MediaFailed``; a model that is down → the event is retried (checkpoints kept).
 """
@@ -68,12 +69,13 @@ class TranscribeCore:
         *,
         detector: Callable[[], SpeechDetector],
         transcriber: Callable[[], Transcriber],
-        language_for: Callable[[str], str | None] = lambda tenant_id: None,
+        language_for: Callable[[str, str], str | None] = lambda tenant_id, case_id: None,
         options: TranscribeOptions = TranscribeOptions(),
         workdir: Path | None = None,
     ) -> None:
         """``detector``/``transcriber`` return the process's models (raising `ModelNotConfigured`
-        when there is none); ``language_for(tenant_id)`` is a language forced for the tenant."""
+        when there is none); ``language_for(tenant_id, case_id)`` is a language forced for the
+        case or its tenant, if any."""
         self._objects = objects
         self._transcripts = transcripts
         self._media = media
@@ -96,7 +98,9 @@ class TranscribeCore:
             detector, transcriber = self._detector(), self._transcriber()
         except ModelNotConfigured as exc:
             return self._not_run(data, exc.reason)
-        forced = self._language_for(data.tenant_id) or getattr(transcriber.settings, "language", None)
+        forced = self._language_for(data.tenant_id, data.case_id) or getattr(
+            transcriber.settings, "language", None
+        )
         base = Transcript(
             tenant_id=data.tenant_id,
             case_id=data.case_id,

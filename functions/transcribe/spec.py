@@ -3,6 +3,8 @@ translation beside every non-English segment, checkpoints per chunk."""
 
 from __future__ import annotations
 
+from aima.access.scope import Scope
+from aima.storage.cases import CaseRepository
 from aima.storage.media import MediaRepository
 from aima.storage.transcripts import TranscriptRepository
 from events.catalogue import AudioExtracted, MediaFailed, TranscriptCompleted
@@ -13,12 +15,15 @@ from inference.tasks.speech import SpeechDetector, Transcriber
 
 
 def build(deps: Deps) -> TranscribeCore:
-    """A core on the process's stores and models; a tenant's forced language comes from the
-    runtime configuration (``analysis.force_language``)."""
+    """A core on the process's stores and models; a forced language comes from the case (its
+    ``language``) or the tenant's runtime configuration (``analysis.force_language``)."""
     stores = deps.stores
+    cases = CaseRepository(stores.db)
 
-    def language_for(tenant_id: str) -> str | None:
-        return deps.config.effective(tenant_id).analysis.force_language
+    def language_for(tenant_id: str, case_id: str) -> str | None:
+        case = cases.get(Scope.for_case(tenant_id, case_id, "function:transcribe"), case_id)
+        language = case.get("language") if case is not None else None
+        return str(language) if language else deps.config.effective(tenant_id).analysis.force_language
 
     return TranscribeCore(
         stores.objects,

@@ -124,7 +124,7 @@ class Env:
             self.media,
             detector=lambda: detector,
             transcriber=lambda: transcriber,
-            language_for=lambda tenant_id: language,
+            language_for=lambda tenant_id, case_id: language,
             options=options or TranscribeOptions(),
         )
 
