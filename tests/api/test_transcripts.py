@@ -12,6 +12,7 @@ import webvtt
 from sqlalchemy import select
 
 from aima.storage.schema import audit_log
+from aima.storage.speakers import CaseSpeakerRepository
 from aima.storage.transcripts import TranscriptRepository
 from aima.subtitles import TranscriptExport
 from aima.transcripts import SpeechSegment, Transcript, segment_id
@@ -251,8 +252,6 @@ async def test_a_transcript_that_was_not_run_exports_its_reason(world: World) ->
 
 
 async def test_case_names_of_speakers_replace_the_file_labels(world: World) -> None:
-    from aima.storage.speakers import CaseSpeakerRepository
-
     speakers = CaseSpeakerRepository(world.services.stores.documents)
     speakers.create(world.tenant, world.case_id, "cs-officer", name="Officer <Smith>")
     speakers.create(world.tenant, world.case_id, "cs-unused", name="Nobody")

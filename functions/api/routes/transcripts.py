@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from fastapi import Path, Query, Response
 
 from aima.access.policy import Action
+from aima.storage.speakers import CaseSpeakerRepository
 from aima.storage.transcripts import TranscriptRepository
 from aima.subtitles import MEDIA_TYPES, ExportFormat, TranscriptExport, download_name, render
 from aima.transcripts import Transcript
@@ -125,16 +126,9 @@ def _export(access: Access, case_id: str, media_id: str, version: int | None, fm
 
 
 def speaker_names(access: Access, case_id: str) -> dict[str, str]:
-    """The case's names of its speakers, by case speaker id."""
-    try:
-        from aima.storage.speakers import CaseSpeakerRepository
-    except ImportError:  # the speakers step is not in this build yet: the file labels (S1) stand
-        return {}
-
-    names: dict[str, str] = CaseSpeakerRepository(access.services.stores.documents).display_names(
-        access.subject.tenant_id, case_id
-    )
-    return names
+    """The case's names of its speakers, by case speaker id ("Speaker N" for an unnamed one)."""
+    speakers = CaseSpeakerRepository(access.services.stores.documents)
+    return speakers.display_names(access.subject.tenant_id, case_id)
 
 
 def _not_available(transcript: Transcript) -> Problem:
