@@ -32,6 +32,7 @@ LAZY = {
     "config": "aima.cli.admin:config",
     "media": "aima.cli.admin:media",
     "serve": "aima.cli.serve:serve_command",
+    "transcript": "aima.cli.transcripts:transcript",
     "upload": "aima.cli.upload:upload_command",
     "user": "aima.cli.admin:user",
 }
