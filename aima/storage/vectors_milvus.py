@@ -7,6 +7,7 @@ INVERTED indexes on the filter fields. Filters only ever contain ids checked by 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,17 @@ _STRONG = "Strong"
 _FILTER_FIELDS = ("tenant_id", "case_id", "media_id")
 
 
+class _LiteIteratorNotice(logging.Filter):
+    """Milvus Lite gives an iterator no server timestamp; pymilvus then takes the client's latest (what a
+    strong read wants anyway) and logs a warning for every iterator. That line is dropped for Lite."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "failed to get mvccTs" not in record.getMessage()
+
+
+_ITERATOR_LOG = logging.getLogger("pymilvus.client.iterator.query_iterator")
+
+
 class MilvusVectorStore(VectorStore):
     """`VectorStore` on Milvus Lite (file uri) or a Milvus server (http/https uri)."""
 
@@ -47,6 +59,8 @@ class MilvusVectorStore(VectorStore):
             if not uri.endswith(".db"):
                 raise ValueError(f"a Milvus Lite path must end with .db: {uri!r}")
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
+            if not any(isinstance(f, _LiteIteratorNotice) for f in _ITERATOR_LOG.filters):
+                _ITERATOR_LOG.addFilter(_LiteIteratorNotice())
         self._client = MilvusClient(uri=uri, token=token or "", dedicated=True)
         self._dimensions: dict[str, int] = {}  # collection -> dimension as stored, read once
 
