@@ -148,7 +148,15 @@ class TranscriptCompleted(AnalysisResult):
 
 class SpeakersCompleted(AnalysisResult):
     TYPE = "io.aima.speakers.completed.v1"
-    DESCRIPTION = "Voice segments were embedded and assigned to speakers."
+    DESCRIPTION = (
+        "The speech turns of a transcript version were embedded, grouped into the file's speakers and "
+        "linked to the case's speakers (``result_count`` is the number of file speakers)."
+    )
+    version: int | None = Field(default=None, ge=1, description="the transcript version labelled")
+    speakers: int = Field(default=0, ge=0, description="speakers found in the file")
+    case_speakers: int = Field(default=0, ge=0, description="case speakers they belong to")
+    new_case_speakers: int = Field(default=0, ge=0, description="voices not heard in the case before")
+    turns: int = Field(default=0, ge=0, description="speech turns labelled with a speaker")
 
 
 class FacesDetected(AnalysisResult):

@@ -37,7 +37,7 @@ import base64
 import math
 import uuid
 from array import array
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal
@@ -507,10 +507,11 @@ class CaseSpeakerRepository:
                 FILE_SPEAKERS, _where(fs.tenant_id, fs.case_id, _id=fs.id), {"$set": doc}, upsert=True
             )
 
-    def make_current(self, tenant_id: str, case_id: str, media_id: str, version: int) -> None:
-        """Make ``version`` the media's current labelled version (its file speakers count, others not)."""
+    def make_current(self, tenant_id: str, case_id: str, media_id: str, ids: Collection[str]) -> None:
+        """Make the file speakers ``ids`` the media's current ones (its newest labelled version) and
+        every other file speaker of the media superseded."""
         for fs in self.file_speakers(tenant_id, case_id, media_id, current=None):
-            wanted = fs.version == version
+            wanted = fs.id in ids
             if fs.current != wanted:
                 self._docs.update_one(
                     FILE_SPEAKERS, _where(tenant_id, case_id, _id=fs.id), {"$set": {"current": wanted}}

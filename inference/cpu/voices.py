@@ -32,6 +32,7 @@ import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -72,6 +73,13 @@ class ResemblyzerVoiceEmbedder(VoiceEmbedder):
     @property
     def name(self) -> str:
         return self.settings.model or "resemblyzer-ge2e"
+
+    @property
+    def version(self) -> str:
+        try:
+            return f"resemblyzer {metadata.version('resemblyzer')}"
+        except metadata.PackageNotFoundError:
+            return ""
 
     def option(self, key: str) -> float:
         return float(self.settings.options.get(key, DEFAULTS[key]))

@@ -67,3 +67,9 @@ def embedder() -> Iterator[ResemblyzerVoiceEmbedder]:
     model.load()
     yield model
     model.close()
+
+
+@pytest.fixture(scope="session")
+def then_and_other(audio: Path) -> Recording:
+    """The man again, then a third voice: man, other, man, other."""
+    return dialogue(audio / "man-and-other.wav", [MAN, OTHER] * 2, LINES[2:])
