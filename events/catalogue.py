@@ -181,7 +181,14 @@ class SensitivityScored(AnalysisResult):
 
 class PhrasesMatched(AnalysisResult):
     TYPE = "io.aima.transcript.phrases.matched.v1"
-    DESCRIPTION = "Transcript passages matched distress or coercion phrase lists."
+    DESCRIPTION = (
+        "A transcript version was indexed for search and matched against the distress and coercion cue "
+        "list (``result_count`` is its number of findings, indicators for human review)."
+    )
+    transcript_version: int | None = Field(default=None, ge=1, description="the transcript version read")
+    cue_list_version: int | None = Field(default=None, ge=1, description="the cue list it was matched with")
+    indexed_segments: int = Field(default=0, ge=0, description="speech segments put into the search index")
+    categories: dict[str, int] = Field(default_factory=dict, description="findings per cue category")
 
 
 class PersonsClustered(CaseScoped):
