@@ -57,6 +57,8 @@ from inference.tasks.speech import Transcriber, Transcript, TranscriptionInput, 
 RATE = 16000
 """Samples per second of the audio sent (16-bit mono PCM)."""
 
+MIN_FRAMES = RATE // 10
+"""Audio shorter than 0.1 s is refused by OpenAI's API: a shorter stretch is sent with silence after it."""
 _MAX_BACKOFF = 10.0
 
 _WHISPER_LANGUAGES = (
@@ -134,38 +136,51 @@ class _VerboseAnswer(_Answer):
 
 @dataclass(frozen=True)
 class _Audio:
-    """16 kHz mono 16-bit samples of the input file."""
+    """The input as 16 kHz mono 16-bit samples: ``frames`` of them, read from ``path`` (a WAV of
+    that kind) stretch by stretch, or held in ``samples`` (converted)."""
 
-    samples: bytes
+    frames: int
+    path: Path | None = None
+    samples: bytes | None = None
 
     @property
     def duration(self) -> float:
-        return len(self.samples) / (2 * RATE)
+        return self.frames / RATE
 
     def wav(self, start: float = 0.0, end: float | None = None) -> bytes:
         """The stretch ``[start, end)`` as a WAV file."""
-        first = max(round(start * RATE), 0) * 2
-        last = len(self.samples) if end is None else min(round(end * RATE) * 2, len(self.samples))
+        first = min(max(round(start * RATE), 0), self.frames)
+        last = self.frames if end is None else min(max(round(end * RATE), first), self.frames)
+        if self.samples is not None:
+            pcm = self.samples[first * 2 : last * 2]
+        else:
+            assert self.path is not None
+            with wave.open(str(self.path), "rb") as reader:
+                reader.setpos(first)
+                pcm = reader.readframes(last - first)
+        pcm += bytes(max(MIN_FRAMES * 2 - len(pcm), 0))  # silence after a very short stretch
         out = io.BytesIO()
         with wave.open(out, "wb") as writer:
             writer.setnchannels(1)
             writer.setsampwidth(2)
             writer.setframerate(RATE)
-            writer.writeframes(self.samples[first:last])
+            writer.writeframes(pcm)
         return out.getvalue()
 
 
 def read_audio(path: Path) -> _Audio:
-    """The file's samples at 16 kHz mono: read directly from such a WAV, else converted by ffmpeg."""
+    """The file at 16 kHz mono: such a WAV is read where a request needs it, anything else is
+    converted by ffmpeg first."""
     try:
         with wave.open(str(path), "rb") as reader:
             if (reader.getnchannels(), reader.getsampwidth(), reader.getframerate()) == (1, 2, RATE):
-                return _Audio(reader.readframes(reader.getnframes()))
+                return _Audio(reader.getnframes(), path=path)
     except (wave.Error, EOFError):
         pass
     except OSError as exc:
         raise InvalidModelOutput(f"cannot read the audio file: {exc}") from exc
-    return _Audio(_converted(path))
+    samples = _converted(path)
+    return _Audio(len(samples) // 2, samples=samples)
 
 
 def _converted(path: Path) -> bytes:

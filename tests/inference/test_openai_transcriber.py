@@ -193,6 +193,15 @@ def test_audio_in_another_format_is_converted_to_16_khz_mono(
     assert_inside(transcript, regions)
 
 
+def test_a_very_short_region_is_sent_with_silence_after_it(
+    server: WhisperAudioServer, transcriber: Callable[..., OpenAITranscriber], recording: Recording
+) -> None:
+    region = TimeSpan(start=1.0, end=1.04)  # OpenAI's API refuses audio under 0.1 s
+    transcript = transcriber().predict(TranscriptionInput(path=recording.path, regions=[region]))
+    assert server.seen[-1].seconds == 0.1
+    assert_inside(transcript, [region])
+
+
 def test_health_asks_the_models_route_with_the_key(transcriber: Callable[..., OpenAITranscriber]) -> None:
     model = transcriber()
     assert model.health().state == "not_loaded"
