@@ -28,6 +28,7 @@ from functions.api.app import create_app
 from functions.api.services import ApiServices
 from functions.ingest.spec import app as ingest_app
 from functions.runtime.deps import Deps
+from tests.speakers.seed import speaker_request
 
 PASSWORD = "correct horse battery staple"
 CALLERS = (
@@ -274,6 +275,12 @@ def _transcript(suffix: str) -> Callable[[World], Call]:
     return call
 
 
+def _speakers(world: World, route: str) -> Call:
+    stores = world.services.stores
+    method, path, body = speaker_request(stores.documents, stores.vectors, world.tenant, world.case_id, route)
+    return Call(method, path, json=body)
+
+
 CASE = "/api/v1/cases/{case_id}"
 CALLS: dict[tuple[str, str], Callable[[World], Call | Awaitable[Call]]] = {
     ("GET", "/healthz"): lambda w: Call("GET", "/healthz"),
@@ -310,6 +317,10 @@ CALLS: dict[tuple[str, str], Callable[[World], Call | Awaitable[Call]]] = {
     ("GET", CASE + "/media/{media_id}/transcript"): _transcript(""),
     ("GET", CASE + "/media/{media_id}/transcript.vtt"): _transcript(".vtt"),
     ("GET", CASE + "/media/{media_id}/transcript.srt"): _transcript(".srt"),
+    ("GET", CASE + "/speakers"): lambda w: Call("GET", f"/api/v1/cases/{w.case_id}/speakers"),
+    ("PATCH", CASE + "/speakers/{speaker_id}"): lambda w: _speakers(w, "rename"),
+    ("POST", CASE + "/speakers/{speaker_id}/merge"): lambda w: _speakers(w, "merge"),
+    ("POST", CASE + "/speakers/{speaker_id}/split"): lambda w: _speakers(w, "split"),
     ("POST", CASE + "/media"): _upload,
     ("POST", CASE + "/media:bulk"): _bulk,
     ("POST", CASE + "/uploads"): _begin,

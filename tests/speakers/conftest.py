@@ -17,6 +17,7 @@ import pytest
 from aima.model_settings import VoiceEmbedderSettings
 from aima.samples import Pause, Spoken, Utterance, write_script_wav
 from inference.cpu.voices import ResemblyzerVoiceEmbedder
+from tests.api.conftest import app, ingest_bus, services, settings, world  # noqa: F401 - the gateway's, for test_api
 
 WOMAN = "en-us+f3"
 MAN = "en-gb+m3"
