@@ -99,6 +99,7 @@ class Case(_Model):
     name: str = Field(min_length=1, max_length=200)
     status: str = "open"
     retention_days: int | None = Field(default=None, ge=1)
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$")
     created_at: datetime = Field(default_factory=utcnow)
 
 

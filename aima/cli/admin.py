@@ -158,8 +158,17 @@ def case() -> None:
 @click.argument("name")
 @click.option("--owner", default=None, help="Owner's username (default: the acting local owner).")
 @click.option("--retention-days", type=click.IntRange(min=1), default=None)
+@click.option(
+    "--language",
+    default=None,
+    metavar="CODE",
+    help="Transcribe the case's speech in this language (ISO 639-1/639-3 code, e.g. de) "
+    "instead of detecting it.",
+)
 @TENANT
-def case_create(name: str, owner: str | None, retention_days: int | None, tenant: str | None) -> None:
+def case_create(
+    name: str, owner: str | None, retention_days: int | None, language: str | None, tenant: str | None
+) -> None:
     """Create a case; its owner is --owner or the local owner."""
     with kernel(tenant) as k:
         owner_id = _user_id(k, owner) if owner else k.actor.user_id
@@ -167,7 +176,7 @@ def case_create(name: str, owner: str | None, retention_days: int | None, tenant
             raise CommandFailed(f"--owner is required: the CLI acts as {k.actor.name}, who owns no cases")
         scope = Scope.for_tenant(k.actor.tenant_id, k.actor.name)
         try:
-            row = k.cases.create(scope, name, owner_id, retention_days)
+            row = k.cases.create(scope, name, owner_id, retention_days, language=language)
         except (NotFound, ValueError) as exc:
             raise CommandFailed(str(exc)) from exc
         k.record("case.create", object=f"case/{row['id']}", case_id=str(row["id"]))

@@ -11,12 +11,17 @@ whoever asks (admins included), until another member has been made owner — own
 never dropped. The check runs after the change, in its transaction, which first takes a lock on the
 case's membership (`transaction_lock`: an advisory lock on PostgreSQL; SQLite's single writer
 serialises anyway), so two owners stepping down at the same moment cannot both succeed.
+
+A case may carry a ``language`` (an ISO 639-1 or 639-3 code, `LANGUAGE_PATTERN`): the language its
+speech is transcribed in, forced over the detection per segment (issue #14). None detects.
 """
 
 from __future__ import annotations
 
+import enum
+import re
 import uuid
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from sqlalchemy import CursorResult, Result, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -35,10 +40,22 @@ from events.catalogue import CaseCreated, CaseDeleted, make_event
 from events.envelope import CloudEvent, derived_event_id
 
 MAX_NAME = 200
+LANGUAGE_PATTERN = r"^[a-z]{2,3}$"
+"""A case's language: an ISO 639-1 (``de``) or 639-3 (``gsw``) code, lower case."""
 SOURCE = "/aima/kernel/cases"
 
 Row = dict[str, Any]
 Rows = list[Row]  # an alias, as `list` inside the class means CaseRepository.list
+
+
+class Keep(enum.Enum):
+    """The type of `KEEP`."""
+
+    KEEP = enum.auto()
+
+
+KEEP: Final = Keep.KEEP
+"""`CaseRepository.update`: leave this value as it is (None would clear it)."""
 
 
 class NotFound(LookupError):
@@ -70,6 +87,7 @@ class CaseRepository:
         owner_user_id: str,
         retention_days: int | None = None,
         *,
+        language: str | None = None,
         case_id: str | None = None,
         audit: AuditHook | None = None,
     ) -> Row:
@@ -78,11 +96,12 @@ class CaseRepository:
         The scope must be tenant-wide (a new case is in no narrower scope yet; the guard refuses the
         insert otherwise), and the owner must be a user of the tenant who may own cases. ``case_id``
         (default: a new UUID) lets the caller name the case in its ``audit`` record, which is
-        written in the same transaction.
+        written in the same transaction. ``language`` forces the language of the case's speech.
         """
         name = _check_name(name)
         if retention_days is not None and retention_days < 1:
             raise ValueError("retention_days must be at least 1")
+        language = _check_language(language)
         case_id = case_id or str(uuid.uuid4())
         now = utcnow()
         with scoped_session(self._db, scope) as session:
@@ -93,6 +112,7 @@ class CaseRepository:
                     tenant_id=scope.tenant_id,
                     name=name,
                     retention_days=retention_days,
+                    language=language,
                     created_at=now,
                     updated_at=now,
                 )
@@ -131,9 +151,30 @@ class CaseRepository:
 
         ``audit`` (here and in the other changes) runs in the change's transaction once it succeeded.
         """
-        name = _check_name(name)
+        return self.update(scope, case_id, name=name, audit=audit)
+
+    def update(
+        self,
+        scope: Scope,
+        case_id: str,
+        *,
+        name: str | Keep = KEEP,
+        language: str | Keep | None = KEEP,
+        audit: AuditHook | None = None,
+    ) -> bool:
+        """Change the case's name and/or language (None clears it) in one transaction; what is `KEEP`
+        stays. False if the case does not exist in the scope; with nothing to change, whether it does
+        (and ``audit`` runs all the same)."""
+        values: dict[str, Any] = {}
+        if not isinstance(name, Keep):
+            values["name"] = _check_name(name)
+        if not isinstance(language, Keep):
+            values["language"] = _check_language(language)
         with scoped_session(self._db, scope) as session:
-            result = session.execute(update(cases).where(cases.c.id == case_id).values(name=name))
+            if not values:
+                found = session.execute(select(cases.c.id).where(cases.c.id == case_id)).first()
+                return _audited(session, found is not None, audit)
+            result = session.execute(update(cases).where(cases.c.id == case_id).values(values))
             return _audited(session, _changed(result), audit)
 
     def delete_rows(self, scope: Scope, case_id: str, *, audit: AuditHook | None = None) -> bool:
@@ -293,6 +334,14 @@ def _check_name(name: str) -> str:
     if not 1 <= len(name) <= MAX_NAME:
         raise ValueError(f"a case name has 1 to {MAX_NAME} characters")
     return name
+
+
+def _check_language(language: str | None) -> str | None:
+    if language is not None and not re.fullmatch(LANGUAGE_PATTERN, language):
+        raise ValueError(
+            f"a case language is an ISO 639-1 or 639-3 code (2 or 3 lower-case letters), not {language!r}"
+        )
+    return language
 
 
 def _changed(result: Result[Any]) -> bool:

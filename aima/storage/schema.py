@@ -93,6 +93,7 @@ cases = Table(
     Column("name", String(200), nullable=False),
     Column("status", String(20), nullable=False, server_default="open"),
     Column("retention_days", Integer, nullable=True),
+    Column("language", String(3), nullable=True),  # ISO 639-1/-3: forces the language of its speech
     _created(),
     _updated(),
 )

@@ -12,12 +12,13 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from aima.config.schema import SECTIONS
 from aima.identity.passwords import MAX_LENGTH, MIN_LENGTH
 from aima.identity.users import MAX_USERNAME
-from aima.storage.cases import MAX_NAME
+from aima.storage.cases import LANGUAGE_PATTERN, MAX_NAME
 
 NO_NUL = r"^[^\x00]*$"
 TRIMMED = r"^[^\s\x00-\x1f]([^\x00]*[^\s\x00-\x1f])?$"
@@ -133,15 +134,36 @@ class ServiceToken(BaseModel):
 # --- cases -----------------------------------------------------------------------------------
 
 CaseName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME, pattern=TRIMMED)]
+CaseLanguage = Annotated[
+    str,
+    StringConstraints(pattern=LANGUAGE_PATTERN),
+    Field(
+        description="An ISO 639-1 or 639-3 code (`de`, `gsw`): the case's speech is transcribed in this "
+        "language instead of the one detected per segment.",
+        examples=["de"],
+    ),
+]
 
 
 class CaseCreate(_In):
     name: CaseName
     retention_days: int | None = Field(default=None, ge=1, le=36500)
+    language: CaseLanguage | None = None
 
 
 class CaseUpdate(_In):
-    name: CaseName
+    """Only the members sent change: ``name`` renames the case (it cannot be null); ``language``
+    sets the language its speech is transcribed in, ``null`` clears it (detection per segment)."""
+
+    name: CaseName | SkipJsonSchema[None] = None
+    language: CaseLanguage | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_no_null(cls, name: str | None) -> str:
+        if name is None:  # a sent null: an absent name is the default and not validated
+            raise ValueError("a case always has a name; leave it out to keep it")
+        return name
 
 
 class CaseOut(BaseModel):
@@ -150,6 +172,7 @@ class CaseOut(BaseModel):
     name: str
     status: str
     retention_days: int | None
+    language: str | None = Field(description="The language the case's speech is transcribed in, if forced.")
     created_at: datetime
     updated_at: datetime
 

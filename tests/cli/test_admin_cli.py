@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+
+from aima.storage.relational import Database
+from aima.storage.schema import cases
 
 PASSWORD = "correct horse battery staple"
 
@@ -109,3 +113,16 @@ def test_embedded_profile_acts_as_the_local_owner(tmp_path: Path) -> None:
     missing = aima(env, "media", "list", "no-such-case")
     assert missing.returncode == 1
     assert missing.stderr.startswith("aima: no case")
+
+
+def test_a_case_is_created_with_a_language(tmp_path: Path) -> None:
+    env = {"AIMA_DATA_DIR": str(tmp_path / "aima")}
+    created = aima(env, "case", "create", "Interview", "--language", "de")
+    assert created.returncode == 0, created.stderr
+    refused = aima(env, "case", "create", "Shouted", "--language", "German")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("aima: a case language is an ISO 639-1 or 639-3 code")
+    database = Database(f"sqlite:///{tmp_path / 'aima' / 'aima.db'}")
+    with database.engine.connect() as c:
+        assert c.execute(select(cases.c.name, cases.c.language)).all() == [("Interview", "de")]
+    database.dispose()

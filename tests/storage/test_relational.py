@@ -14,7 +14,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import delete, func, insert, inspect, select, text
+from sqlalchemy import delete, func, insert, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from aima.settings import Settings
@@ -129,6 +129,43 @@ def test_downgrade_to_base_removes_the_tables(db: Database) -> None:
     assert not TABLES & set(inspect(db.engine).get_table_names())
     db.migrate()
     assert set(inspect(db.engine).get_table_names()) >= TABLES
+
+
+def case_columns(db: Database) -> set[str]:
+    return {column["name"] for column in inspect(db.engine).get_columns("cases")}
+
+
+def test_the_case_language_migration_keeps_every_case_and_its_media(db: Database) -> None:
+    """0004 adds ``cases.language``; its downgrade drops it in place (no table recreate, which on
+    SQLite with foreign keys on would cascade-delete the cases' media): both ways keep the rows."""
+    with db.engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0003")
+    assert "language" not in case_columns(db)
+    case_id = add_case(db)
+    media_id = add_media(db, case_id)
+
+    db.migrate()
+
+    assert revision(db) == HEAD == "0004"
+    assert "language" in case_columns(db)
+    with db.session() as s:
+        assert s.scalar(select(cases.c.language).where(cases.c.id == case_id)) is None
+        s.execute(update(cases).where(cases.c.id == case_id).values(language="gsw"))
+    with db.session() as s:
+        assert s.scalar(select(cases.c.language).where(cases.c.id == case_id)) == "gsw"
+
+    with db.engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0003")
+
+    assert revision(db) == "0003"
+    assert "language" not in case_columns(db)
+    with db.engine.connect() as c:
+        assert c.execute(text("SELECT id, name FROM cases")).all() == [(case_id, "case")]
+        assert c.execute(text("SELECT id FROM media")).scalars().all() == [media_id]
+
+    db.migrate()
+    with db.session() as s:
+        assert s.execute(select(cases.c.id, cases.c.language)).all() == [(case_id, None)]
 
 
 def test_same_content_twice_in_a_case_is_refused(db: Database) -> None:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from fastapi import Response
 
 from aima.access.policy import Action
-from aima.storage.cases import LastOwner, NotFound
+from aima.storage.cases import KEEP, LastOwner, NotFound
 from functions.api.problems import Problem, problem_responses
 from functions.api.schemas import (
     CaseCreate,
@@ -47,6 +47,7 @@ def create_case(body: CaseCreate, access: Access) -> CaseOut:
             body.name,
             subject.user_id,
             body.retention_days,
+            language=body.language,
             case_id=case_id,
             audit=access.hook(case_id=case_id, object=f"case/{case_id}"),
         )
@@ -64,13 +65,25 @@ def get_case(case_id: CaseId, access: Access) -> CaseOut:
 
 
 @api_route(router, "PATCH", "/cases/{case_id}", action=Action.CASE_UPDATE)
-def rename_case(case_id: CaseId, body: CaseUpdate, access: Access) -> CaseOut:
+def update_case(case_id: CaseId, body: CaseUpdate, access: Access) -> CaseOut:
+    """Change what the body names: ``name``, and ``language`` (``null`` clears it). One audit record;
+    its detail names the members sent (and the language, never the name)."""
     cases = access.services.cases
+    sent = body.model_fields_set
+    detail: dict[str, object] = {"changed": sorted(sent)}
+    if "language" in sent:
+        detail["language"] = body.language
     try:
-        renamed = cases.rename(access.scope, case_id, body.name, audit=access.hook(object=f"case/{case_id}"))
+        updated = cases.update(
+            access.scope,
+            case_id,
+            name=body.name if body.name is not None else KEEP,
+            language=body.language if "language" in sent else KEEP,
+            audit=access.hook(object=f"case/{case_id}", detail=detail),
+        )
     except ValueError as exc:
         raise unprocessable(exc) from None
-    row = cases.get(access.scope, case_id) if renamed else None
+    row = cases.get(access.scope, case_id) if updated else None
     if row is None:
         raise not_found("case")
     return CaseOut.model_validate(row)
