@@ -12,7 +12,6 @@ from aima.model_settings import ModelsSettings, ModelTask, model_env
 from aima.settings import SettingsError, load_settings
 from inference.registry import check_models
 
-
 CPU_DEFAULTS = {
     ModelTask.SPEECH_DETECTOR: "silero",
     ModelTask.TRANSCRIBER: "faster-whisper",
