@@ -7,7 +7,7 @@ merge while the mean similarity between their turns is at least that), in three 
    turns of at least ``reliable_s``; if none of those either, all turns). Short turns carry less
    voice: on real speech they split clusters that the long ones hold together;
 2. every other turn joins the cluster whose centroid it is most similar to, if at least
-   ``similarity``;
+   ``attach_similarity`` (a turn against a centroid: a little lower than turn against turns);
 3. the turns left over of at least ``reliable_s`` are clustered among themselves (a voice that
    only ever speaks briefly); the shorter ones stay unassigned (too short to tell who spoke).
 
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 class ClusterOptions:
     similarity: float = 0.70
     """Average-linkage cut: mean cosine similarity between two groups' turns to be one voice."""
+    attach_similarity: float = 0.65
+    """A shorter turn joins the most similar cluster's centroid if at least this similar."""
     anchor_s: float = 2.0
     """Turns at least this long form the clusters; shorter ones join them."""
     reliable_s: float = 1.0
@@ -60,7 +62,7 @@ def cluster_turns(
         left = []
         for row, turn in enumerate(rest):
             best = int(np.argmax(similarity[row]))
-            if similarity[row, best] >= options.similarity:
+            if similarity[row, best] >= options.attach_similarity:
                 clusters[best].append(turn)
             else:
                 left.append(turn)
