@@ -3,6 +3,9 @@ invented over silence or noise, nothing dropped, chunks that fail or crash, clea
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import wave
 from collections.abc import Sequence
 from pathlib import Path
@@ -275,3 +278,43 @@ def test_a_model_folder_that_is_not_there_is_not_configured_not_retried() -> Non
     assert model.health().state == "not_configured"
     with pytest.raises(ModelNotConfigured, match="nowhere"):
         model.load()
+
+
+def test_a_worker_killed_mid_file_resumes_at_the_first_unfinished_chunk(
+    env: Env, recordings: dict[str, Recording], tmp_path: Path
+) -> None:
+    """SIGKILL while the third chunk is being transcribed; the redelivered event skips the two
+    checkpointed chunks and the transcript is complete."""
+    event = env.extracted(recordings["english"].path)
+    folder = tmp_path  # the env's stores live here
+
+    def run_worker(kill_at: int) -> tuple[int, list[float]]:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tests.transcribe.crash_run",
+                str(folder),
+                event.model_dump_json(),
+                str(kill_at),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        return proc.returncode, [float(line) for line in proc.stdout.split()]
+
+    code, first = run_worker(kill_at=3)
+    assert code == -signal.SIGKILL
+    assert len(first) == 3
+    assert env.transcripts.latest(env.tenant_id, env.case_id, (event.data or {})["media_id"]) is None
+    assert sorted(env.transcripts.chunks(env.tenant_id, env.case_id, event.id)) == [0, 1]
+    code, second = run_worker(kill_at=0)
+    assert code == 0
+    assert len(second) == 2, "only the unfinished chunks are transcribed again"
+    assert second[0] == first[2] < second[1]
+    transcript = stored(env, event)
+    assert len(transcript.speech) == 4
+    reference = " ".join(span.utterance.text for span in recordings["english"].spans)
+    assert accuracy(reference, " ".join(s.text for s in transcript.speech)) >= 0.85
