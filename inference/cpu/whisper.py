@@ -43,6 +43,7 @@ from inference.cpu.assets import (
     whisper_parts_installed,
 )
 from inference.errors import InvalidModelOutput, ModelNotConfigured
+from inference.sessions import ctranslate2_options
 from inference.tasks.common import TimeSpan
 from inference.tasks.speech import Transcriber, Transcript, TranscriptionInput, TranscriptSegment, Word
 
@@ -118,13 +119,9 @@ class WhisperTranscriber(Transcriber):
             folder = whisper_model_dir(self.name)
         except ModelAssetError as exc:
             raise ModelNotConfigured(str(exc)) from exc
-        self._model = WhisperModel(
-            str(folder),
-            device="cpu",
-            compute_type=str(self.option("compute_type", "int8")),
-            cpu_threads=self.threads,
-            num_workers=1,
-        )
+        options = ctranslate2_options(self.settings)
+        options["compute_type"] = str(self.option("compute_type", options["compute_type"]))
+        self._model = WhisperModel(str(folder), **options)
 
     def _unload(self) -> None:
         self._model = None
