@@ -12,6 +12,7 @@ from aima.identity.keys import KeyRing
 from aima.identity.oidc import ExternalIssuer, external_issuer_from_settings
 from aima.identity.tokens import TokenService
 from aima.identity.users import UserDirectory
+from aima.model_settings import ModelTask
 from aima.settings import Settings
 from aima.storage.audit import AuditLog
 from aima.storage.cases import CaseRepository
@@ -26,6 +27,7 @@ from events.relay import OutboxRelay
 from functions.api.auditing import AuditWriter
 from functions.api.forwarding import IngestClient
 from functions.api.ratelimit import RateLimiter
+from inference.pool import ModelPool
 
 
 @dataclass
@@ -49,6 +51,9 @@ class ApiServices:
     ingest: IngestClient
     relay: OutboxRelay
     external: ExternalIssuer | None = None
+    models: ModelPool | None = None
+    """The models of the gateway's own work (the text embedder for search queries)."""
+    own_models: bool = False
 
     @classmethod
     def open(
@@ -59,6 +64,7 @@ class ApiServices:
         bus: EventBus | None = None,
         ingest_transport: httpx.AsyncBaseTransport | None = None,
         relay: OutboxRelay | None = None,
+        models: ModelPool | None = None,
     ) -> ApiServices:
         """Open the stores (migrated) and the bus (not started: see `start`) chosen by ``settings``;
         ingest is called at ``settings.function_urls["ingest"]`` (through ``ingest_transport`` if given).
@@ -93,6 +99,11 @@ class ApiServices:
             health.add(name, check, critical=name not in optional)
         health.add("bus", bus.health)
         health.add("rate-limiter", limiter.health, critical="rate-limiter" not in optional)
+        own_models = models is None
+        models = models or ModelPool.from_settings(settings)
+        # search answers 503 without its text embedder; the gateway's other routes do not need it
+        for name, check in models.readiness_checks([ModelTask.TEXT_EMBEDDER]).items():
+            health.add(name, check, critical=False)
         return cls(
             settings=settings,
             stores=stores,
@@ -110,6 +121,8 @@ class ApiServices:
             ingest=IngestClient.from_settings(settings, tokens=tokens, transport=ingest_transport),
             external=external,
             relay=relay or OutboxRelay(Outbox(db), bus),
+            models=models,
+            own_models=own_models,
         )
 
     async def start(self) -> None:
@@ -127,4 +140,6 @@ class ApiServices:
         await asyncio.to_thread(self.audit_writer.close)
         if self.external is not None:
             self.external.close()
+        if self.models is not None and self.own_models:
+            await asyncio.to_thread(self.models.close)
         self.stores.close()

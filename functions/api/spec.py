@@ -20,7 +20,12 @@ def app(deps: Deps) -> FastAPI:
     local = deps.local_apps.get(INGEST)
     transport = httpx.ASGITransport(app=local) if local is not None else None
     services = ApiServices.open(
-        deps.settings, stores=deps.stores, bus=deps.bus, ingest_transport=transport, relay=deps.relay
+        deps.settings,
+        stores=deps.stores,
+        bus=deps.bus,
+        ingest_transport=transport,
+        relay=deps.relay,
+        models=deps.models,
     )
     return create_app(services, close_services=True)
 

@@ -321,6 +321,7 @@ CALLS: dict[tuple[str, str], Callable[[World], Call | Awaitable[Call]]] = {
     ("PATCH", CASE + "/speakers/{speaker_id}"): lambda w: _speakers(w, "rename"),
     ("POST", CASE + "/speakers/{speaker_id}/merge"): lambda w: _speakers(w, "merge"),
     ("POST", CASE + "/speakers/{speaker_id}/split"): lambda w: _speakers(w, "split"),
+    ("GET", CASE + "/search"): lambda w: Call("GET", f"{CASE.format(case_id=w.case_id)}/search?q=fire"),
     ("POST", CASE + "/media"): _upload,
     ("POST", CASE + "/media:bulk"): _bulk,
     ("POST", CASE + "/uploads"): _begin,

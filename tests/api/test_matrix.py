@@ -45,6 +45,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("PATCH", "/api/v1/cases/{case_id}/speakers/{speaker_id}"): "200 200 200 403 404 403 404 404 401",
     ("POST", "/api/v1/cases/{case_id}/speakers/{speaker_id}/merge"): "200 200 200 403 404 403 404 404 401",
     ("POST", "/api/v1/cases/{case_id}/speakers/{speaker_id}/split"): "201 201 201 403 404 403 404 404 401",
+    ("GET", "/api/v1/cases/{case_id}/search"): "200 200 200 200 404 200 404 404 401",
     ("POST", "/api/v1/cases/{case_id}/media"): "201 201 201 403 404 403 404 404 401",
     ("POST", "/api/v1/cases/{case_id}/media:bulk"): "201 201 201 403 404 403 404 404 401",
     ("POST", "/api/v1/cases/{case_id}/uploads"): "201 201 201 403 404 403 404 404 401",
