@@ -31,6 +31,7 @@ LAZY = {
     "case": "aima.cli.admin:case",
     "config": "aima.cli.admin:config",
     "media": "aima.cli.admin:media",
+    "search": "aima.cli.search:search_command",
     "serve": "aima.cli.serve:serve_command",
     "transcript": "aima.cli.transcripts:transcript",
     "upload": "aima.cli.upload:upload_command",
