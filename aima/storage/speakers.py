@@ -37,7 +37,7 @@ import base64
 import math
 import uuid
 from array import array
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal
@@ -220,13 +220,23 @@ class CaseSpeakerRepository:
         documents: DocumentStore,
         *,
         transcripts: TranscriptRepository | None = None,
-        vectors: VectorStore | None = None,
+        vectors: VectorStore | Callable[[], VectorStore] | None = None,
         cache: Cache | None = None,
     ) -> None:
+        """``vectors`` may be a function returning the store, so it is opened on first use."""
         self._docs = documents
         self._transcripts = transcripts or TranscriptRepository(documents)
-        self._vectors = vectors
+        self._vectors_of = vectors
         self._cache = cache
+
+    @property
+    def _vectors(self) -> VectorStore | None:
+        found = self._vectors_of
+        if found is None or isinstance(found, VectorStore):
+            return found
+        store = found()
+        self._vectors_of = store
+        return store
 
     @contextmanager
     def locked(self, case_id: str, *, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
@@ -492,9 +502,10 @@ class CaseSpeakerRepository:
         """Upsert the file speakers and their centroids (``voices`` vectors with the same ids)."""
         if not speakers:
             return
-        if self._vectors is None:
+        vectors = self._vectors
+        if vectors is None:
             raise RuntimeError("saving file speakers needs the vector store")
-        self._vectors.upsert(
+        vectors.upsert(
             VOICES,
             [
                 VectorRecord(fs.id, fs.tenant_id, fs.case_id, fs.media_id, fs.centroid(), ref=fs.id)

@@ -113,15 +113,16 @@ class SpeakersCore:
         objects: ObjectStore,
         transcripts: TranscriptRepository,
         speakers: CaseSpeakerRepository,
-        vectors: VectorStore,
+        vectors: Callable[[], VectorStore],
         *,
         embedder: Callable[[], VoiceEmbedder],
         rules_for: Callable[[str], TenantRules] = lambda tenant_id: TenantRules(),
         options: SpeakerOptions = SpeakerOptions(),
         workdir: Path | None = None,
     ) -> None:
-        """``embedder`` returns the process's voice model (raising `ModelNotConfigured` when there
-        is none); ``rules_for(tenant_id)`` reads the tenant's configuration."""
+        """``vectors`` returns the vector store (opened on first use); ``embedder`` the process's
+        voice model (raising `ModelNotConfigured` when there is none); ``rules_for(tenant_id)``
+        reads the tenant's configuration."""
         self._objects = objects
         self._transcripts = transcripts
         self._speakers = speakers
@@ -224,7 +225,7 @@ class SpeakersCore:
         pins = self._speakers.pins(tenant_id, case_id, media_id)
         groups = self._groups(turns, vectors, pins)
         if groups and not self._collection_ready:
-            ensure_collection_for(self._vectors, model)
+            ensure_collection_for(self._vectors(), model)
             self._collection_ready = True
         new = 0
         with self._speakers.locked(case_id):
@@ -311,7 +312,7 @@ class SpeakersCore:
         candidates: list[tuple[float, int, str]] = []
         for number, group in enumerate(groups):
             centroid = _centroid(vectors[group.turns])
-            hits = self._vectors.search(
+            hits = self._vectors().search(
                 VOICES, centroid, tenant_id=tenant_id, case_id=case_id, limit=self._options.search_limit
             )
             close = [hit for hit in hits if hit.score >= threshold]

@@ -21,13 +21,13 @@ def build(deps: Deps) -> SpeakersCore:
     stores = deps.stores
     transcripts = TranscriptRepository(stores.documents)
     speakers = CaseSpeakerRepository(
-        stores.documents, transcripts=transcripts, vectors=stores.vectors, cache=stores.cache
+        stores.documents, transcripts=transcripts, vectors=lambda: stores.vectors, cache=stores.cache
     )
     return SpeakersCore(
         stores.objects,
         transcripts,
         speakers,
-        stores.vectors,
+        lambda: stores.vectors,
         embedder=lambda: deps.models.get(VoiceEmbedder),
         rules_for=tenant_rules(deps.config),
     )

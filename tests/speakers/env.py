@@ -71,7 +71,7 @@ class Env:
             self.objects,
             self.transcripts,
             self.speakers,
-            self.vectors,
+            lambda: self.vectors,
             embedder=self.embedder,
             rules_for=lambda tenant_id: self.rules,
         )
