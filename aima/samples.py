@@ -165,6 +165,8 @@ CONVERSATION: tuple[Utterance | Pause, ...] = (
     Pause(0.8),
     Pause(1.5, noise=0.05),
     Utterance("No. Nobody came to the door after ten o'clock.", "en-us+f3", "en"),
+    Pause(1.0),
+    Utterance("But later I heard a woman shout: please help me, let me go.", "en-us+f3", "en"),
 )
 """The sample conversation of `make run`: an officer (one voice, English and German) and a
 witness (another voice, English)."""

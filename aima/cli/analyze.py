@@ -30,6 +30,8 @@ from events.catalogue import (
     FramesExtracted,
     MediaFailed,
     MediaProbed,
+    PhrasesMatched,
+    SpeakersCompleted,
     TranscriptCompleted,
     parse_data,
 )
@@ -53,9 +55,11 @@ KNOWN = (
     FramesExtracted.TYPE,
     AudioExtracted.TYPE,
     TranscriptCompleted.TYPE,
+    SpeakersCompleted.TYPE,
+    PhrasesMatched.TYPE,
     MediaFailed.TYPE,
 )
-SHOWN_SEGMENTS = 6
+SHOWN_SEGMENTS = 8
 
 Echo = Callable[[str], None]
 
@@ -152,7 +156,7 @@ async def run_analysis(
         echo("")
         counts = {
             spec.name: sum(1 for evs in results.values() for e in evs if e.source.endswith("/" + spec.name))
-            for spec in steps
+            for spec in sorted(steps, key=_pipeline_order)
         }
         echo("steps run: " + ", ".join(f"{n} ({c} result{'s' if c != 1 else ''})" for n, c in counts.items()))
         missing = [label for step, label in NOT_YET.items() if step not in specs]
@@ -198,8 +202,28 @@ def _describe(events: list[CloudEvent]) -> Iterator[str]:
             yield f"audio: {data.duration_s:.2f} s extracted at {data.sample_rate} Hz mono for transcription"
         elif isinstance(data, TranscriptCompleted):
             yield _transcript_summary(data)
+        elif isinstance(data, SpeakersCompleted):
+            yield (
+                f"speakers: not run: {data.reason}"
+                if data.status == "not_run"
+                else f"speakers: {data.speakers} in the file, {data.case_speakers} case speaker(s) "
+                f"({data.new_case_speakers} new), {data.turns} turn(s) labelled"
+            )
+        elif isinstance(data, PhrasesMatched):
+            cues = ", ".join(f"{name} {count}" for name, count in sorted(data.categories.items()))
+            yield (
+                f"cues: not run: {data.reason}"
+                if data.status == "not_run"
+                else f"cues: {data.indexed_segments} segment(s) indexed for search, "
+                f"{data.result_count} spoken cue(s) for review{f' ({cues})' if cues else ''}"
+            )
         else:
             yield f"{event.source.rsplit('/', 1)[-1]}: {event.type}"
+
+
+def _pipeline_order(spec: FunctionSpec) -> tuple[int, str]:
+    order = ("probe", "transcribe", "speakers", "cues")
+    return (order.index(spec.name) if spec.name in order else len(order), spec.name)
 
 
 def _transcript_summary(data: TranscriptCompleted) -> str:
