@@ -24,10 +24,12 @@ import gc
 import importlib.util
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+from aima.model_settings import ModelSettings
 from inference.errors import ModelNotConfigured
 from inference.tasks.text import TextEmbedder, TextEmbeddings, TextsInput
 
@@ -49,7 +51,12 @@ class MiniLMTextEmbedder(TextEmbedder):
     backend: ClassVar[str] = "sentence-transformers"
     extra: ClassVar[str] = "text"
 
-    _model: Any = None
+    def __init__(self, settings: ModelSettings) -> None:
+        super().__init__(settings)
+        self._model: Any = None
+        self._calls = threading.Lock()
+        """One encode at a time: the tokenizer (Rust) refuses to be used by two threads at once, and
+        the callers of one process (the cues step, the gateway's search) share the model."""
 
     # -- dimension, without loading where the folder states it ---------------------------------
 
@@ -119,7 +126,7 @@ class MiniLMTextEmbedder(TextEmbedder):
         model = self._model
         if model is None:  # unloaded between load and call: predict holds the load
             raise RuntimeError("the text embedder is not loaded")
-        with torch_threads(self.threads):
+        with self._calls, torch_threads(self.threads):
             vectors = model.encode(
                 list(inputs.texts),
                 batch_size=self.settings.batch_size,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,14 @@ def test_a_folder_of_ones_own_is_used_as_it_is(tmp_path: Path) -> None:
     (tmp_path / "modules.json").write_text('[{"type": "sentence_transformers.models.Dense", "path": "2"}]')
     assert model_folder(str(tmp_path)) == tmp_path
     assert declared_dimension(tmp_path) is None  # a dense layer may resize: only loading tells
+
+
+def test_calls_from_several_threads_share_the_model_safely(embedder: MiniLMTextEmbedder) -> None:
+    texts = [f"call number {i} from another thread about the harbour" for i in range(8)]
+    expected = embedder.predict(TextsInput(texts=texts)).vectors
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(
+            pool.map(lambda text: embedder.predict(TextsInput(texts=[text])).vectors[0], texts * 3)
+        )
+    for got, want in zip(answers, expected * 3, strict=True):
+        assert cosine(got, want) > 0.9999
