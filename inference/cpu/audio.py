@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import wave
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:  # numpy is imported when audio is read, not with this module (cold start)
+    import numpy as np
+    import numpy.typing as npt
+
+    Samples = npt.NDArray[np.float32]
+else:
+    Samples = Any
 
 RATE = 16000
-
-Samples = npt.NDArray[np.float32]
 
 
 class AudioError(ValueError):
@@ -35,6 +39,8 @@ def read(path: Path, start: float = 0.0, end: float | None = None) -> Samples:
         last = total if end is None else min(max(round(end * RATE), first), total)
         source.setpos(first)
         raw = source.readframes(last - first)
+    import numpy as np
+
     if len(raw) < 2 * (last - first):
         raise AudioError(f"the audio ends early: {len(raw) // 2} of {last - first} samples could be read")
     return (np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0).astype(np.float32)

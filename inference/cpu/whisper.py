@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-
 from inference.cpu import audio
 from inference.cpu.assets import (
     WHISPER_BASE_SHA256,
@@ -188,6 +186,7 @@ class WhisperTranscriber(Transcriber):
 
     def _encode(self, regions: Sequence[_Region], *, padded: bool) -> Any:
         import ctranslate2
+        import numpy as np
 
         extractor = self._model.feature_extractor
         tail = np.zeros(int(float(self.option("tail_s", 1.0)) * audio.RATE), dtype=np.float32)
@@ -275,6 +274,7 @@ class WhisperTranscriber(Transcriber):
         return int(self._model.hf_tokenizer.token_to_id("<|endoftext|>"))
 
     def _segment(self, region: _Region, result: _Decoded, encoded: Any, row: int) -> TranscriptSegment | None:
+        import numpy as np
         from faster_whisper.tokenizer import Tokenizer
 
         if not result.tokens:
@@ -322,6 +322,7 @@ class WhisperTranscriber(Transcriber):
     @staticmethod
     def _rows(encoded: Any, rows: list[int]) -> Any:
         import ctranslate2
+        import numpy as np
 
         array = np.asarray(encoded)
         return ctranslate2.StorageView.from_array(np.ascontiguousarray(array[rows]))
@@ -329,6 +330,8 @@ class WhisperTranscriber(Transcriber):
 
 def _split(span: TimeSpan) -> list[TimeSpan]:
     """A region longer than one window, cut into equal pieces under `MAX_REGION_S`."""
+    import numpy as np
+
     length = span.end - span.start
     pieces = max(1, int(np.ceil(length / MAX_REGION_S)))
     step = length / pieces

@@ -44,7 +44,7 @@ settings = load_settings(models={
 })
 pool = ModelPool.from_settings(settings, registry)
 pool.model("narrator"); pool.model("text_embedder")   # created (backend modules imported), not loaded
-pool.statuses(["transcriber"])
+pool.statuses(["transcriber", "speech_detector", "voice_embedder"])  # the CPU defaults: made, not loaded
 print(json.dumps(sorted(sys.modules)))
 """
 
@@ -86,8 +86,10 @@ def test_builtin_entries_resolve_to_their_task_classes() -> None:
         cls = REGISTRY.resolve(task, backend)
         assert cls.task == task
         assert cls.backend == backend
-    assert REGISTRY.backends(ModelTask.TEXT_EMBEDDER) == ["kserve", "openai"]
-    assert REGISTRY.backends(ModelTask.TRANSCRIBER) == []
+    assert REGISTRY.backends(ModelTask.TEXT_EMBEDDER) == ["kserve", "openai", "sentence-transformers"]
+    assert REGISTRY.backends(ModelTask.TRANSCRIBER) == ["faster-whisper", "openai"]
+    assert REGISTRY.backends(ModelTask.SPEECH_DETECTOR) == ["silero"]
+    assert REGISTRY.backends(ModelTask.VOICE_EMBEDDER) == ["resemblyzer"]
 
 
 class EchoTranscriber(Transcriber):
