@@ -253,7 +253,8 @@ def _refresh(world: World) -> Call:
 
 
 def _transcript(suffix: str) -> Callable[[World], Call]:
-    """The export of a transcript of the shared case (stored on first use) as JSON, .vtt or .srt."""
+    """A transcript of the shared case (stored on first use): read as JSON, its versions, or exported as
+    .vtt or .srt."""
 
     def call(world: World) -> Call:
         media_id, transcripts = "transcribed", TranscriptRepository(world.services.stores.documents)
@@ -315,6 +316,7 @@ CALLS: dict[tuple[str, str], Callable[[World], Call | Awaitable[Call]]] = {
     ("GET", CASE + "/media"): lambda w: Call("GET", f"/api/v1/cases/{w.case_id}/media"),
     ("GET", CASE + "/export"): lambda w: Call("GET", f"/api/v1/cases/{w.case_id}/export"),
     ("GET", CASE + "/media/{media_id}/transcript"): _transcript(""),
+    ("GET", CASE + "/media/{media_id}/transcript/versions"): _transcript("/versions"),
     ("GET", CASE + "/media/{media_id}/transcript.vtt"): _transcript(".vtt"),
     ("GET", CASE + "/media/{media_id}/transcript.srt"): _transcript(".srt"),
     ("GET", CASE + "/speakers"): lambda w: Call("GET", f"/api/v1/cases/{w.case_id}/speakers"),

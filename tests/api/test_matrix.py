@@ -38,7 +38,11 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("DELETE", "/api/v1/cases/{case_id}/members/{user_id}"): "204 204 403 403 404 403 404 404 401",
     ("GET", "/api/v1/cases/{case_id}/media"): "200 200 200 200 404 200 404 404 401",
     ("GET", "/api/v1/cases/{case_id}/export"): "200 200 200 403 404 403 404 404 401",
-    ("GET", "/api/v1/cases/{case_id}/media/{media_id}/transcript"): "200 200 200 403 404 403 404 404 401",
+    ("GET", "/api/v1/cases/{case_id}/media/{media_id}/transcript"): "200 200 200 200 404 200 404 404 401",
+    (
+        "GET",
+        "/api/v1/cases/{case_id}/media/{media_id}/transcript/versions",
+    ): "200 200 200 200 404 200 404 404 401",
     ("GET", "/api/v1/cases/{case_id}/media/{media_id}/transcript.vtt"): "200 200 200 403 404 403 404 404 401",
     ("GET", "/api/v1/cases/{case_id}/media/{media_id}/transcript.srt"): "200 200 200 403 404 403 404 404 401",
     ("GET", "/api/v1/cases/{case_id}/speakers"): "200 200 200 200 404 200 404 404 401",

@@ -1,5 +1,6 @@
-"""Transcript exports over the API: JSON, WebVTT and SRT downloads, versions, who may export, the
-audit record of each export, 404s and a transcript that was not run."""
+"""Transcripts over the API: the JSON document and the list of versions (reads, for viewers too), WebVTT
+and SRT subtitles (exports), versions, who may read and who may export, the audit record of each call,
+404s and a transcript that was not run."""
 
 from __future__ import annotations
 
@@ -75,14 +76,22 @@ def path(world: World, media_id: str, suffix: str = "", case_id: str | None = No
     return f"/api/v1/cases/{case_id or world.case_id}/media/{media_id}/transcript{suffix}"
 
 
-def exports(world: World, after: int) -> list[dict[str, Any]]:
+def records(world: World, after: int, action: str) -> list[dict[str, Any]]:
     with world.services.stores.db.engine.connect() as c:
         rows = c.execute(
             select(audit_log)
-            .where(audit_log.c.seq > after, audit_log.c.action == "case.export")
+            .where(audit_log.c.seq > after, audit_log.c.action == action)
             .order_by(audit_log.c.seq)
         )
         return [dict(row._mapping) for row in rows]
+
+
+def exports(world: World, after: int) -> list[dict[str, Any]]:
+    return records(world, after, "case.export")
+
+
+def reads(world: World, after: int) -> list[dict[str, Any]]:
+    return records(world, after, "media.read")
 
 
 def last_seq(world: World) -> int:
@@ -150,10 +159,10 @@ async def test_a_version_is_chosen_with_the_query(world: World) -> None:
         assert answer.status_code == 422
 
 
-async def test_who_may_export(world: World) -> None:
+async def test_who_may_read_and_who_may_export(world: World) -> None:
     media_id = "m-" + uuid.uuid4().hex[:8]
     add_transcript(world, media_id)
-    expected = {
+    exporters = {
         "admin": 200,
         "owner": 200,
         "analyst": 200,
@@ -164,8 +173,9 @@ async def test_who_may_export(world: World) -> None:
         "other_admin": 404,
         "anonymous": 401,
     }
-    assert set(expected) == set(CALLERS)
-    for suffix in FORMATS:
+    readers = exporters | {"viewer": 200, "guest_member": 200}  # reviewers read in the workspace
+    assert set(exporters) == set(CALLERS)
+    for suffix, expected in {"": readers, "/versions": readers, ".vtt": exporters, ".srt": exporters}.items():
         got = {}
         for caller in CALLERS:
             response = await world.client.get(path(world, media_id, suffix), headers=world.headers(caller))
@@ -178,7 +188,8 @@ async def test_who_may_export(world: World) -> None:
 async def test_every_export_writes_one_export_record(world: World) -> None:
     media_id = "m-" + uuid.uuid4().hex[:8]
     add_transcript(world, media_id)
-    for suffix, (_, fmt) in FORMATS.items():
+    for suffix in (".vtt", ".srt"):
+        fmt = FORMATS[suffix][1]
         before = last_seq(world)
         response = await world.client.get(path(world, media_id, suffix), headers=world.headers("analyst"))
         assert response.status_code == 200
@@ -202,10 +213,87 @@ async def test_every_export_writes_one_export_record(world: World) -> None:
 
     before = last_seq(world)
     assert (
-        await world.client.get(path(world, "nothing-here"), headers=world.headers("owner"))
+        await world.client.get(path(world, "nothing-here", ".srt"), headers=world.headers("owner"))
     ).status_code == 404
     [failed] = exports(world, before)
     assert (failed["outcome"], failed["detail"]["error"]) == ("failed", "not-found")
+
+
+async def test_every_read_writes_one_read_record_and_no_export(world: World) -> None:
+    media_id = "m-" + uuid.uuid4().hex[:8]
+    add_transcript(world, media_id)
+    add_transcript(world, media_id)  # version 2
+    for params, version in (({}, 2), ({"version": 1}, 1)):
+        before = last_seq(world)
+        response = await world.client.get(
+            path(world, media_id), params=params, headers=world.headers("viewer")
+        )
+        assert response.status_code == 200
+        assert response.json()["transcript"]["version"] == version
+        assert exports(world, before) == []
+        [record] = reads(world, before)
+        assert (record["actor"], record["outcome"], record["case_id"]) == (
+            world.users["viewer"].id,
+            "allowed",
+            world.case_id,
+        )
+        assert record["object"] == f"media/{media_id}/transcript/v{version}"
+        assert record["detail"]["version"] == version
+        assert record["request_id"] == response.headers["x-request-id"]
+
+    before = last_seq(world)
+    listed = await world.client.get(path(world, media_id, "/versions"), headers=world.headers("guest_member"))
+    assert listed.status_code == 200
+    [record] = reads(world, before)
+    assert (record["actor"], record["object"]) == (
+        world.users["guest_member"].id,
+        f"media/{media_id}/transcript",
+    )
+    assert record["detail"]["versions"] == 2
+    assert exports(world, before) == []
+
+    for suffix in ("", "/versions"):
+        before = last_seq(world)
+        missing = await world.client.get(path(world, "nothing-here", suffix), headers=world.headers("viewer"))
+        assert missing.status_code == 404
+        [failed] = reads(world, before)
+        assert (failed["outcome"], failed["detail"]["error"]) == ("failed", "not-found")
+
+        before = last_seq(world)
+        hidden = await world.client.get(path(world, media_id, suffix), headers=world.headers("nonmember"))
+        assert hidden.status_code == 404
+        [denied] = reads(world, before)
+        assert (denied["actor"], denied["outcome"]) == (world.users["nonmember"].id, "denied")
+
+
+async def test_the_versions_say_when_what_and_how_much_without_segments(world: World) -> None:
+    media_id = "m-" + uuid.uuid4().hex[:8]
+    model = {"name": "whisper-small", "version": "1", "backend": "cpu"}
+    add_transcript(world, media_id, model=model)
+    add_transcript(world, media_id, status="not_run", reason="no transcriber configured", segments=[])
+    response = await world.client.get(path(world, media_id, "/versions"), headers=world.headers("viewer"))
+    assert response.status_code == 200
+    first, second = response.json()
+    assert (first["version"], first["status"], first["reason"], first["model"]) == (
+        1,
+        "completed",
+        None,
+        model,
+    )
+    assert (first["segments"], first["speech_segments"], first["speakers"]) == (3, 2, 2)
+    assert first["duration_s"] == 8.0
+    assert "created_at" in first
+    assert (second["version"], second["status"], second["reason"]) == (
+        2,
+        "not_run",
+        "no transcriber configured",
+    )
+    assert (second["segments"], second["speech_segments"], second["speakers"], second["model"]) == (
+        0,
+        0,
+        0,
+        None,
+    )
 
 
 async def test_no_transcript_is_404_and_another_case_s_is_not_found(world: World) -> None:

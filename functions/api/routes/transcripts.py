@@ -1,31 +1,39 @@
-"""A media file's transcript, exported: JSON, WebVTT or SRT subtitles (`aima.subtitles`).
+"""A media file's transcript: read as JSON in the review workspace, exported as WebVTT or SRT
+subtitles (`aima.subtitles`).
 
 * ``GET /cases/{case_id}/media/{media_id}/transcript``: the JSON document (`TranscriptExport`: the
-  transcript, its versions, the case's names of its speakers, who exported it when);
+  transcript, its versions, the case's names of its speakers, who asked for it when);
+* ``GET .../transcript/versions``: the stored versions (`TranscriptVersion`: when, status, model,
+  counts), oldest first, without their segments;
 * ``GET .../transcript.vtt``: WebVTT (``text/vtt``), speakers as voice spans;
 * ``GET .../transcript.srt``: SubRip (``application/x-subrip``), speakers as ``Name:``.
 
-Each takes ``?version=N`` (default: the latest) and answers as a download
-(``Content-Disposition: attachment; filename="<media name>.transcript-v<N>.<ext>"``). Taking a
-transcript out of the case is an export: the routes need ``case.export`` (owners and analysts of
-the case, the tenant's admins; viewers and guests get 403, non-members 404) and each call writes one
-``case.export`` audit record naming the media, the version and the format. No transcript (or no
-such version) is a 404 problem; a transcript whose step did not run (``not_run``, e.g. no model
-configured) or failed exports as JSON, with its status and reason, but has no subtitles: 409 with
-that reason.
+The document and the subtitles take ``?version=N`` (default: the latest) and answer as a download
+(``Content-Disposition: attachment; filename="<media name>.transcript-v<N>.<ext>"``). Reading the
+JSON document and the versions is reading the case's media: ``media.read`` (every member of the
+case, viewers and guests too, and the tenant's admins; non-members 404), one ``media.read`` audit
+record per call naming the media and the version (for the document) or the number of versions.
+Subtitles are files taken out of the case, an export: ``case.export`` (owners and analysts of the
+case, the tenant's admins; viewers and guests get 403, non-members 404) and one ``case.export``
+record per call naming the media, the version and the format. No transcript (or no such version)
+is a 404 problem; a transcript whose step did not run (``not_run``, e.g. no model configured) or
+failed reads as JSON, with its status and reason, but has no subtitles: 409 with that reason.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Path, Query, Response
+from pydantic import BaseModel, Field
 
 from aima.access.policy import Action
+from aima.domain import ModelRef
 from aima.storage.speakers import CaseSpeakerRepository
 from aima.storage.transcripts import TranscriptRepository
 from aima.subtitles import MEDIA_TYPES, ExportFormat, TranscriptExport, download_name, render
-from aima.transcripts import Transcript
+from aima.transcripts import Transcript, TranscriptStatus
 from functions.api.problems import Problem, problem_responses
 from functions.api.schemas import ID_PATTERN, CaseId
 from functions.api.security import Access, RouteTable, api_route, not_found
@@ -58,19 +66,49 @@ def _download(description: str, fmt: ExportFormat) -> dict[int | str, Any]:
     return responses
 
 
+class TranscriptVersion(BaseModel):
+    """One stored version of a media file's transcript, without its segments."""
+
+    version: int
+    created_at: datetime
+    status: TranscriptStatus
+    reason: str | None = Field(description="why a not-run or failed version has no segments")
+    model: ModelRef | None
+    duration_s: float
+    speech_s: float
+    segments: int = Field(description="segments: speech and unintelligible stretches")
+    speech_segments: int
+    speakers: int = Field(description="distinct speaker labels of the file")
+
+
 @api_route(
     router,
     "GET",
     TRANSCRIPT,
-    action=Action.CASE_EXPORT,
+    action=Action.MEDIA_READ,
     response_class=Response,
     responses=_download("The transcript (a not-run or failed one with its reason).", "json"),
 )
-def export_transcript(
-    case_id: CaseId, media_id: MediaId, access: Access, version: Version = None
-) -> Response:
-    """The transcript as JSON, with its versions and the names of its speakers."""
+def read_transcript(case_id: CaseId, media_id: MediaId, access: Access, version: Version = None) -> Response:
+    """The transcript as JSON, with its versions and the names of its speakers (a read, for viewers too)."""
     return _export(access, case_id, media_id, version, "json")
+
+
+@api_route(router, "GET", TRANSCRIPT + "/versions", action=Action.MEDIA_READ)
+def transcript_versions(case_id: CaseId, media_id: MediaId, access: Access) -> list[TranscriptVersion]:
+    """The transcript's stored versions, oldest first: when, status, model and counts."""
+    access.require_case()
+    tenant_id = access.subject.tenant_id
+    transcripts = TranscriptRepository(access.services.stores.documents)
+    stored = [
+        transcripts.get(tenant_id, case_id, media_id, n)
+        for n in transcripts.versions(tenant_id, case_id, media_id)
+    ]
+    found = [_version(t) for t in stored if t is not None]
+    if not found:
+        raise not_found("transcript")
+    access.audit(object=f"media/{media_id}/transcript", detail={"versions": len(found)})
+    return found
 
 
 @api_route(
@@ -123,6 +161,17 @@ def _export(access: Access, case_id: str, media_id: str, version: int | None, fm
     )
     disposition = f'attachment; filename="{download_name(transcript, fmt, filename)}"'
     return Response(body, media_type=MEDIA_TYPES[fmt], headers={"Content-Disposition": disposition})
+
+
+def _version(transcript: Transcript) -> TranscriptVersion:
+    return TranscriptVersion(
+        **transcript.model_dump(
+            include={"version", "created_at", "status", "reason", "model", "duration_s", "speech_s"}
+        ),
+        segments=len(transcript.segments),
+        speech_segments=len(transcript.speech),
+        speakers=len({s.speaker for s in transcript.segments if s.speaker}),
+    )
 
 
 def speaker_names(access: Access, case_id: str) -> dict[str, str]:
