@@ -79,21 +79,20 @@ class Gpu(_Section):
     )
 
 
-class Phrases(_Section):
-    """Phrases that flag distress or coercion in transcripts, by language."""
+def _no_phrases() -> dict[str, list[str]]:
+    return {"de": [], "en": []}
 
-    distress: dict[Language, list[Phrase]] = Field(
-        default_factory=lambda: {
-            "de": ["hilfe", "bitte hilf mir", "lass mich los", "ich kann nicht atmen", "ruf die polizei"],
-            "en": ["help me", "please help", "let me go", "i can't breathe", "call the police"],
-        }
-    )
-    coercion: dict[Language, list[Phrase]] = Field(
-        default_factory=lambda: {
-            "de": ["mach was ich sage", "sonst passiert was", "du hast keine wahl", "sag es niemandem"],
-            "en": ["do what i say", "or else", "you have no choice", "don't tell anyone"],
-        }
-    )
+
+class Phrases(_Section):
+    """A tenant's own phrases that flag distress or coercion in transcripts, by language.
+
+    The cues function matches each as an extra lexical cue on the words of segments in its language,
+    in addition to its cue list (functions/cues/cues.yaml), which already covers the common pleas,
+    calls for help and threats: the defaults are empty lists.
+    """
+
+    distress: dict[Language, list[Phrase]] = Field(default_factory=_no_phrases)
+    coercion: dict[Language, list[Phrase]] = Field(default_factory=_no_phrases)
 
 
 class RuntimeConfig(_Section):

@@ -14,14 +14,18 @@
      the cue's threshold matches. A single word is left to the patterns: alone, its vector is close
      to too much;
    * **lexically**, on its original text, with the patterns of its language;
+   * and, lexically only, with the tenant's own phrases of its language (runtime configuration,
+     section ``phrases``, read at each event through ``phrases_for``): one extra cue per phrase
+     (`functions.cues.cuelist.PhraseCue`), added to the list's cues, never replacing one;
 
 4. stores one `CueFinding` per segment and matching cue (`aima.storage.findings`), replacing the
    media's earlier cue findings, and returns ``PhrasesMatched`` with the counts.
 
 Confidence of a finding: the similarity for a semantic match; the list's ``lexical_confidence`` for
-a pattern match; both combined as independent evidence, ``1 - (1 - s)(1 - l)``, when both matched.
-It ranks indicators for review; it is not the probability that anything happened. Findings below
-the tenant's ``thresholds.indicator_min_confidence`` (runtime configuration) are not stored.
+a pattern or tenant phrase match; both combined as independent evidence, ``1 - (1 - s)(1 - l)``,
+when both matched. It ranks indicators for review; it is not the probability that anything
+happened. Findings below the tenant's ``thresholds.indicator_min_confidence`` (runtime
+configuration) are not stored.
 
 No text embedder → ``not_run`` with the reason (nothing indexed, earlier findings kept); a model
 that is down → the event is retried; an invalid model answer → ``MediaFailed`` for this step.
@@ -46,7 +50,7 @@ from aima.storage.transcripts import TranscriptRepository
 from aima.storage.vectors import VectorDimensionMismatch, VectorStore
 from aima.transcripts import SpeechSegment, Transcript
 from events.catalogue import EventData, MediaFailed, ModelInfo, PhrasesMatched, TranscriptCompleted
-from functions.cues.cuelist import Category, CueList
+from functions.cues.cuelist import Category, CueList, PhraseCue, TenantPhrases
 from functions.cues.matching import CueMatch, CueMatcher
 from functions.runtime.context import Context
 from inference.errors import InvalidModelOutput, ModelNotConfigured
@@ -82,6 +86,9 @@ class CueFinding(Finding):
     text: str
     translation: str | None = None
     language: str | None = None
+    phrase: str | None = None
+    phrases_level: Literal["tenant", "global"] | None = None
+    phrases_version: int | None = None
     note: str
 
 
@@ -105,9 +112,11 @@ class CueCore:
         embedder: Callable[[], TextEmbedder],
         cues: CueList,
         min_confidence_for: Callable[[str], float] = lambda tenant_id: 0.0,
+        phrases_for: Callable[[str], TenantPhrases] = lambda tenant_id: TenantPhrases(),
     ) -> None:
         """``embedder`` returns the process's text embedder (raising `ModelNotConfigured` when
-        there is none); ``min_confidence_for(tenant_id)`` is the tenant's lowest reported confidence."""
+        there is none); ``min_confidence_for(tenant_id)`` is the tenant's lowest reported confidence;
+        ``phrases_for(tenant_id)`` the tenant's own phrases, read again for every event."""
         self._transcripts = transcripts
         self._vectors = vectors
         self._index = SpeechIndex(vectors, transcripts)
@@ -115,6 +124,7 @@ class CueCore:
         self._embedder = embedder
         self.cues = cues
         self._min_confidence_for = min_confidence_for
+        self._phrases_for = phrases_for
         self._examples: dict[tuple[str, ...], Any] = {}
         self._collection_ready: set[tuple[str, str]] = set()
 
@@ -153,6 +163,7 @@ class CueCore:
     def _analyse(
         self, run: str, data: TranscriptCompleted, transcript: Transcript, model: TextEmbedder
     ) -> list[EventData]:
+        phrases = self._phrases_for(data.tenant_id)
         texts = texts_to_index(transcript)
         segments, extra = _units(transcript, texts)
         examples = self._example_vectors(model)
@@ -162,11 +173,11 @@ class CueCore:
         matrix = np.asarray(vectors, dtype=np.float32) if vectors else np.zeros((0, 0), np.float32)
         reference = ModelRef(name=model.name, version=model.version or "unknown", backend=model.backend)
         floor = self._min_confidence_for(data.tenant_id)
-        matcher = CueMatcher(self.cues, examples)
+        matcher = CueMatcher(self.cues, examples, phrases.cues())
         findings = [
             finding
             for item in segments
-            for finding in self._segment_findings(transcript, item, matrix, matcher, reference)
+            for finding in self._segment_findings(transcript, item, matrix, matcher, reference, phrases)
             if finding.confidence >= floor
         ]
         dropped = self._findings.replace_media(
@@ -215,20 +226,34 @@ class CueCore:
             self._collection_ready.add(key)
 
     def _segment_findings(
-        self, transcript: Transcript, item: _Segment, matrix: Any, matcher: CueMatcher, model: ModelRef
+        self,
+        transcript: Transcript,
+        item: _Segment,
+        matrix: Any,
+        matcher: CueMatcher,
+        model: ModelRef,
+        phrases: TenantPhrases,
     ) -> list[CueFinding]:
         units = matrix[[row for row, _ in item.units]] if item.units else None
         texts = [text for _, text in item.units]
         return [
-            self._finding(transcript, item.segment, match, model)
+            self._finding(transcript, item.segment, match, model, phrases)
             for match in matcher.match(item.segment, units, texts)
         ]
 
     def _finding(
-        self, transcript: Transcript, segment: SpeechSegment, match: CueMatch, model: ModelRef
+        self,
+        transcript: Transcript,
+        segment: SpeechSegment,
+        match: CueMatch,
+        model: ModelRef,
+        phrases: TenantPhrases,
     ) -> CueFinding:
         cue, semantic, lexical = match.cue, match.semantic, match.lexical
         key = f"{transcript.media_id}/{transcript.version}/{segment.id}/{cue.id}/{self.cues.version}"
+        phrase = cue.phrase if isinstance(cue, PhraseCue) else None
+        if phrase is not None:  # another phrase in the same place of the list is another finding
+            key += f"/{phrase}"
         return CueFinding(
             id=str(uuid.uuid5(_NAMESPACE, key)),
             tenant_id=transcript.tenant_id,
@@ -259,6 +284,9 @@ class CueCore:
             text=segment.text,
             translation=segment.translation,
             language=segment.language,
+            phrase=phrase,
+            phrases_level=phrases.level if phrase is not None else None,
+            phrases_version=phrases.version if phrase is not None else None,
             note=(
                 f"Speech at {segment.start:.1f}-{segment.end:.1f} s may contain {cue.label}: "
                 f"{match.explanation}. An indicator for human review, not a finding of fact."

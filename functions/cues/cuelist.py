@@ -12,6 +12,9 @@ Rules: ``version`` >= 1; ``semantic_threshold`` and ``lexical_confidence`` in [0
 cue; cue ids unique (lowercase letters, digits and ``-``); ``category`` ``distress`` or
 ``coercion``; each cue has English ``examples`` or ``patterns`` or both; pattern languages are ISO
 639-1 codes; every pattern compiles. See docs/search-and-cues.md.
+
+A tenant's own phrases (runtime configuration, section ``phrases``) add lexical-only cues to the list
+at each event (`TenantPhrases`, `PhraseCue`); they never replace or remove a cue of the list.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -39,6 +44,7 @@ Pattern = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'", "\u00b4": "'"})
 _SPACE = re.compile(r"\s+")
+_WORD = re.compile(r"\w+(?:'\w+)*")
 
 
 def normalise(text: str) -> str:
@@ -102,6 +108,68 @@ class Cue(_Model):
                 if found is not None:
                     return LexicalMatch(language=code, pattern=pattern, words=found.group(0).strip())
         return None
+
+
+class PhraseCue(Cue):
+    """One phrase of a tenant's runtime configuration, matched like a pattern of its language.
+
+    Id ``tenant-phrase:<category>:<language>:<n>`` (n: the phrase's place in that language's list,
+    from 1); the colons keep it apart from every cue id a list may have. ``phrase`` is the phrase as
+    the tenant wrote it; its one pattern is `phrase_pattern`'s, in its language only.
+    """
+
+    id: str = Field(pattern=r"^tenant-phrase:(distress|coercion):[a-z]{2}:[1-9][0-9]*$")
+    phrase: str = Field(min_length=1)
+    language: Language
+
+
+def phrase_pattern(phrase: str) -> str | None:
+    """The regular expression of a tenant phrase: its words (`normalise`d; an apostrophe inside a word
+    belongs to it), whole, in order, with any spaces or punctuation between them. None: no words."""
+    words = _WORD.findall(normalise(phrase))
+    if not words:
+        return None
+    return r"(?<!\w)" + r"\W+".join(re.escape(word) for word in words) + r"(?!\w)"
+
+
+@dataclass(frozen=True)
+class TenantPhrases:
+    """A tenant's ``phrases`` section (``{language: [phrase]}`` per category) and where it came from:
+    ``level`` ``tenant`` or ``global`` and that level's ``version``, None when not known (nothing stored:
+    the defaults; or a change in flight while it was read)."""
+
+    distress: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    coercion: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    level: Literal["tenant", "global"] | None = None
+    version: int | None = None
+
+    def cues(self) -> list[PhraseCue]:
+        """One lexical cue per phrase, distress first; a phrase without words, or repeating an earlier
+        one of its category and language, is skipped (its place still counts: the others keep their ids)."""
+        found: list[PhraseCue] = []
+        categories: tuple[tuple[Category, Mapping[str, Sequence[str]]], ...] = (
+            ("distress", self.distress),
+            ("coercion", self.coercion),
+        )
+        for category, by_language in categories:
+            for language in sorted(by_language):
+                seen: set[str] = set()
+                for number, phrase in enumerate(by_language[language], start=1):
+                    pattern = phrase_pattern(phrase)
+                    if pattern is None or pattern in seen:
+                        continue
+                    seen.add(pattern)
+                    found.append(
+                        PhraseCue(
+                            id=f"tenant-phrase:{category}:{language}:{number}",
+                            category=category,
+                            label=f"a {category} phrase",
+                            patterns={language: [pattern]},
+                            phrase=phrase,
+                            language=language,
+                        )
+                    )
+        return found
 
 
 class CueList(_Model):

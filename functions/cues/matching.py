@@ -1,5 +1,6 @@
 """Matching one speech segment against the cue list: semantically on its English units, lexically
-on its original words. Pure: the vectors come from the caller (`functions.cues.core`)."""
+on its original words; and against the tenant's phrases (`PhraseCue`), lexically only. Pure: the
+vectors and the phrases come from the caller (`functions.cues.core`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 
 from aima.transcripts import SpeechSegment
-from functions.cues.cuelist import Cue, CueList, LexicalMatch
+from functions.cues.cuelist import Cue, CueList, LexicalMatch, PhraseCue
 
 MatchedBy = Literal["semantic", "lexical", "both"]
 
@@ -46,16 +47,23 @@ class CueMatch:
             how.append(
                 f'close in meaning to "{self.semantic.example}" (similarity {self.semantic.similarity:.2f})'
             )
-        if self.lexical is not None:
+        if self.lexical is not None and isinstance(self.cue, PhraseCue):
+            how.append(
+                f'the words "{self.lexical.words}" match the tenant\'s phrase "{self.cue.phrase}" '
+                f"({self.lexical.language})"
+            )
+        elif self.lexical is not None:
             how.append(f'the words "{self.lexical.words}" match a pattern ({self.lexical.language})')
         return " and ".join(how)
 
 
 class CueMatcher:
-    """The cues of a list with their example vectors (examples x dimension, normalised, list order)."""
+    """The cues of a list with their example vectors (examples x dimension, normalised, list order),
+    and the tenant's phrases (lexical cues without examples, added after the list's)."""
 
-    def __init__(self, cues: CueList, examples: Any) -> None:
+    def __init__(self, cues: CueList, examples: Any, phrases: Sequence[PhraseCue] = ()) -> None:
         self.cues = cues
+        self.phrases = tuple(phrases)
         self._examples = examples
         self._columns: list[tuple[int, int]] = []
         column = 0
@@ -68,7 +76,7 @@ class CueMatcher:
     def match(self, segment: SpeechSegment, units: Any, texts: Sequence[str]) -> list[CueMatch]:
         """The cues ``segment`` matches. ``units`` holds the vectors of its English units (texts
         ``texts``, one row each; None when it has none), matched with the examples; the segment's
-        own text is matched with the patterns of its language."""
+        own text is matched with the patterns of its language, and with the tenant's phrases of it."""
         scores = None
         if units is not None and len(texts) and self._examples is not None and len(self._examples):
             scores = np.asarray(units) @ np.asarray(self._examples).T  # cosine: vectors are normalised
@@ -84,6 +92,10 @@ class CueMatcher:
             lexical = cue.match_text(segment.text, segment.language)
             if semantic is not None or lexical is not None:
                 found.append(CueMatch(cue, semantic, lexical, self.confidence(semantic, lexical)))
+        for phrase in self.phrases:
+            lexical = phrase.match_text(segment.text, segment.language)
+            if lexical is not None:
+                found.append(CueMatch(phrase, None, lexical, self.confidence(None, lexical)))
         return found
 
     def confidence(self, semantic: SemanticMatch | None, lexical: LexicalMatch | None) -> float:

@@ -4,7 +4,7 @@ directly, the way the transcribe function stores them."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from aima.storage.vectors_milvus import MilvusVectorStore
 from aima.transcripts import SpeechSegment, Transcript, segment_id
 from events.catalogue import ModelInfo, TranscriptCompleted, make_event
 from functions.cues.core import CueCore, CueFinding
-from functions.cues.cuelist import CueList, load_cue_list
+from functions.cues.cuelist import CueList, TenantPhrases, load_cue_list
 from functions.runtime.context import Context
 from inference.cpu.texts import MiniLMTextEmbedder
 from inference.tasks.text import TextEmbedder, TextsInput
@@ -100,7 +100,13 @@ class Env:
             )
         )
 
-    def core(self, *, embedder: TextEmbedder | None = None, floor: float = 0.0) -> CueCore:
+    def core(
+        self,
+        *,
+        embedder: TextEmbedder | None = None,
+        floor: float = 0.0,
+        phrases_for: Callable[[str], TenantPhrases] | None = None,
+    ) -> CueCore:
         model = embedder or self.embedder
         return CueCore(
             self.transcripts,
@@ -109,6 +115,7 @@ class Env:
             embedder=lambda: model,
             cues=self.cue_list,
             min_confidence_for=lambda tenant_id: floor,
+            phrases_for=phrases_for or (lambda tenant_id: TenantPhrases()),
         )
 
     async def run(self, transcript: Transcript, core: CueCore | None = None) -> list[object]:
