@@ -47,6 +47,7 @@ from inference.tasks.speech import Transcriber, Transcript, TranscriptionInput, 
 
 FRAMES_PER_SECOND = 100  # the feature extractor's hop is 10 ms
 MAX_FRAMES = 3000  # one 30 s Whisper window
+WINDOW_S = 30.0
 MAX_REGION_S = 28.0
 MAX_TOKENS = 440
 PREPEND_PUNCTUATION = "\"'\u201c\u00bf([{-"
@@ -149,7 +150,7 @@ class WhisperTranscriber(Transcriber):
         return Transcript(language=dominant, duration_s=round(total, 3), segments=segments)
 
     def _batch(self, regions: list[_Region], forced: str | None, translate: bool) -> list[TranscriptSegment]:
-        encoded = self._encode(regions, padded=False)
+        encoded = self._encode(regions)
         self._languages(regions, encoded, forced)
         # one decode call: every region transcribed, and the non-English ones translated too
         foreign = [
@@ -167,13 +168,15 @@ class WhisperTranscriber(Transcriber):
             for (row, task), result in zip(jobs, decoded, strict=True)
             if task == "translate"
         }
+        transcribed = decoded[: len(regions)]
+        aligned = self._align(regions, transcribed, encoded)
         out = []
-        for row, (region, result) in enumerate(zip(regions, decoded, strict=False)):
-            segment = self._segment(region, result, encoded, row)
+        for row, (region, result) in enumerate(zip(regions, transcribed, strict=True)):
+            segment = self._segment(region, result, aligned.get(row))
             if segment is None or self._suspicious(segment, result):
-                retry_encoded = self._encode([region], padded=True)
+                retry_encoded = self._encode([region], window_s=WINDOW_S)
                 retry = self._decode([region], retry_encoded, tasks=["transcribe"], beam=5)[0]
-                retried = self._segment(region, retry, retry_encoded, 0)
+                retried = self._segment(region, retry, self._align([region], [retry], retry_encoded).get(0))
                 if retried is not None and (segment is None or retry.logprob > result.logprob):
                     segment = retried
             if segment is not None:
@@ -184,16 +187,25 @@ class WhisperTranscriber(Transcriber):
 
     # --- steps -------------------------------------------------------------------------------
 
-    def _encode(self, regions: Sequence[_Region], *, padded: bool) -> Any:
+    def _encode(self, regions: Sequence[_Region], *, window_s: float | None = None) -> Any:
         import ctranslate2
         import numpy as np
 
-        extractor = self._model.feature_extractor
-        tail = np.zeros(int(float(self.option("tail_s", 1.0)) * audio.RATE), dtype=np.float32)
-        features = [extractor(np.concatenate([region.samples, tail]))[:, :-1] for region in regions]
-        width = MAX_FRAMES if padded else min(MAX_FRAMES, max(f.shape[-1] for f in features))
+        # every region is padded with silence (zero samples, as Whisper pads) to the same length:
+        # the batch's longest region plus ``tail_s``, or a window of ``window_s`` (30 s at most)
+        hop = audio.RATE // FRAMES_PER_SECOND
+        tail = int(float(self.option("tail_s", 1.0)) * audio.RATE)
+        longest = max(len(region.samples) for region in regions)
+        length = min(
+            MAX_FRAMES * hop, longest + tail if window_s is None else max(int(window_s * audio.RATE), longest)
+        )
         batch = np.stack(
-            [np.pad(f[:, :width], ((0, 0), (0, width - min(f.shape[-1], width)))) for f in features]
+            [
+                self._model.feature_extractor(
+                    np.pad(region.samples[:length], (0, length - min(len(region.samples), length)))
+                )[:, : length // hop]
+                for region in regions
+            ]
         ).astype(np.float32)
         return self._model.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=True)
 
@@ -210,18 +222,21 @@ class WhisperTranscriber(Transcriber):
         threshold = float(self.option("language_threshold", 0.6))
         for region, ranking in zip(regions, self._model.model.detect_language(encoded), strict=True):
             self._rank(region, ranking, allowed)
-        unsure = [region for region in regions if (region.language_probability or 0) < threshold]
-        if unsure:  # short inputs mislead the detector: look again with a whole padded window
-            padded = self._model.model.detect_language(self._encode(unsure, padded=True))
+        support = _support(regions, threshold)
+        # short inputs mislead the detector: an unsure region whose best guess this audio does not
+        # confidently hold elsewhere is looked at again with a whole padded window
+        unsure = [
+            r for r in regions if (r.language_probability or 0) < threshold and r.language not in support
+        ]
+        if unsure:
+            padded = self._model.model.detect_language(
+                self._encode(unsure, window_s=float(self.option("redetect_s", WINDOW_S)))
+            )
             for region, ranking in zip(unsure, padded, strict=True):
                 self._rank(region, ranking, allowed)
-        support: dict[str, float] = {}
+            support = _support(regions, threshold)
         for region in regions:
-            if region.language and (region.language_probability or 0) >= threshold:
-                seconds = region.span.end - region.span.start
-                support[region.language] = support.get(region.language, 0.0) + seconds
-        for region in regions:
-            if (region.language_probability or 0) >= threshold or not support:
+            if (region.language_probability or 0) >= threshold or region.language in support or not support:
                 continue
             # still unsure: prefer, among its own top candidates, a language this audio is known to hold
             known = [(p, code) for code, p in region.candidates[:5] if code in support]
@@ -265,32 +280,55 @@ class WhisperTranscriber(Transcriber):
         decoded = []
         for result in results:
             tokens = [token for token in result.sequences_ids[0] if token < self._eot]
-            length = max(len(tokens), 1)
-            decoded.append(_Decoded(tokens, float(result.scores[0]) / length, float(result.no_speech_prob)))
+            # CTranslate2's score is already the log-probability per token (length_penalty 1)
+            decoded.append(_Decoded(tokens, float(result.scores[0]), float(result.no_speech_prob)))
         return decoded
 
     @property
     def _eot(self) -> int:
         return int(self._model.hf_tokenizer.token_to_id("<|endoftext|>"))
 
-    def _segment(self, region: _Region, result: _Decoded, encoded: Any, row: int) -> TranscriptSegment | None:
-        import numpy as np
+    def _usable(self, result: _Decoded) -> bool:
+        """Whether a decoded region has text the model itself believes was spoken."""
+        if not result.tokens:
+            return False
+        no_speech = float(self.option("no_speech_threshold", 0.6))
+        # the model hears no speech here and is unsure of what it wrote: nothing is kept
+        return not (
+            result.no_speech > no_speech and result.logprob < float(self.option("logprob_threshold", -1.0))
+        )
+
+    def _align(self, regions: Sequence[_Region], results: Sequence[_Decoded], encoded: Any) -> dict[int, Any]:
+        """Word times of every usable region, one alignment call per language (rows of ``encoded``)."""
         from faster_whisper.tokenizer import Tokenizer
 
-        if not result.tokens:
+        groups: dict[str | None, list[int]] = {}
+        for row, (region, result) in enumerate(zip(regions, results, strict=True)):
+            if self._usable(result):
+                groups.setdefault(region.language, []).append(row)
+        aligned: dict[int, Any] = {}
+        for language, rows in groups.items():
+            tokenizer = Tokenizer(
+                self._model.hf_tokenizer,
+                self._model.model.is_multilingual,
+                task="transcribe",
+                language=language,
+            )
+            frames = [
+                min(MAX_FRAMES, len(regions[row].samples) // (audio.RATE // FRAMES_PER_SECOND))
+                for row in rows
+            ]
+            words = self._model.find_alignment(
+                tokenizer, [results[row].tokens for row in rows], self._rows(encoded, rows), frames
+            )
+            aligned.update(zip(rows, words, strict=True))
+        return aligned
+
+    def _segment(self, region: _Region, result: _Decoded, aligned: Any) -> TranscriptSegment | None:
+        import numpy as np
+
+        if aligned is None or not self._usable(result):
             return None
-        no_speech = float(self.option("no_speech_threshold", 0.6))
-        if result.no_speech > no_speech and result.logprob < float(self.option("logprob_threshold", -1.0)):
-            return None  # the model hears no speech here and is unsure of what it wrote
-        tokenizer = Tokenizer(
-            self._model.hf_tokenizer,
-            self._model.model.is_multilingual,
-            task="transcribe",
-            language=region.language,
-        )
-        frames = min(MAX_FRAMES, len(region.samples) // (audio.RATE // FRAMES_PER_SECOND))
-        single = self._row(encoded, row)
-        aligned = self._model.find_alignment(tokenizer, [result.tokens], single, frames)[0]
         words = _words(aligned, region.span)
         words = _without_repetition(words)
         if not words:
@@ -316,9 +354,6 @@ class WhisperTranscriber(Transcriber):
     def _text(self, tokens: list[int]) -> str:
         return str(self._model.hf_tokenizer.decode(tokens))
 
-    def _row(self, encoded: Any, row: int) -> Any:
-        return self._rows(encoded, [row])
-
     @staticmethod
     def _rows(encoded: Any, rows: list[int]) -> Any:
         import ctranslate2
@@ -326,6 +361,15 @@ class WhisperTranscriber(Transcriber):
 
         array = np.asarray(encoded)
         return ctranslate2.StorageView.from_array(np.ascontiguousarray(array[rows]))
+
+
+def _support(regions: Sequence[_Region], threshold: float) -> dict[str, float]:
+    """Seconds of speech per language among the regions detected with confidence."""
+    support: dict[str, float] = {}
+    for region in regions:
+        if region.language and (region.language_probability or 0) >= threshold:
+            support[region.language] = support.get(region.language, 0.0) + region.span.end - region.span.start
+    return support
 
 
 def _split(span: TimeSpan) -> list[TimeSpan]:
