@@ -10,7 +10,7 @@ that the checked-in files match these models.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -40,6 +40,28 @@ class MediaScoped(CaseScoped):
     media_id: str
     job_id: str | None = None
 
+    def media_ids(self) -> dict[str, str | None]:
+        """The ids that a payload about the same file carries on: tenant, case, media and job."""
+        return {
+            "tenant_id": self.tenant_id,
+            "case_id": self.case_id,
+            "media_id": self.media_id,
+            "job_id": self.job_id,
+        }
+
+
+class NamedModel(Protocol):
+    """Anything that names a model: a stored `ModelRef`, or a loaded model of `inference`."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def backend(self) -> str: ...
+
 
 class ModelInfo(BaseModel):
     """Which model produced a result: every finding names it."""
@@ -49,6 +71,18 @@ class ModelInfo(BaseModel):
     name: str
     version: str
     backend: str
+
+    @classmethod
+    def none(cls) -> ModelInfo:
+        """What a result names when no model ran (``not_run``)."""
+        return cls(name="", version="", backend="none")
+
+    @classmethod
+    def of(cls, model: NamedModel | None) -> ModelInfo:
+        """The event's copy of a model or a stored result's model reference (`none` if none)."""
+        if model is None:
+            return cls.none()
+        return cls(name=model.name, version=model.version, backend=model.backend)
 
 
 # --- cases ---------------------------------------------------------------------------------

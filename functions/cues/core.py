@@ -156,7 +156,7 @@ class CueCore:
             return [self._not_run(data, str(exc))]
         except InvalidModelOutput as exc:
             log.warning("text embedder answered invalidly: %s", exc.reason, extra={"media_id": data.media_id})
-            return [MediaFailed(**_ids(data), step=STEP.value, reason=f"text embedder: {exc.reason}")]
+            return [MediaFailed(**data.media_ids(), step=STEP.value, reason=f"text embedder: {exc.reason}")]
 
     # --- the work ----------------------------------------------------------------------------------
 
@@ -199,8 +199,8 @@ class CueCore:
         )
         return [
             PhrasesMatched(
-                **_ids(data),
-                model=ModelInfo(name=reference.name, version=reference.version, backend=reference.backend),
+                **data.media_ids(),
+                model=ModelInfo.of(reference),
                 result_count=len(findings),
                 transcript_version=transcript.version,
                 cue_list_version=self.cues.version,
@@ -296,8 +296,8 @@ class CueCore:
     def _not_run(self, data: TranscriptCompleted, reason: str) -> PhrasesMatched:
         log.info("cues not run: %s", reason, extra={"media_id": data.media_id})
         return PhrasesMatched(
-            **_ids(data),
-            model=ModelInfo(name="", version="", backend="none"),
+            **data.media_ids(),
+            model=ModelInfo.none(),
             result_count=0,
             status="not_run",
             reason=reason,
@@ -349,12 +349,3 @@ def _embed(model: TextEmbedder, texts: Sequence[str]) -> list[list[float]]:
         chunk = list(texts[start : start + EMBED_CHUNK])
         vectors.extend(model.predict(TextsInput(texts=chunk)).vectors)
     return vectors
-
-
-def _ids(data: TranscriptCompleted) -> dict[str, Any]:
-    return {
-        "tenant_id": data.tenant_id,
-        "case_id": data.case_id,
-        "media_id": data.media_id,
-        "job_id": data.job_id,
-    }

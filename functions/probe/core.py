@@ -234,12 +234,7 @@ class ProbeCore:
         return key
 
     def _results(self, data: MediaUploaded, doc: dict[str, Any]) -> list[EventData]:
-        ids = {
-            "tenant_id": data.tenant_id,
-            "case_id": data.case_id,
-            "media_id": data.media_id,
-            "job_id": data.job_id,
-        }
+        ids = data.media_ids()
         meta = doc["metadata"]
         payloads: list[EventData] = [
             MediaProbed(
@@ -262,13 +257,7 @@ class ProbeCore:
         self._forget(data)
         if not self._media.mark_failed(scope, data.media_id, reason):
             return []
-        ids = {
-            "tenant_id": data.tenant_id,
-            "case_id": data.case_id,
-            "media_id": data.media_id,
-            "job_id": data.job_id,
-        }
-        return [MediaFailed(**ids, step=STEP, reason=reason)]
+        return [MediaFailed(**data.media_ids(), step=STEP, reason=reason)]
 
     def _forget(self, data: MediaUploaded) -> None:
         """Remove what an earlier run derived (never the original)."""

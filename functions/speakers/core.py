@@ -31,7 +31,7 @@ import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aima.storage.objects import InvalidKey, ObjectNotFound, ObjectStore
 from aima.storage.speakers import (
@@ -164,7 +164,7 @@ class SpeakersCore:
             except (AudioFailed, InvalidModelOutput) as exc:
                 reason = exc.reason if isinstance(exc, InvalidModelOutput) else str(exc)
                 log.warning("speakers failed: %s", reason, extra={"media_id": data.media_id})
-                return [MediaFailed(**_ids(data), step=STEP, reason=reason)]
+                return [MediaFailed(**data.media_ids(), step=STEP, reason=reason)]
         return [await asyncio.to_thread(self._assign, data, transcript, turns, vectors, model, rules)]
 
     # --- audio and vectors ---------------------------------------------------------------------
@@ -257,8 +257,8 @@ class SpeakersCore:
             extra={"media_id": media_id, "speakers": len(groups), "new": new, "turns": labelled},
         )
         return SpeakersCompleted(
-            **_ids(data),
-            model=ModelInfo(name=model.name, version=model.version, backend=model.backend),
+            **data.media_ids(),
+            model=ModelInfo.of(model),
             result_count=len(groups),
             status="completed",
             version=version,
@@ -360,8 +360,8 @@ class SpeakersCore:
     def _not_run(self, data: TranscriptCompleted, reason: str) -> SpeakersCompleted:
         log.info("speakers not run: %s", reason, extra={"media_id": data.media_id})
         return SpeakersCompleted(
-            **_ids(data),
-            model=ModelInfo(name="", version="", backend="none"),
+            **data.media_ids(),
+            model=ModelInfo.none(),
             result_count=0,
             status="not_run",
             reason=reason,
@@ -374,12 +374,3 @@ def _centroid(vectors: npt.NDArray[np.float64]) -> list[float]:
 
     mean = vectors.mean(axis=0)
     return [float(x) for x in mean / float(np.linalg.norm(mean))]
-
-
-def _ids(data: TranscriptCompleted) -> dict[str, Any]:
-    return {
-        "tenant_id": data.tenant_id,
-        "case_id": data.case_id,
-        "media_id": data.media_id,
-        "job_id": data.job_id,
-    }

@@ -184,8 +184,8 @@ class TranscribeCore:
         model = stored.model
         return [
             TranscriptCompleted(
-                **_ids(data),
-                model=_info(model),
+                **data.media_ids(),
+                model=ModelInfo.of(model),
                 result_count=len(stored.segments),
                 status="completed",
                 reason=stored.reason,
@@ -215,8 +215,8 @@ class TranscribeCore:
         )
         return [
             TranscriptCompleted(
-                **_ids(data),
-                model=ModelInfo(name="", version="", backend="none"),
+                **data.media_ids(),
+                model=ModelInfo.none(),
                 result_count=0,
                 status="not_run",
                 reason=reason,
@@ -228,7 +228,7 @@ class TranscribeCore:
     def _failed(self, data: AudioExtracted, base: Transcript, reason: str) -> list[EventData]:
         log.warning("transcription failed: %s", reason, extra={"media_id": data.media_id})
         self._transcripts.add(base.model_copy(update={"status": "failed", "reason": reason}))
-        return [MediaFailed(**_ids(data), step=STEP, reason=reason)]
+        return [MediaFailed(**data.media_ids(), step=STEP, reason=reason)]
 
 
 def _chunks(regions: Sequence[TimeSpan], speech_s: float) -> list[list[TimeSpan]]:
@@ -297,21 +297,6 @@ def _with_ids(media_id: str, segments: list[SpeechSegment]) -> list[SpeechSegmen
         taken.add(candidate)
         out.append(segment.model_copy(update={"id": candidate}))
     return out
-
-
-def _ids(data: AudioExtracted) -> dict[str, str | None]:
-    return {
-        "tenant_id": data.tenant_id,
-        "case_id": data.case_id,
-        "media_id": data.media_id,
-        "job_id": data.job_id,
-    }
-
-
-def _info(model: ModelRef | None) -> ModelInfo:
-    if model is None:
-        return ModelInfo(name="", version="", backend="none")
-    return ModelInfo(name=model.name, version=model.version, backend=model.backend)
 
 
 def _version(model: Transcriber) -> str:

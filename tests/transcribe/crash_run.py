@@ -26,29 +26,18 @@ from functions.transcribe.core import TranscribeCore, TranscribeOptions
 from functions.transcribe.spec import SPEC
 from inference.registry import REGISTRY
 from inference.tasks.speech import SpeechDetector, Transcriber, TranscriptionInput
-from inference.tasks.speech import Transcript as ModelTranscript
+from tests.transcribe.wrapped import Wrapped
 
 
-class Dying(Transcriber):
-    backend = "dying"
+def dying(inner: Transcriber, kill_at: int) -> Wrapped:
+    """Prints the first region's start of every call; SIGKILLs this process at call ``kill_at``."""
 
-    def __init__(self, inner: Transcriber, kill_at: int) -> None:
-        super().__init__(inner.settings)
-        self.inner, self.kill_at, self.calls = inner, kill_at, 0
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    def _load(self) -> None:
-        self.inner.load()
-
-    def _predict(self, inputs: TranscriptionInput) -> ModelTranscript:
-        self.calls += 1
+    def before(call: int, inputs: TranscriptionInput) -> None:
         print(inputs.regions[0].start, flush=True)
-        if self.calls == self.kill_at:
+        if call == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
-        return self.inner.predict(inputs)
+
+    return Wrapped(inner, before)
 
 
 def main(folder: Path, event_json: str, kill_at: int) -> None:
@@ -67,7 +56,7 @@ def main(folder: Path, event_json: str, kill_at: int) -> None:
         TranscriptRepository(documents),
         MediaRepository(db),
         detector=lambda: detector,
-        transcriber=lambda: Dying(inner, kill_at),
+        transcriber=lambda: dying(inner, kill_at),
         options=TranscribeOptions(chunk_speech_s=5.0),
     )
     event = CloudEvent.model_validate_json(event_json)

@@ -23,8 +23,8 @@ from functions.transcribe.spec import SPEC
 from inference.errors import InvalidModelOutput, ModelNotConfigured, ModelUnavailable
 from inference.registry import REGISTRY
 from inference.tasks.speech import SpeechDetector, Transcriber, TranscriptionInput
-from inference.tasks.speech import Transcript as ModelTranscript
 from tests.speech_audio import accuracy
+from tests.transcribe.wrapped import Wrapped
 
 from .conftest import Env, Recording
 
@@ -165,36 +165,21 @@ async def test_without_a_model_the_step_is_not_run(
     assert stored(env, event).status == "not_run"
 
 
-class Flaky(Transcriber):
-    """The real transcriber, except that chosen calls fail the way a backend can."""
+def failing(inner: Transcriber, failures: dict[int, Exception]) -> Wrapped:
+    """The real transcriber, except that the calls numbered in ``failures`` raise."""
 
-    backend = "flaky"
-
-    def __init__(self, inner: Transcriber, failures: dict[int, Exception]) -> None:
-        super().__init__(inner.settings)
-        self.inner = inner
-        self.failures = failures
-        self.calls: list[list[float]] = []
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    def _load(self) -> None:
-        self.inner.load()
-
-    def _predict(self, inputs: TranscriptionInput) -> ModelTranscript:
-        self.calls.append([region.start for region in inputs.regions])
-        failure = self.failures.pop(len(self.calls), None)
+    def before(call: int, inputs: TranscriptionInput) -> None:
+        failure = failures.pop(call, None)
         if failure is not None:
             raise failure
-        return self.inner.predict(inputs)
+
+    return Wrapped(inner, before)
 
 
 async def test_a_failed_chunk_becomes_unintelligible_gaps_and_the_file_goes_on(
     env: Env, recordings: dict[str, Recording], detector: SpeechDetector, transcriber: Transcriber
 ) -> None:
-    flaky = Flaky(transcriber, {2: InvalidModelOutput("decoder produced garbage")})
+    flaky = failing(transcriber, {2: InvalidModelOutput("decoder produced garbage")})
     options = TranscribeOptions(chunk_speech_s=5.0)  # one sentence per chunk
     event = env.extracted(recordings["english"].path)
     done = completed(await run(env.core(detector, flaky, options=options), event))
@@ -220,7 +205,7 @@ async def test_a_crash_resumes_at_the_last_finished_chunk_with_the_same_result(
     completed(await run(env.core(detector, transcriber, options=options), reference_event))
     uninterrupted = stored(env, reference_event)
 
-    flaky = Flaky(transcriber, {3: ModelUnavailable("endpoint went away")})
+    flaky = failing(transcriber, {3: ModelUnavailable("endpoint went away")})
     event = env.extracted(recording.path)
     core = env.core(detector, flaky, options=options)
     with pytest.raises(ModelUnavailable):
