@@ -16,14 +16,27 @@ from sqlalchemy import func, select
 from aima.access.scope import Scope
 from aima.settings import Settings
 from aima.storage.factory import case_cache_prefix, case_object_prefix
+from aima.storage.findings import FINDINGS
 from aima.storage.schema import audit_log, case_members, cases, media
+from aima.storage.speakers import CASE_SPEAKERS, FILE_SPEAKERS, NUMBERS, PINS
+from aima.storage.transcripts import CHUNKS, TRANSCRIPTS
 from aima.storage.vectors import COLLECTIONS, VectorRecord
 from events.bus import Subscription
 from events.envelope import CloudEvent
 from tests.api.conftest import World, api_settings
 
 RNG = random.Random(7)
-COLLECTIONS_OF_DOCUMENTS = ("transcripts", "findings")
+COLLECTIONS_OF_DOCUMENTS = (
+    TRANSCRIPTS,
+    CHUNKS,
+    FINDINGS,
+    CASE_SPEAKERS,
+    NUMBERS,
+    FILE_SPEAKERS,
+    PINS,
+    "probes",
+)
+"""Every collection the analysis steps write: transcripts and their checkpoints, findings, speakers."""
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -154,7 +167,13 @@ async def test_deleting_a_case_removes_it_from_every_store(world: World) -> None
         ("case.read", "denied"),  # the owner is no member of a case that is gone
         ("case.delete", "failed"),  # the admin found nothing to delete
     ]
-    assert kept_records[2][2]["purged"] == {"objects": 2, "vectors": 6, "documents": 2, "cache": 1}
+    purged = {
+        "objects": 2,
+        "vectors": 2 * len(COLLECTIONS),
+        "documents": len(COLLECTIONS_OF_DOCUMENTS),
+        "cache": 1,
+    }
+    assert kept_records[2][2]["purged"] == purged
     assert world.services.audit.verify(world.tenant) == []
 
     await world.services.relay.flush()  # the app's lifespan runs the relay; these tests call routes directly
