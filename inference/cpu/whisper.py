@@ -1,37 +1,43 @@
-"""Whisper on CTranslate2 (faster-whisper's engine), decoding speech regions in batches.
+"""Whisper on CTranslate2 (faster-whisper's engine), decoding speech regions in parallel batches.
 
 Plain ``WhisperModel.transcribe`` detects one language per file, pads every 30 s window and
 decodes windows one after another; its ``BatchedInferencePipeline`` is faster but drops
-sentences. This backend takes the speech regions the `SpeechDetector` found and, per batch of
-regions:
+sentences. This backend takes the speech regions the `SpeechDetector` found and:
 
-1. encodes each region on its own, padded only to the longest region of the batch (plus
-   ``tail_s`` of silence), not to 30 s: the encoder's cost follows the speech, not the window;
-2. detects the language **per region** from the encoder output; a region whose detection is
-   unsure (below ``language_threshold``) takes the language that the confident regions of the
-   same call support best among its own candidates (or the forced language, if any);
-3. decodes all regions of the batch in one greedy ``generate`` call (transcribe, and translate
-   for non-English regions when asked) with a token budget proportional to the region's length;
-4. aligns words by cross-attention (``find_alignment``), drops words that fall past the end of
-   the speech, and cuts a sentence repeated at the end (a known Whisper failure);
+1. cuts them into batches (at most ``batch_size``, at least one per worker) and encodes each
+   region padded with silence only to the longest region of its batch plus ``tail_s``, not to
+   30 s: the encoder's cost follows the speech, not the window. With ``threads`` ≥ 2 the batches
+   run on that many CTranslate2 workers of one thread each (``options.parallel``): on Whisper
+   base, two intra-op threads were no faster than one, two workers nearly twice as fast;
+2. detects the language **per region**, then looks again, in a whole 30 s window, at a region
+   that is unsure of a language no other region holds, or whose language is a minority of the
+   audio (under ``minority`` of the confident speech) and not nearly certain (``certain``); a
+   region still unsure takes, among its own candidates, a language other regions confidently
+   hold (or the forced language, if any, for every region);
+3. decodes each batch in one greedy ``generate`` call: every region transcribed and, when asked,
+   every non-English one translated into English, with a token budget proportional to length;
+4. aligns words by cross-attention (one call per language), drops words that fall past the end
+   of the speech, and cuts a sentence repeated at the end (a known Whisper failure);
 5. decodes again, with 30 s padding and beam search, a region whose output still looks wrong
-   (repetition, very low log-probability); a region that yields nothing is returned without a
+   (a loop, a very low log-probability); a region that yields nothing is returned without a
    segment, so the caller records it as unintelligible rather than inventing text.
 
 Options (``AIMA_MODELS__TRANSCRIBER__OPTIONS``): ``compute_type`` (``int8``), ``tail_s`` (1.0),
-``language_threshold`` (0.6), ``languages`` (a list restricting detection, e.g. ``["en", "de"]``),
-``no_speech_threshold`` (0.6), ``logprob_threshold`` (-1.0), ``tokens_per_second`` (8).
-``batch_size`` (8) regions share one encode and one decode call.
+``language_threshold`` (0.6), ``minority`` (0.2), ``certain`` (0.9), ``redetect_s`` (30),
+``languages`` (a list restricting detection, e.g. ``["en", "de"]``), ``no_speech_threshold``
+(0.6), ``logprob_threshold`` (-1.0), ``tokens_per_second`` (8), ``parallel`` (= ``threads``).
 """
 
 from __future__ import annotations
 
+import contextvars
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from inference.cpu import audio
 from inference.cpu.assets import (
@@ -45,6 +51,8 @@ from inference.sessions import ctranslate2_options
 from inference.tasks.common import TimeSpan
 from inference.tasks.speech import Transcriber, Transcript, TranscriptionInput, TranscriptSegment, Word
 
+T = TypeVar("T")
+R = TypeVar("R")
 FRAMES_PER_SECOND = 100  # the feature extractor's hop is 10 ms
 MAX_FRAMES = 3000  # one 30 s Whisper window
 WINDOW_S = 30.0
@@ -84,6 +92,7 @@ class WhisperTranscriber(Transcriber):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._model: Any = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def option(self, key: str, default: Any) -> Any:
         return self.settings.options.get(key, default)
@@ -120,10 +129,34 @@ class WhisperTranscriber(Transcriber):
             raise ModelNotConfigured(str(exc)) from exc
         options = ctranslate2_options(self.settings)
         options["compute_type"] = str(self.option("compute_type", options["compute_type"]))
+        # parallel batches beat intra-op threads here: with 2 threads, one batch on each core
+        # (measured: 2 intra-op threads were no faster than 1 on Whisper base's small matrices)
+        workers = self.parallel
+        options["num_workers"] = workers
+        options["cpu_threads"] = max(1, self.threads // workers)
         self._model = WhisperModel(str(folder), **options)
+        self._pool = (
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="whisper") if workers > 1 else None
+        )
 
     def _unload(self) -> None:
         self._model = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
+
+    @property
+    def parallel(self) -> int:
+        """Batches decoded at once: ``options.parallel``, else one per thread."""
+        return max(1, min(int(self.option("parallel", self.threads)), self.threads))
+
+    def _map(self, call: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """``call`` over ``items``, on the model's workers when it has several."""
+        pool = self._pool
+        if pool is None or len(items) < 2:
+            return [call(item) for item in items]
+        context = contextvars.copy_context()
+        return list(pool.map(lambda item: context.copy().run(call, item), items))
 
     # --- prediction --------------------------------------------------------------------------
 
@@ -140,18 +173,25 @@ class WhisperTranscriber(Transcriber):
                 if len(samples) >= audio.RATE // 10:  # under 0.1 s nothing can be said
                     regions.append(_Region(index if inputs.regions else 0, piece, samples))
         forced = "en" if self.english_only else inputs.language or getattr(self.settings, "language", None)
-        segments: list[TranscriptSegment] = []
-        batch = max(1, self.settings.batch_size)
-        for first in range(0, len(regions), batch):
-            segments.extend(self._batch(regions[first : first + batch], forced, inputs.translate))
+        batches = self._batches(regions)
+        encoded = self._map(self._encode, batches)
+        self._languages(batches, encoded, forced)
+        done = self._map(lambda b: self._batch(batches[b], encoded[b], inputs.translate), range(len(batches)))
+        segments = [segment for found in done for segment in found]
         segments.sort(key=lambda segment: segment.start)
         languages = [s.language for s in segments if s.language]
         dominant = max(set(languages), key=languages.count) if languages else None
         return Transcript(language=dominant, duration_s=round(total, 3), segments=segments)
 
-    def _batch(self, regions: list[_Region], forced: str | None, translate: bool) -> list[TranscriptSegment]:
-        encoded = self._encode(regions)
-        self._languages(regions, encoded, forced)
+    def _batches(self, regions: list[_Region]) -> list[list[_Region]]:
+        """Regions in batches of at most ``batch_size``, as many as there are workers at least."""
+        if not regions:
+            return []
+        size = min(max(1, self.settings.batch_size), -(-len(regions) // self.parallel))
+        return [regions[first : first + size] for first in range(0, len(regions), size)]
+
+    def _batch(self, regions: list[_Region], encoded: Any, translate: bool) -> list[TranscriptSegment]:
+        """Decode one batch whose languages are settled: transcription, translation, word times."""
         # one decode call: every region transcribed, and the non-English ones translated too
         foreign = [
             row for row, region in enumerate(regions) if translate and region.language not in (None, "en")
@@ -209,37 +249,48 @@ class WhisperTranscriber(Transcriber):
         ).astype(np.float32)
         return self._model.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=True)
 
-    def _languages(self, regions: list[_Region], encoded: Any, forced: str | None) -> None:
-        if forced is not None:
+    def _languages(self, batches: list[list[_Region]], encoded: list[Any], forced: str | None) -> None:
+        """Settle every region's language, with what the whole call heard as evidence."""
+        regions = [region for batch in batches for region in batch]
+        if forced is not None or not self._model.model.is_multilingual:
             for region in regions:
-                region.language, region.language_probability = forced, None
-            return
-        if not self._model.model.is_multilingual:
-            for region in regions:
-                region.language = "en"
+                region.language, region.language_probability = forced or "en", None
             return
         allowed = set(self.option("languages", []) or [])
         threshold = float(self.option("language_threshold", 0.6))
-        for region, ranking in zip(regions, self._model.model.detect_language(encoded), strict=True):
-            self._rank(region, ranking, allowed)
-        support = _support(regions, threshold)
-        # short inputs mislead the detector: an unsure region whose best guess this audio does not
-        # confidently hold elsewhere is looked at again with a whole padded window
-        unsure = [
-            r for r in regions if (r.language_probability or 0) < threshold and r.language not in support
-        ]
-        if unsure:
-            padded = self._model.model.detect_language(
-                self._encode(unsure, window_s=float(self.option("redetect_s", WINDOW_S)))
-            )
-            for region, ranking in zip(unsure, padded, strict=True):
+        rankings = self._map(lambda b: self._model.model.detect_language(encoded[b]), range(len(batches)))
+        for batch, ranked in zip(batches, rankings, strict=True):
+            for region, ranking in zip(batch, ranked, strict=True):
                 self._rank(region, ranking, allowed)
-            support = _support(regions, threshold)
+        # short inputs mislead the detector; a region is looked at again in a whole 30 s window when
+        # it is unsure of a language no other region confidently holds, or when its language is a
+        # minority of this audio (under a fifth of the confident speech) and it is not nearly certain
+        support = _support(regions, threshold)
+        heard = sum(support.values()) or 1.0
+        minority = {
+            code for code, seconds in support.items() if seconds / heard < float(self.option("minority", 0.2))
+        }
+        certain = float(self.option("certain", 0.9))
+        unsure = [
+            r
+            for r in regions
+            if ((r.language_probability or 0) < threshold and r.language not in support)
+            or (r.language in minority and (r.language_probability or 0) < certain)
+        ]
+        window = float(self.option("redetect_s", WINDOW_S))
+        again = self._map(
+            lambda region: self._model.model.detect_language(self._encode([region], window_s=window))[0],
+            unsure,
+        )
+        for region, ranking in zip(unsure, again, strict=True):
+            self._rank(region, ranking, allowed)
         for region in regions:
-            if (region.language_probability or 0) >= threshold or region.language in support or not support:
+            if (region.language_probability or 0) >= threshold:
                 continue
-            # still unsure: prefer, among its own top candidates, a language this audio is known to hold
-            known = [(p, code) for code, p in region.candidates[:5] if code in support]
+            # still unsure: prefer, among its own top candidates, a language that other regions of
+            # this audio confidently hold, if the detector gives it a real chance
+            others = _support([r for r in regions if r is not region], threshold)
+            known = [(p, code) for code, p in region.candidates[:5] if code in others and p >= 0.05]
             if known:
                 region.language_probability, region.language = max(known)
 
