@@ -201,6 +201,12 @@ class FacesDetected(AnalysisResult):
 class VisionDescribed(AnalysisResult):
     TYPE = "io.aima.vision.described.v1"
     DESCRIPTION = "A vision-language model described frames (or recorded 'not run' without an endpoint)."
+    version: int | None = Field(default=None, ge=1, description="the stored vision document version")
+    frames: int = Field(default=0, ge=0, description="frames given to the model")
+    described_frames: int = Field(default=0, ge=0)
+    failed_frames: int = Field(default=0, ge=0, description="frames without a valid answer (reason kept)")
+    restraint_indicators: int = Field(default=0, ge=0, description="restraint indicator findings")
+    distress_cues: int = Field(default=0, ge=0, description="visible distress cue findings")
 
 
 class TextRecognized(AnalysisResult):

@@ -32,7 +32,7 @@ BUILTIN: dict[tuple[ModelTask, str], Entry] = {
     (ModelTask.VOICE_EMBEDDER, "resemblyzer"): "inference.cpu.voices:ResemblyzerVoiceEmbedder",
     (ModelTask.TEXT_EMBEDDER, "sentence-transformers"): "inference.cpu.texts:MiniLMTextEmbedder",
     (ModelTask.NARRATOR, "openai"): "inference.remote.openai:OpenAINarrator",
-    (ModelTask.VISION_DESCRIBER, "openai"): "inference.remote.openai:OpenAIVisionDescriber",
+    (ModelTask.VISION_DESCRIBER, "openai"): "inference.remote.openai_vision:OpenAIFramesDescriber",
     (ModelTask.TEXT_EMBEDDER, "openai"): "inference.remote.openai:OpenAITextEmbedder",
     (ModelTask.TEXT_EMBEDDER, "kserve"): "inference.remote.kserve:KServeTextEmbedder",
 }

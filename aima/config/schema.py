@@ -30,6 +30,9 @@ class Analysis(_Section):
         description="transcribe every file in this language instead of detecting one per segment",
     )
     max_frames_per_minute: int = Field(default=60, ge=1, le=600)
+    context_prompt: str | None = Field(
+        default=None, max_length=4000, description="the analyst's context for the vision model"
+    )
 
 
 class Thresholds(_Section):

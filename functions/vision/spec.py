@@ -1,0 +1,50 @@
+"""The vision function: every sampled frame described by a vision-language model over an
+OpenAI-compatible chat endpoint; restraint indicators and visible distress cues for review."""
+
+from __future__ import annotations
+
+from aima.storage.findings import FindingRepository
+from aima.storage.media import MediaRepository
+from aima.storage.vision import VisionRepository
+from events.catalogue import FramesExtracted, VisionDescribed
+from functions.runtime.deps import Deps
+from functions.runtime.spec import FunctionSpec, Resources
+from functions.vision.core import VisionCore
+from inference.tasks.vision import VisionDescriber
+
+
+def build(deps: Deps) -> VisionCore:
+    """A core on the process's stores and vision describer. The case's context prompt is the
+    tenant's ``analysis.context_prompt`` (runtime configuration, read at each event: cases have no
+    field of their own for it), and the lowest reported confidence its
+    ``thresholds.indicator_min_confidence``."""
+    stores = deps.stores
+
+    def context_for(tenant_id: str, case_id: str) -> str | None:
+        return deps.config.effective(tenant_id).analysis.context_prompt
+
+    def min_confidence_for(tenant_id: str) -> float:
+        return deps.config.effective(tenant_id).thresholds.indicator_min_confidence
+
+    return VisionCore(
+        stores.objects,
+        VisionRepository(stores.documents),
+        FindingRepository(stores.documents),
+        MediaRepository(stores.db),
+        describer=lambda: deps.models.get(VisionDescriber),
+        context_for=context_for,
+        min_confidence_for=min_confidence_for,
+    )
+
+
+SPEC = FunctionSpec(
+    name="vision",
+    description="frames described by a vision-language model; restraint and distress indicators for review",
+    consumes=(FramesExtracted,),
+    emits=(VisionDescribed,),
+    build=build,
+    needs=("database", "objects", "documents", "bus", "model:vision_describer"),
+    resources=Resources(cpu="500m", memory="512Mi", concurrency=4, timeout_s=1800),
+    port=8088,
+    analysis=True,
+)
