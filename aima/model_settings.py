@@ -9,10 +9,10 @@ variables, joined by ``__``::
     AIMA_MODELS__NARRATOR__API_KEY=...            # a secret: masked in logs and reprs
     AIMA_MODELS__TRANSCRIBER__THREADS=2
 
-The speech and text tasks default to their CPU backends (``silero``, ``faster-whisper`` with
-Whisper base, ``resemblyzer``, ``sentence-transformers`` with MiniLM), whose packages are the
-``speech`` and ``text`` dependency groups; every other task defaults to ``"none"`` (not configured:
-the step records "not run" with the reason) until the issue that adds its backend.
+The speech, text and OCR tasks default to their CPU backends (``silero``, ``faster-whisper`` with
+Whisper base, ``resemblyzer``, ``sentence-transformers`` with MiniLM, ``tesseract``), whose packages
+are the ``speech``, ``text`` and ``ocr`` dependency groups; every other task defaults to ``"none"``
+(not configured: the step records "not run" with the reason) until the issue that adds its backend.
 Which backend names exist is known to ``inference`` (its registry), not to the kernel:
 ``inference.check_models`` refuses an unknown name at start-up with the same one-line error.
 
@@ -148,7 +148,7 @@ class PoseEstimatorSettings(ModelSettings):
 
 
 class OcrSettings(ModelSettings):
-    pass
+    backend: str = Field(default="tesseract", pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
 class SensitivityScorerSettings(ModelSettings):

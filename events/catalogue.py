@@ -211,7 +211,15 @@ class VisionDescribed(AnalysisResult):
 
 class TextRecognized(AnalysisResult):
     TYPE = "io.aima.ocr.completed.v1"
-    DESCRIPTION = "Text in frames and images was recognised."
+    DESCRIPTION = (
+        "Text in frames and images was recognised and stored as a new version (``result_count`` is its "
+        "number of lines, each deduplicated across consecutive frames)."
+    )
+    version: int | None = Field(default=None, ge=1, description="the stored OCR result version")
+    frames: int = Field(default=0, ge=0, description="frames read")
+    skipped_frames: int = Field(default=0, ge=0, description="frames that could not be read")
+    languages: dict[str, int] = Field(default_factory=dict, description="lines per language")
+    indexed_lines: int = Field(default=0, ge=0, description="lines put into the case search index")
 
 
 class SensitivityScored(AnalysisResult):

@@ -31,6 +31,7 @@ BUILTIN: dict[tuple[ModelTask, str], Entry] = {
     (ModelTask.TRANSCRIBER, "openai"): "inference.remote.openai_audio:OpenAITranscriber",
     (ModelTask.VOICE_EMBEDDER, "resemblyzer"): "inference.cpu.voices:ResemblyzerVoiceEmbedder",
     (ModelTask.TEXT_EMBEDDER, "sentence-transformers"): "inference.cpu.texts:MiniLMTextEmbedder",
+    (ModelTask.OCR, "tesseract"): "inference.cpu.ocr:TesseractOcr",
     (ModelTask.NARRATOR, "openai"): "inference.remote.openai:OpenAINarrator",
     (ModelTask.VISION_DESCRIBER, "openai"): "inference.remote.openai_vision:OpenAIFramesDescriber",
     (ModelTask.TEXT_EMBEDDER, "openai"): "inference.remote.openai:OpenAITextEmbedder",

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Make sure the media tools the pipeline shells out to are installed (from Debian if absent):
-# ffmpeg/ffprobe (probe, frames, audio) and espeak-ng (spoken sample and test media).
+# ffmpeg/ffprobe (probe, frames, audio), espeak-ng (spoken sample and test media), tesseract with
+# its English and German models (ocr) and the DejaVu fonts (text the OCR tests render).
 set -euo pipefail
 missing=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+langs=$(tesseract --list-langs 2>/dev/null || true)
+command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr)
+grep -qx eng <<<"$langs" || missing+=(tesseract-ocr-eng)
+grep -qx deu <<<"$langs" || missing+=(tesseract-ocr-deu)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "ensure-tools: installing ${missing[*]} from Debian"
   apt-get update -qq

@@ -105,7 +105,7 @@ def _line(hit: SegmentHit) -> str:
         hit.media_id,
         hit.filename or "-",
         f"{hit.start:.1f}-{hit.end:.1f}s",
-        hit.speaker or "-",
+        f"ocr:{hit.frame_id}" if hit.source == "ocr" else hit.speaker or "-",
         hit.language or "-",
         hit.text,
     ]

@@ -31,6 +31,10 @@ class TranscriptRepository:
     def __init__(self, documents: DocumentStore) -> None:
         self._docs = documents
 
+    @property
+    def documents(self) -> DocumentStore:
+        return self._docs
+
     # --- versions ----------------------------------------------------------------------------
 
     def latest(self, tenant_id: str, case_id: str, media_id: str) -> Transcript | None:

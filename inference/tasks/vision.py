@@ -77,6 +77,7 @@ class TextLine(IO):
     text: str
     box: Box
     confidence: Score | None = None
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$")
 
 
 class TextLines(IO):

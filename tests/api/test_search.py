@@ -127,6 +127,10 @@ async def test_a_paraphrase_finds_its_segment_with_file_time_and_speaker(world: 
         "score": first["score"],
         "matched": "text",
         "transcript_version": 1,
+        "source": "speech",
+        "frame_id": None,
+        "timestamp_s": None,
+        "ocr_version": None,
     }
     assert len(body["results"]) == 2
     assert first["score"] > body["results"][1]["score"]

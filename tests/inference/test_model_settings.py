@@ -17,6 +17,7 @@ CPU_DEFAULTS = {
     ModelTask.TRANSCRIBER: "faster-whisper",
     ModelTask.VOICE_EMBEDDER: "resemblyzer",
     ModelTask.TEXT_EMBEDDER: "sentence-transformers",
+    ModelTask.OCR: "tesseract",
 }
 
 

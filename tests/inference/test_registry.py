@@ -16,7 +16,7 @@ from inference.errors import ModelNotConfigured
 from inference.pool import ModelPool
 from inference.registry import BUILTIN, REGISTRY, Registry
 from inference.remote.openai import OpenAINarrator
-from inference.tasks import Narrator, OcrReader, Transcriber, Transcript, TranscriptionInput
+from inference.tasks import Narrator, PoseEstimator, Transcriber, Transcript, TranscriptionInput
 
 HEAVY = (
     "numpy",
@@ -27,6 +27,8 @@ HEAVY = (
     "dlib",
     "mediapipe",
     "sentence_transformers",
+    "PIL",
+    "pytesseract",
 )
 
 COLD_START = """
@@ -44,7 +46,7 @@ settings = load_settings(models={
 })
 pool = ModelPool.from_settings(settings, registry)
 pool.model("narrator"); pool.model("text_embedder")   # created (backend modules imported), not loaded
-pool.statuses(["transcriber", "speech_detector", "voice_embedder"])  # the CPU defaults: made, not loaded
+pool.statuses(["transcriber", "speech_detector", "voice_embedder", "ocr"])  # CPU defaults: made, not loaded
 print(json.dumps(sorted(sys.modules)))
 """
 
@@ -90,6 +92,7 @@ def test_builtin_entries_resolve_to_their_task_classes() -> None:
     assert REGISTRY.backends(ModelTask.TRANSCRIBER) == ["faster-whisper", "openai"]
     assert REGISTRY.backends(ModelTask.SPEECH_DETECTOR) == ["silero"]
     assert REGISTRY.backends(ModelTask.VOICE_EMBEDDER) == ["resemblyzer"]
+    assert REGISTRY.backends(ModelTask.OCR) == ["tesseract"]
 
 
 class EchoTranscriber(Transcriber):
@@ -150,9 +153,9 @@ def test_pool_makes_one_typed_model_per_task(tmp_path: Any) -> None:
     assert pool.get(Narrator) is narrator
     assert not narrator.loaded
     assert pool.configured(ModelTask.NARRATOR)
-    assert not pool.configured("ocr")
-    with pytest.raises(ModelNotConfigured, match="no model configured for ocr"):
-        pool.get(OcrReader)
+    assert not pool.configured("pose_estimator")
+    with pytest.raises(ModelNotConfigured, match="no model configured for pose_estimator"):
+        pool.get(PoseEstimator)
     pool.close()
 
 

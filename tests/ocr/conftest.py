@@ -1,0 +1,165 @@
+"""Real stores (SQLite, local objects, litemongo, Milvus Lite), Tesseract and images the tests draw."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from aima.access.scope import Scope
+from aima.identity.users import UserDirectory
+from aima.model_settings import OcrSettings, TextEmbedderSettings
+from aima.storage.cases import CaseRepository
+from aima.storage.documents import DocumentStore
+from aima.storage.media import MediaRepository
+from aima.storage.objects_local import LocalObjectStore
+from aima.storage.ocr import OcrRepository
+from aima.storage.relational import Database
+from aima.storage.transcripts import TranscriptRepository
+from aima.storage.vectors_milvus import MilvusVectorStore
+from events.catalogue import FrameRef, FramesExtracted
+from functions.ocr.core import OcrCore
+from inference.cpu.ocr import TesseractOcr
+from inference.cpu.texts import MiniLMTextEmbedder
+from inference.errors import ModelNotConfigured
+from inference.tasks.text import TextEmbedder
+from inference.tasks.vision import OcrReader
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+ENGLISH = "Meet me at the old station tonight"
+GERMAN = "Straße gesperrt für Fahrzeuge über drei Tonnen"
+
+
+def draw(lines: Sequence[tuple[int, int, str]], size: tuple[int, int] = (900, 220)) -> Image.Image:
+    """A white image with each ``(x, y, text)`` written in black DejaVu Sans, 32 px."""
+    font = ImageFont.truetype(FONT, 32)
+    image = Image.new("RGB", size, "white")
+    pen = ImageDraw.Draw(image)
+    for x, y, text in lines:
+        pen.text((x, y), text, font=font, fill="black")
+    return image
+
+
+def png(image: Image.Image, **save: object) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format=str(save.pop("format", "PNG")), **save)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="session")
+def reader() -> Iterator[TesseractOcr]:
+    model = TesseractOcr(OcrSettings(idle_unload_seconds=0))
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Iterator[MiniLMTextEmbedder]:
+    model = MiniLMTextEmbedder(TextEmbedderSettings(idle_unload_seconds=0))
+    yield model
+    model.close()
+
+
+def no_embedder() -> TextEmbedder:
+    raise ModelNotConfigured("no text embedder in this test")
+
+
+@dataclass
+class Env:
+    db: Database
+    objects: LocalObjectStore
+    documents: DocumentStore
+    vectors: MilvusVectorStore
+    media: MediaRepository
+    results: OcrRepository
+    transcripts: TranscriptRepository
+    tenant_id: str
+    case_id: str
+
+    @property
+    def scope(self) -> Scope:
+        return Scope.for_case(self.tenant_id, self.case_id, "test")
+
+    def frames(
+        self, frames: Sequence[tuple[float, bytes | None]], filename: str = "clip.mp4"
+    ) -> FramesExtracted:
+        """A media row and its frames stored the way the probe stores them (``None``: no object)."""
+        media_id = str(uuid.uuid4())
+        base = f"cases/{self.case_id}/media/{media_id}"
+        stored = self.objects.put(f"{base}/original", io.BytesIO(media_id.encode()), content_type="video/mp4")
+        assert stored.sha256 is not None
+        self.media.add(
+            self.scope,
+            case_id=self.case_id,
+            media_id=media_id,
+            sha256=stored.sha256,
+            size=stored.size,
+            content_type="video/mp4",
+            kind=None,
+            filename=filename,
+            object_key=f"{base}/original",
+        )
+        refs = []
+        for index, (timestamp, body) in enumerate(frames):
+            key = f"{base}/frames/{index:05d}.png"
+            if body is not None:
+                self.objects.put(key, io.BytesIO(body), content_type="image/png")
+            refs.append(FrameRef(frame_id=f"{media_id}-f{index}", object_key=key, timestamp_s=timestamp))
+        return FramesExtracted(
+            tenant_id=self.tenant_id, case_id=self.case_id, media_id=media_id, job_id="job-1", frames=refs
+        )
+
+    def core(
+        self, reader: Callable[[], OcrReader], embedder: Callable[[], TextEmbedder] = no_embedder
+    ) -> OcrCore:
+        return OcrCore(
+            self.objects,
+            self.results,
+            self.media,
+            self.vectors,
+            self.transcripts,
+            reader=reader,
+            embedder=embedder,
+        )
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, MilvusVectorStore]]:
+    folder = tmp_path_factory.mktemp("ocr-vectors")
+    vectors = MilvusVectorStore(str(folder / "vectors.db"))
+    vectors.ensure_collections()
+    yield folder, vectors
+    vectors.close()
+
+
+@pytest.fixture
+def env(tmp_path: Path, stores: tuple[Path, MilvusVectorStore]) -> Iterator[Env]:
+    db = Database(f"sqlite:///{tmp_path / 'aima.db'}")
+    db.migrate()
+    objects = LocalObjectStore(
+        tmp_path / "objects", presign_secret=b"s" * 32, public_base_url="http://aima.test"
+    )
+    documents = DocumentStore.from_uri(f"litemongo://{tmp_path / 'documents'}", "aima")
+    directory = UserDirectory(db)
+    suffix = uuid.uuid4().hex[:8]
+    tenant_id = directory.ensure_tenant(f"ocr-{suffix}")
+    owner = directory.create_user(tenant_id, f"owner-{suffix}", None, "user")
+    case = CaseRepository(db).create(Scope.for_tenant(tenant_id, owner.id), "OCR case", owner.id)
+    yield Env(
+        db,
+        objects,
+        documents,
+        stores[1],
+        MediaRepository(db),
+        OcrRepository(documents),
+        TranscriptRepository(documents),
+        tenant_id,
+        str(case["id"]),
+    )
+    documents.close()
+    db.dispose()
