@@ -32,7 +32,9 @@ from events.catalogue import (
     MediaProbed,
     PhrasesMatched,
     SpeakersCompleted,
+    TextRecognized,
     TranscriptCompleted,
+    VisionDescribed,
     parse_data,
 )
 from events.envelope import CloudEvent
@@ -57,6 +59,8 @@ KNOWN = (
     TranscriptCompleted.TYPE,
     SpeakersCompleted.TYPE,
     PhrasesMatched.TYPE,
+    TextRecognized.TYPE,
+    VisionDescribed.TYPE,
     MediaFailed.TYPE,
 )
 SHOWN_SEGMENTS = 8
@@ -209,6 +213,23 @@ def _describe(events: list[CloudEvent]) -> Iterator[str]:
                 else f"speakers: {data.speakers} in the file, {data.case_speakers} case speaker(s) "
                 f"({data.new_case_speakers} new), {data.turns} turn(s) labelled"
             )
+        elif isinstance(data, TextRecognized):
+            languages = ", ".join(f"{code} {count}" for code, count in sorted(data.languages.items()))
+            yield (
+                f"ocr: not run: {data.reason}"
+                if data.status == "not_run"
+                else f"ocr: v{data.version}, {data.result_count} line(s) of text in {data.frames} frame(s)"
+                f"{f' ({languages})' if languages else ''}"
+                f"{f', {data.skipped_frames} frame(s) unreadable' if data.skipped_frames else ''}"
+            )
+        elif isinstance(data, VisionDescribed):
+            yield (
+                f"vision: not run: {data.reason}"
+                if data.status == "not_run"
+                else f"vision: {data.described_frames} of {data.frames} frame(s) described, "
+                f"{data.restraint_indicators} restraint and {data.distress_cues} distress "
+                "indicator(s) for review"
+            )
         elif isinstance(data, PhrasesMatched):
             cues = ", ".join(f"{name} {count}" for name, count in sorted(data.categories.items()))
             yield (
@@ -222,7 +243,7 @@ def _describe(events: list[CloudEvent]) -> Iterator[str]:
 
 
 def _pipeline_order(spec: FunctionSpec) -> tuple[int, str]:
-    order = ("probe", "transcribe", "speakers", "cues")
+    order = ("probe", "transcribe", "speakers", "cues", "ocr", "vision")
     return (order.index(spec.name) if spec.name in order else len(order), spec.name)
 
 

@@ -8,9 +8,14 @@ INVERTED indexes on the filter fields. Filters only ever contain ids checked by 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+# gRPC (under pymilvus) logs a line on every fork while its threads run; the pipeline forks only to
+# exec tools (ffmpeg, tesseract), whose children never use gRPC, so its fork handlers are not needed
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 
 from pymilvus import DataType, MilvusClient, MilvusException
 
