@@ -6,13 +6,23 @@ import asyncio
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import redis
 import uvicorn
 from fastapi import FastAPI
+
+from aima.access.scope import Scope
+from aima.identity.users import UserDirectory
+from aima.storage.cases import CaseRepository
+from aima.storage.documents import DocumentStore
+from aima.storage.objects_local import LocalObjectStore
+from aima.storage.relational import Database
 
 
 def free_port() -> int:
@@ -99,3 +109,36 @@ def wait_ready(
         if time.monotonic() > deadline:
             raise AssertionError(f"{url}{path} did not answer 200 within {timeout} s")
         time.sleep(0.1)
+
+
+@dataclass
+class CaseStores:
+    """Embedded stores in a folder, with a tenant, its owner and one case in them."""
+
+    db: Database
+    objects: LocalObjectStore
+    documents: DocumentStore
+    tenant_id: str
+    case_id: str
+
+
+@contextmanager
+def case_stores(folder: Path, name: str) -> Iterator[CaseStores]:
+    """SQLite (migrated), a local object folder and litemongo under ``folder``, with a fresh tenant
+    ``{name}-…``, its owner and a case made through the repositories; closed afterwards."""
+    db = Database(f"sqlite:///{folder / 'aima.db'}")
+    db.migrate()
+    objects = LocalObjectStore(
+        folder / "objects", presign_secret=b"s" * 32, public_base_url="http://aima.test"
+    )
+    documents = DocumentStore.from_uri(f"litemongo://{folder / 'documents'}", "aima")
+    directory = UserDirectory(db)
+    suffix = uuid.uuid4().hex[:8]
+    tenant_id = directory.ensure_tenant(f"{name}-{suffix}")
+    owner = directory.create_user(tenant_id, f"owner-{suffix}", None, "user")
+    case = CaseRepository(db).create(Scope.for_tenant(tenant_id, owner.id), f"{name} case", owner.id)
+    try:
+        yield CaseStores(db, objects, documents, tenant_id, str(case["id"]))
+    finally:
+        documents.close()
+        db.dispose()

@@ -12,9 +12,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from aima.access.scope import Scope
-from aima.identity.users import UserDirectory
 from aima.model_settings import OcrSettings, TextEmbedderSettings
-from aima.storage.cases import CaseRepository
 from aima.storage.documents import DocumentStore
 from aima.storage.media import MediaRepository
 from aima.storage.objects_local import LocalObjectStore
@@ -29,6 +27,7 @@ from inference.cpu.texts import MiniLMTextEmbedder
 from inference.errors import ModelNotConfigured
 from inference.tasks.text import TextEmbedder
 from inference.tasks.vision import OcrReader
+from tests.support import case_stores
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 ENGLISH = "Meet me at the old station tonight"
@@ -139,27 +138,15 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Mil
 
 @pytest.fixture
 def env(tmp_path: Path, stores: tuple[Path, MilvusVectorStore]) -> Iterator[Env]:
-    db = Database(f"sqlite:///{tmp_path / 'aima.db'}")
-    db.migrate()
-    objects = LocalObjectStore(
-        tmp_path / "objects", presign_secret=b"s" * 32, public_base_url="http://aima.test"
-    )
-    documents = DocumentStore.from_uri(f"litemongo://{tmp_path / 'documents'}", "aima")
-    directory = UserDirectory(db)
-    suffix = uuid.uuid4().hex[:8]
-    tenant_id = directory.ensure_tenant(f"ocr-{suffix}")
-    owner = directory.create_user(tenant_id, f"owner-{suffix}", None, "user")
-    case = CaseRepository(db).create(Scope.for_tenant(tenant_id, owner.id), "OCR case", owner.id)
-    yield Env(
-        db,
-        objects,
-        documents,
-        stores[1],
-        MediaRepository(db),
-        OcrRepository(documents),
-        TranscriptRepository(documents),
-        tenant_id,
-        str(case["id"]),
-    )
-    documents.close()
-    db.dispose()
+    with case_stores(tmp_path, "ocr") as made:
+        yield Env(
+            made.db,
+            made.objects,
+            made.documents,
+            stores[1],
+            MediaRepository(made.db),
+            OcrRepository(made.documents),
+            TranscriptRepository(made.documents),
+            made.tenant_id,
+            made.case_id,
+        )

@@ -11,10 +11,8 @@ from pathlib import Path
 import pytest
 
 from aima.access.scope import Scope
-from aima.identity.users import UserDirectory
 from aima.model_settings import ModelsSettings
 from aima.samples import Pause, Spoken, Utterance
-from aima.storage.cases import CaseRepository
 from aima.storage.documents import DocumentStore
 from aima.storage.media import MediaRepository
 from aima.storage.objects_local import LocalObjectStore
@@ -27,6 +25,7 @@ from inference.cpu import audio
 from inference.registry import REGISTRY
 from inference.tasks.speech import SpeechDetector, Transcriber
 from tests.speech_audio import ENGLISH, GERMAN, MIXED, spaced, write
+from tests.support import case_stores
 
 
 @dataclass(frozen=True)
@@ -131,25 +130,13 @@ class Env:
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
-    db = Database(f"sqlite:///{tmp_path / 'aima.db'}")
-    db.migrate()
-    objects = LocalObjectStore(
-        tmp_path / "objects", presign_secret=b"s" * 32, public_base_url="http://aima.test"
-    )
-    documents = DocumentStore.from_uri(f"litemongo://{tmp_path / 'documents'}", "aima")
-    directory = UserDirectory(db)
-    suffix = uuid.uuid4().hex[:8]
-    tenant_id = directory.ensure_tenant(f"speech-{suffix}")
-    owner = directory.create_user(tenant_id, f"owner-{suffix}", None, "user")
-    case = CaseRepository(db).create(Scope.for_tenant(tenant_id, owner.id), "Speech case", owner.id)
-    yield Env(
-        db,
-        objects,
-        documents,
-        MediaRepository(db),
-        TranscriptRepository(documents),
-        tenant_id,
-        str(case["id"]),
-    )
-    documents.close()
-    db.dispose()
+    with case_stores(tmp_path, "speech") as made:
+        yield Env(
+            made.db,
+            made.objects,
+            made.documents,
+            MediaRepository(made.db),
+            TranscriptRepository(made.documents),
+            made.tenant_id,
+            made.case_id,
+        )

@@ -15,9 +15,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from aima.access.scope import Scope
-from aima.identity.users import UserDirectory
 from aima.model_settings import ModelsSettings
-from aima.storage.cases import CaseRepository
 from aima.storage.documents import DocumentStore
 from aima.storage.findings import FindingRepository
 from aima.storage.media import MediaRepository
@@ -29,6 +27,7 @@ from functions.runtime.context import Context
 from functions.vision.core import VisionCore, VisionFinding
 from inference.pool import ModelPool
 from inference.tasks.vision import VisionDescriber
+from tests.support import case_stores
 from tests.vision.openai_vision_server import GREEN, RED, VisionServer, running
 
 BLUE = (40, 60, 200)
@@ -143,29 +142,17 @@ class Env:
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
-    db = Database(f"sqlite:///{tmp_path / 'aima.db'}")
-    db.migrate()
-    objects = LocalObjectStore(
-        tmp_path / "objects", presign_secret=b"s" * 32, public_base_url="http://aima.test"
-    )
-    documents = DocumentStore.from_uri(f"litemongo://{tmp_path / 'documents'}", "aima")
-    directory = UserDirectory(db)
-    suffix = uuid.uuid4().hex[:8]
-    tenant_id = directory.ensure_tenant(f"vision-{suffix}")
-    owner = directory.create_user(tenant_id, f"owner-{suffix}", None, "user")
-    case = CaseRepository(db).create(Scope.for_tenant(tenant_id, owner.id), "Vision case", owner.id)
-    yield Env(
-        db,
-        objects,
-        documents,
-        MediaRepository(db),
-        VisionRepository(documents),
-        FindingRepository(documents),
-        tenant_id,
-        str(case["id"]),
-    )
-    documents.close()
-    db.dispose()
+    with case_stores(tmp_path, "vision") as made:
+        yield Env(
+            made.db,
+            made.objects,
+            made.documents,
+            MediaRepository(made.db),
+            VisionRepository(made.documents),
+            FindingRepository(made.documents),
+            made.tenant_id,
+            made.case_id,
+        )
 
 
 __all__ = ["BLUE", "GREEN", "RED", "Env", "describer", "frame_png"]
