@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -93,8 +94,11 @@ class OpenAIBackend(RemoteBackend):
     def _check_loaded(self) -> None:
         self._check_available()
 
-    def chat_json(self, messages: list[dict[str, Any]], output: type[T], name: str) -> T:
-        """A chat completion whose answer must be JSON of ``output``'s schema."""
+    def chat(
+        self, messages: list[dict[str, Any]], output: type[BaseModel], name: str
+    ) -> tuple[str | None, str | None]:
+        """A chat completion constrained to JSON of ``output``'s schema: the answer's content, and
+        why it cannot be used (refused, cut off, empty), or None if it can."""
         options = self.settings.options
         body: dict[str, Any] = {
             "model": self.settings.model,
@@ -110,16 +114,37 @@ class OpenAIBackend(RemoteBackend):
                 body[key] = int(options[key])
         answer = _parse(_ChatAnswer, self.call("POST", "chat/completions", json=body))
         choice = answer.choices[0]
+        content = choice.message.content
         if choice.message.refusal:
-            raise InvalidModelOutput(f"the model refused: {choice.message.refusal[:300]}")
+            return content, f"the model refused: {choice.message.refusal[:300]}"
         if choice.finish_reason == "length":
-            raise InvalidModelOutput("the answer was cut off at max_tokens")
-        if not choice.message.content:
-            raise InvalidModelOutput("the answer has no content")
+            return content, "the answer was cut off at max_tokens"
+        if not content:
+            return content, "the answer has no content"
+        return content, None
+
+    def chat_json(self, messages: list[dict[str, Any]], output: type[T], name: str) -> T:
+        """A chat completion whose answer must be JSON of ``output``'s schema."""
+        content, problem = self.chat(messages, output, name)
+        if problem is not None or content is None:
+            raise InvalidModelOutput(problem or "the answer has no content")
         try:
-            return output.model_validate_json(choice.message.content)
+            return output.model_validate_json(content)
         except ValidationError as exc:
             raise InvalidModelOutput(f"the answer does not match the {name} schema: {_first(exc)}") from exc
+
+    def image_data_url(self, path: Path) -> str:
+        """The image at ``path`` as a data URL (PNG, JPEG, GIF or WebP, at most ``max_image_bytes``)."""
+        limit = int(self.settings.options.get("max_image_bytes", 20 * 1024 * 1024))
+        if path.stat().st_size > limit:
+            raise InvalidModelOutput(f"image larger than {limit} bytes: not sent")
+        data = path.read_bytes()
+        media_type = next((kind for magic, kind in _IMAGE_TYPES if data.startswith(magic)), None)
+        if media_type is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            media_type = "image/webp"
+        if media_type is None:
+            raise InvalidModelOutput("not a PNG, JPEG, GIF or WebP image")
+        return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         """Embeddings of ``texts`` in their order, requested ``batch_size`` at a time."""
@@ -155,16 +180,7 @@ class OpenAINarrator(OpenAIBackend, Narrator):
 
 class OpenAIVisionDescriber(OpenAIBackend, VisionDescriber):
     def _predict(self, inputs: VisionInput) -> VisionDescription:
-        limit = int(self.settings.options.get("max_image_bytes", 20 * 1024 * 1024))
-        if inputs.path.stat().st_size > limit:
-            raise InvalidModelOutput(f"image larger than {limit} bytes: not sent")
-        data = inputs.path.read_bytes()
-        media_type = next((kind for magic, kind in _IMAGE_TYPES if data.startswith(magic)), None)
-        if media_type is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-            media_type = "image/webp"
-        if media_type is None:
-            raise InvalidModelOutput("not a PNG, JPEG, GIF or WebP image")
-        url = f"data:{media_type};base64,{base64.b64encode(data).decode()}"
+        url = self.image_data_url(inputs.path)
         messages = [
             {
                 "role": "user",

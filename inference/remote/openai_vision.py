@@ -21,21 +21,15 @@ that is not an image or too large fails alone, before anything is sent.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field, ValidationError
 
 from inference.errors import InvalidModelOutput
 from inference.remote.openai import (
-    _IMAGE_TYPES,
     OpenAIVisionDescriber,
-    _ChatAnswer,
     _first,
-    _parse,
-    strict_schema,
 )
 from inference.tasks.common import IO
 from inference.tasks.vision import Described, SceneDescription, VisionInput
@@ -89,7 +83,7 @@ class OpenAIFramesDescriber(OpenAIVisionDescriber):
         sendable: list[tuple[int, str]] = []
         for index, frame in enumerate(frames):
             try:
-                sendable.append((index, self._data_url(frame.path)))
+                sendable.append((index, self.image_data_url(frame.path)))
             except InvalidModelOutput as exc:
                 outcomes[index] = exc
         if sendable:
@@ -140,28 +134,9 @@ class OpenAIFramesDescriber(OpenAIVisionDescriber):
     ) -> tuple[list[SceneDescription] | None, str | None, str | None]:
         """(descriptions, content, None) for a valid answer; (None, the raw content, the error)
         otherwise."""
-        options = self.settings.options
-        body: dict[str, Any] = {
-            "model": self.settings.model,
-            "messages": messages,
-            "response_format": {
-                "type": "json_schema",
-                "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": strict_schema(VisionFrames)},
-            },
-            "temperature": float(options.get("temperature", 0.0)),
-        }
-        for key in ("max_tokens", "seed"):
-            if key in options:
-                body[key] = int(options[key])
-        answer = _parse(_ChatAnswer, self.call("POST", "chat/completions", json=body))
-        choice = answer.choices[0]
-        content = choice.message.content
-        if choice.message.refusal:
-            return None, content, f"the model refused: {choice.message.refusal[:300]}"
-        if choice.finish_reason == "length":
-            return None, content, "the answer was cut off at max_tokens"
-        if not content:
-            return None, content, "the answer has no content"
+        content, problem = self.chat(messages, VisionFrames, SCHEMA_NAME)
+        if problem is not None or content is None:
+            return None, content, problem or "the answer has no content"
         try:
             frames = VisionFrames.model_validate_json(content).frames
         except ValidationError as exc:
@@ -176,15 +151,3 @@ class OpenAIFramesDescriber(OpenAIVisionDescriber):
                 return None, content, f"the entry of image {entry.frame} has indicators of image(s) {marks}"
         described = [SceneDescription.model_validate(entry.model_dump(exclude={"frame"})) for entry in frames]
         return described, content, None
-
-    def _data_url(self, path: Path) -> str:
-        limit = int(self.settings.options.get("max_image_bytes", 20 * 1024 * 1024))
-        if path.stat().st_size > limit:
-            raise InvalidModelOutput(f"image larger than {limit} bytes: not sent")
-        data = path.read_bytes()
-        media_type = next((kind for magic, kind in _IMAGE_TYPES if data.startswith(magic)), None)
-        if media_type is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-            media_type = "image/webp"
-        if media_type is None:
-            raise InvalidModelOutput("not a PNG, JPEG, GIF or WebP image")
-        return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
