@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import socket
 import subprocess
 import time
@@ -21,6 +22,7 @@ from aima.access.scope import Scope
 from aima.identity.users import UserDirectory
 from aima.storage.cases import CaseRepository
 from aima.storage.documents import DocumentStore
+from aima.storage.media import MediaRepository
 from aima.storage.objects_local import LocalObjectStore
 from aima.storage.relational import Database
 
@@ -142,3 +144,35 @@ def case_stores(folder: Path, name: str) -> Iterator[CaseStores]:
     finally:
         documents.close()
         db.dispose()
+
+
+def add_media(
+    objects: LocalObjectStore,
+    media: MediaRepository,
+    scope: Scope,
+    case_id: str,
+    content: bytes,
+    *,
+    content_type: str,
+    filename: str,
+) -> tuple[str, str]:
+    """Store ``content`` (followed by the new media id, so that no call is a duplicate of another)
+    as a media file's original and register its row the way ingest does; returns the media id and
+    the object prefix its derived files go under."""
+    media_id = str(uuid.uuid4())
+    base = f"cases/{case_id}/media/{media_id}"
+    original = content + media_id.encode()
+    stored = objects.put(f"{base}/original", io.BytesIO(original), content_type=content_type)
+    assert stored.sha256 is not None
+    media.add(
+        scope,
+        case_id=case_id,
+        media_id=media_id,
+        sha256=stored.sha256,
+        size=stored.size,
+        content_type=content_type,
+        kind=None,
+        filename=filename,
+        object_key=f"{base}/original",
+    )
+    return media_id, base

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from inference.cpu.texts import MiniLMTextEmbedder
 from inference.errors import ModelNotConfigured
 from inference.tasks.text import TextEmbedder
 from inference.tasks.vision import OcrReader
-from tests.support import case_stores
+from tests.support import add_media, case_stores
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 ENGLISH = "Meet me at the old station tonight"
@@ -88,20 +87,14 @@ class Env:
         self, frames: Sequence[tuple[float, bytes | None]], filename: str = "clip.mp4"
     ) -> FramesExtracted:
         """A media row and its frames stored the way the probe stores them (``None``: no object)."""
-        media_id = str(uuid.uuid4())
-        base = f"cases/{self.case_id}/media/{media_id}"
-        stored = self.objects.put(f"{base}/original", io.BytesIO(media_id.encode()), content_type="video/mp4")
-        assert stored.sha256 is not None
-        self.media.add(
+        media_id, base = add_media(
+            self.objects,
+            self.media,
             self.scope,
-            case_id=self.case_id,
-            media_id=media_id,
-            sha256=stored.sha256,
-            size=stored.size,
+            self.case_id,
+            b"",
             content_type="video/mp4",
-            kind=None,
             filename=filename,
-            object_key=f"{base}/original",
         )
         refs = []
         for index, (timestamp, body) in enumerate(frames):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from inference.cpu import audio
 from inference.registry import REGISTRY
 from inference.tasks.speech import SpeechDetector, Transcriber
 from tests.speech_audio import ENGLISH, GERMAN, MIXED, spaced, write
-from tests.support import case_stores
+from tests.support import add_media, case_stores
 
 
 @dataclass(frozen=True)
@@ -82,21 +81,14 @@ class Env:
 
     def extracted(self, wav: Path) -> CloudEvent:
         """Store ``wav`` as a media file's extracted audio, the way the probe does."""
-        media_id = str(uuid.uuid4())
-        base = f"cases/{self.case_id}/media/{media_id}"
-        original = wav.read_bytes() + media_id.encode()  # one file per call, not a duplicate
-        stored = self.objects.put(f"{base}/original", io.BytesIO(original), content_type="audio/wav")
-        assert stored.sha256 is not None
-        self.media.add(
+        media_id, base = add_media(
+            self.objects,
+            self.media,
             self.scope,
-            case_id=self.case_id,
-            media_id=media_id,
-            sha256=stored.sha256,
-            size=stored.size,
+            self.case_id,
+            wav.read_bytes(),
             content_type="audio/wav",
-            kind=None,
             filename=wav.name,
-            object_key=f"{base}/original",
         )
         self.objects.put(f"{base}/audio.wav", io.BytesIO(wav.read_bytes()), content_type="audio/wav")
         data = AudioExtracted(

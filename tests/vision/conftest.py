@@ -3,9 +3,7 @@ describer made by the registry from settings that point at the loopback server."
 
 from __future__ import annotations
 
-import hashlib
 import io
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,7 @@ from functions.runtime.context import Context
 from functions.vision.core import VisionCore, VisionFinding
 from inference.pool import ModelPool
 from inference.tasks.vision import VisionDescriber
-from tests.support import case_stores
+from tests.support import add_media, case_stores
 from tests.vision.openai_vision_server import GREEN, RED, VisionServer, running
 
 BLUE = (40, 60, 200)
@@ -87,20 +85,14 @@ class Env:
     ) -> FramesExtracted:
         """A video's frames, one per colour 2 s apart, stored the way the probe does (the frames
         numbered in ``missing`` are left out of the object store)."""
-        media_id = str(uuid.uuid4())
-        base = f"cases/{self.case_id}/media/{media_id}"
-        original = b"video" + media_id.encode()
-        stored = self.objects.put(f"{base}/original", io.BytesIO(original), content_type="video/mp4")
-        self.media.add(
+        media_id, base = add_media(
+            self.objects,
+            self.media,
             self.scope,
-            case_id=self.case_id,
-            media_id=media_id,
-            sha256=stored.sha256 or hashlib.sha256(original).hexdigest(),
-            size=stored.size,
+            self.case_id,
+            b"video",
             content_type="video/mp4",
-            kind=None,
             filename="door.mp4",
-            object_key=f"{base}/original",
         )
         frames = []
         for index, colour in enumerate(colours):
