@@ -174,6 +174,16 @@ class ObjectStore(abc.ABC):
     ) -> Iterator[bytes]:
         """Open `key` now (raising `ObjectNotFound` at once) and iterate bytes [start, end)."""
 
+    def download(self, key: str, target: Path) -> int:
+        """Stream `key` into the local file `target` in constant memory; returns the bytes written.
+        `ObjectNotFound` (or `InvalidKey`) as `get` raises them, before `target` is created."""
+        chunks = self.get(key)
+        written = 0
+        with target.open("wb") as out:
+            for chunk in chunks:
+                written += out.write(chunk)
+        return written
+
     @abc.abstractmethod
     def stat(self, key: str) -> ObjectInfo:
         """Size, sha256, content type and etag of `key`; `ObjectNotFound` if missing."""

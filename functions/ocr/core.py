@@ -150,7 +150,7 @@ class OcrCore:
             for index, frame in enumerate(frames):
                 path = Path(tmp) / f"frame-{index}"
                 try:
-                    self._download(frame.object_key, path)
+                    self._objects.download(frame.object_key, path)
                     found = reader.predict(
                         ImageInput(path=path, frame_id=frame.frame_id, timestamp_s=frame.timestamp_s)
                     )
@@ -168,11 +168,6 @@ class OcrCore:
         finished.extend(_close(item) for item in open_lines)
         finished.sort(key=lambda line: (line.first_s, line.box.y, line.box.x))
         return finished, skipped, read
-
-    def _download(self, key: str, target: Path) -> None:
-        with target.open("wb") as out:
-            for block in self._objects.get(key):
-                out.write(block)
 
     # --- search index ------------------------------------------------------------------------------
 

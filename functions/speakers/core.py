@@ -172,10 +172,7 @@ class SpeakersCore:
     def _download(self, key: str, target: Path) -> float:
         """Copy the audio to ``target`` and check it is whole 16 kHz mono PCM; returns its length."""
         try:
-            chunks = self._objects.get(key)
-            with target.open("wb") as out:
-                for chunk in chunks:
-                    out.write(chunk)
+            self._objects.download(key, target)
         except (ObjectNotFound, InvalidKey) as exc:
             raise AudioFailed("the extracted audio is missing from the object store") from exc
         try:

@@ -113,7 +113,7 @@ class TranscribeCore:
         with tempfile.TemporaryDirectory(prefix="aima-transcribe-", dir=self._workdir) as tmp:
             wav = Path(tmp) / "audio.wav"
             try:
-                self._download(data.object_key, wav)
+                self._objects.download(data.object_key, wav)
                 found = detector.predict(AudioInput(path=wav))
             except (ObjectNotFound, InvalidKey):
                 return self._failed(data, base, "the extracted audio is missing from the object store")
@@ -170,11 +170,6 @@ class TranscribeCore:
             self._transcripts.save_chunk(data.tenant_id, data.case_id, run, index, found)
             segments.extend(found)
         return segments
-
-    def _download(self, key: str, target: Path) -> None:
-        with target.open("wb") as out:
-            for block in self._objects.get(key):
-                out.write(block)
 
     # --- outcomes ----------------------------------------------------------------------------
 

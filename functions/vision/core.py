@@ -207,9 +207,7 @@ class VisionCore:
     def _download(self, ref: FrameRef, folder: Path, index: int) -> _Frame:
         target = folder / f"frame-{index:05d}{Path(ref.object_key).suffix[:8]}"
         try:
-            with target.open("wb") as out:
-                for block in self._objects.get(ref.object_key):
-                    out.write(block)
+            self._objects.download(ref.object_key, target)
         except (ObjectNotFound, InvalidKey):
             return _Frame(ref, None, "the frame is missing from the object store")
         return _Frame(ref, target)

@@ -103,6 +103,18 @@ def test_round_trip_reports_size_and_sha256(store: ObjectStore) -> None:
     assert store.stat("cases/c1/media/a.bin").size == 6
 
 
+def test_download_streams_an_object_to_a_file(store: ObjectStore, tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)  # more than one chunk
+    store.put("cases/c1/media/a.bin", io.BytesIO(data))
+    target = tmp_path / "copy.bin"
+    assert store.download("cases/c1/media/a.bin", target) == len(data)
+    assert target.read_bytes() == data
+    missing = tmp_path / "missing.bin"
+    with pytest.raises(ObjectNotFound):
+        store.download("cases/c1/media/none.bin", missing)
+    assert not missing.exists()
+
+
 def test_empty_object(store: ObjectStore) -> None:
     info = store.put("empty", iter([]))
     assert (info.size, info.sha256) == (0, sha(b""))
