@@ -31,6 +31,7 @@ Options (``AIMA_MODELS__TRANSCRIBER__OPTIONS``): ``compute_type`` (``int8``), ``
 from __future__ import annotations
 
 import contextvars
+import math
 import re
 import zlib
 from collections.abc import Callable, Sequence
@@ -425,10 +426,8 @@ def _support(regions: Sequence[_Region], threshold: float) -> dict[str, float]:
 
 def _split(span: TimeSpan) -> list[TimeSpan]:
     """A region longer than one window, cut into equal pieces under `MAX_REGION_S`."""
-    import numpy as np
-
     length = span.end - span.start
-    pieces = max(1, int(np.ceil(length / MAX_REGION_S)))
+    pieces = max(1, math.ceil(length / MAX_REGION_S))
     step = length / pieces
     return [
         TimeSpan(start=round(span.start + i * step, 3), end=round(span.start + (i + 1) * step, 3))
