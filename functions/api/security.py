@@ -41,6 +41,7 @@ from typing import Annotated, Any, TypeVar, cast
 
 import anyio.from_thread
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import OAuth2PasswordBearer
 from starlette.concurrency import run_in_threadpool
@@ -418,13 +419,37 @@ def api_route(
             path,
             handler,
             methods=[method],
-            **{k: v for k, v in options.items() if k not in ("responses", "openapi_extra")},
+            dependencies=[Depends(refuse_unknown_query), *options.get("dependencies", ())],
+            **{k: v for k, v in options.items() if k not in ("responses", "openapi_extra", "dependencies")},
             responses=responses,
             openapi_extra={**options.get("openapi_extra", {}), ACTION_KEY: action.value},
         )
         return endpoint
 
     return register
+
+
+def refuse_unknown_query(request: Request) -> None:
+    """422 for a query parameter the route does not declare: a misspelt filter is an error, not a
+    silently ignored one."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not request.query_params:
+        return
+    declared = _query_names(route.dependant)
+    unknown = sorted(set(request.query_params) - declared)
+    if unknown:
+        names = ", ".join(repr(name[:40]) for name in unknown[:5])
+        raise Problem(
+            422, "unknown-query-parameter", "Unknown query parameter", f"Not a parameter here: {names}."
+        )
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    """The query parameters a route declares, its dependencies' included."""
+    names = {param.alias for param in dependant.query_params}
+    for dependency in dependant.dependencies:
+        names |= _query_names(dependency)
+    return names
 
 
 def _guarded(endpoint: F, action: Action) -> F:

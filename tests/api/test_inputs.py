@@ -90,3 +90,15 @@ async def test_guests_can_only_be_viewers_and_strangers_not_members(world: World
     assert (
         await world.client.put(f"{members}/{stranger}", headers=owner, json={"role": "viewer"})
     ).status_code == 404
+
+
+async def test_an_unknown_query_parameter_is_refused_and_declared_ones_pass(world: World) -> None:
+    owner = world.headers("owner")
+    misspelt = await world.client.get(
+        f"/api/v1/cases/{world.case_id}/search", headers=owner, params={"q": "film", "lmit": "3"}
+    )
+    assert misspelt.status_code == 422
+    assert misspelt.json()["type"] == "urn:aima:problem:unknown-query-parameter"
+    assert "'lmit'" in misspelt.json()["detail"]
+    audit = await world.client.get("/api/v1/audit", headers=world.headers("admin"), params={"limit": "5"})
+    assert audit.status_code == 200
