@@ -47,6 +47,11 @@ class Keypoint(IO):
     x: float
     y: float
     score: Score | None = None
+    z: float | None = Field(
+        default=None,
+        description="relative depth in pixels of the image's scale: larger is farther from the camera "
+        "(MediaPipe: relative to the hips' midpoint)",
+    )
 
 
 class Pose(IO):
@@ -59,8 +64,16 @@ class Poses(IO):
     poses: list[Pose]
 
 
+class PoseInput(ImageInput):
+    """An image for `PoseEstimator`, optionally only a region of it: keypoints stay in pixels of the
+    whole image. ``max_people`` > 1 asks a single-person model to look again for further bodies."""
+
+    crop: Box | None = None
+    max_people: int = Field(default=1, ge=1, le=8)
+
+
 class PoseEstimator(InferenceModel[ImageInput, Poses]):
-    """Body keypoints of the people in an image (or a person crop)."""
+    """Body keypoints of the people in an image (or a person crop: `PoseInput`)."""
 
     task: ClassVar[ModelTask] = ModelTask.POSE_ESTIMATOR
     input_type = ImageInput
