@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import io
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +22,7 @@ from aima.access.scope import Scope
 from aima.identity.model import UserRecord
 from aima.samples import write_pattern_png
 from aima.settings import Settings, load_settings
+from aima.storage.retention import PROBES
 from aima.storage.transcripts import TranscriptRepository
 from aima.transcripts import SpeechSegment, Transcript, segment_id
 from events.bus_memory import MemoryBus
@@ -29,6 +31,7 @@ from functions.api.services import ApiServices
 from functions.ingest.spec import app as ingest_app
 from functions.runtime.deps import Deps
 from tests.speakers.seed import speaker_request
+from tests.support import add_media
 
 PASSWORD = "correct horse battery staple"
 CALLERS = (
@@ -95,6 +98,7 @@ class World:
     tokens: dict[str, str] = field(default_factory=dict)
     case_id: str = ""
     target: UserRecord | None = None  # a user of the tenant that sharing routes act on
+    probed: str = ""  # a probed file of the shared case, for the image routes (`_image`)
 
     @classmethod
     async def build(cls, services: ApiServices, client: httpx.AsyncClient) -> World:
@@ -276,6 +280,40 @@ def _transcript(suffix: str) -> Callable[[World], Call]:
     return call
 
 
+FRAME_ID = "frame-1"
+
+
+def _image(suffix: str) -> Callable[[World], Call]:
+    """An image route of a probed file of the shared case: its frame, thumbnail, preview and a face crop
+    stored on first use, as the probe (and the faces step) store them; no scores: served as they are."""
+
+    def call(world: World) -> Call:
+        if not world.probed:
+            stores = world.services.stores
+            scope = Scope.for_case(world.tenant, world.case_id, "test")
+            media_id, base = add_media(
+                stores.objects,  # type: ignore[arg-type]
+                world.services.media,
+                scope,
+                world.case_id,
+                unique_png(),
+                content_type="image/png",
+                filename="still.png",
+            )
+            for name in ("frames/0000000000.jpg", "thumb.jpg", "preview.jpg", f"crops/{FRAME_ID}/face-0.jpg"):
+                stores.objects.put(f"{base}/{name}", io.BytesIO(unique_png()), content_type="image/png")
+            frame = {"frame_id": FRAME_ID, "object_key": f"{base}/frames/0000000000.jpg", "timestamp_s": 0.0}
+            doc = {"frames": [frame], "thumbnail": f"{base}/thumb.jpg", "preview": f"{base}/preview.jpg"}
+            where = {"_id": media_id, "tenant_id": world.tenant, "case_id": world.case_id}
+            stores.documents.update_one(PROBES, where, {"$set": doc}, upsert=True)
+            world.probed = media_id
+        return Call(
+            "GET", f"/api/v1/cases/{world.case_id}/media/{world.probed}/{suffix.format(frame=FRAME_ID)}"
+        )
+
+    return call
+
+
 def _speakers(world: World, route: str) -> Call:
     stores = world.services.stores
     method, path, body = speaker_request(stores.documents, stores.vectors, world.tenant, world.case_id, route)
@@ -319,6 +357,11 @@ CALLS: dict[tuple[str, str], Callable[[World], Call | Awaitable[Call]]] = {
     ("GET", CASE + "/media/{media_id}/transcript/versions"): _transcript("/versions"),
     ("GET", CASE + "/media/{media_id}/transcript.vtt"): _transcript(".vtt"),
     ("GET", CASE + "/media/{media_id}/transcript.srt"): _transcript(".srt"),
+    ("GET", CASE + "/media/{media_id}/thumbnail"): _image("thumbnail"),
+    ("GET", CASE + "/media/{media_id}/preview"): _image("preview"),
+    ("GET", CASE + "/media/{media_id}/frames"): _image("frames"),
+    ("GET", CASE + "/media/{media_id}/frames/{frame_id}"): _image("frames/{frame}"),
+    ("GET", CASE + "/media/{media_id}/crops/{frame_id}/{name}"): _image("crops/{frame}/face-0.jpg"),
     ("GET", CASE + "/speakers"): lambda w: Call("GET", f"/api/v1/cases/{w.case_id}/speakers"),
     ("PATCH", CASE + "/speakers/{speaker_id}"): lambda w: _speakers(w, "rename"),
     ("POST", CASE + "/speakers/{speaker_id}/merge"): lambda w: _speakers(w, "merge"),

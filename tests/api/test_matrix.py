@@ -45,6 +45,17 @@ EXPECTED: dict[tuple[str, str], str] = {
     ): "200 200 200 200 404 200 404 404 401",
     ("GET", "/api/v1/cases/{case_id}/media/{media_id}/transcript.vtt"): "200 200 200 403 404 403 404 404 401",
     ("GET", "/api/v1/cases/{case_id}/media/{media_id}/transcript.srt"): "200 200 200 403 404 403 404 404 401",
+    ("GET", "/api/v1/cases/{case_id}/media/{media_id}/thumbnail"): "200 200 200 200 404 200 404 404 401",
+    ("GET", "/api/v1/cases/{case_id}/media/{media_id}/preview"): "200 200 200 200 404 200 404 404 401",
+    ("GET", "/api/v1/cases/{case_id}/media/{media_id}/frames"): "200 200 200 200 404 200 404 404 401",
+    (
+        "GET",
+        "/api/v1/cases/{case_id}/media/{media_id}/frames/{frame_id}",
+    ): "200 200 200 200 404 200 404 404 401",
+    (
+        "GET",
+        "/api/v1/cases/{case_id}/media/{media_id}/crops/{frame_id}/{name}",
+    ): "200 200 200 200 404 200 404 404 401",
     ("GET", "/api/v1/cases/{case_id}/speakers"): "200 200 200 200 404 200 404 404 401",
     ("PATCH", "/api/v1/cases/{case_id}/speakers/{speaker_id}"): "200 200 200 403 404 403 404 404 401",
     ("POST", "/api/v1/cases/{case_id}/speakers/{speaker_id}/merge"): "200 200 200 403 404 403 404 404 401",
