@@ -5,11 +5,13 @@ reason, not run without a model, nothing for a file deleted meanwhile; the spec 
 from __future__ import annotations
 
 from aima.config.schema import RuntimeConfig
-from aima.settings import load_settings
+from aima.identity.users import UserDirectory
+from aima.settings import Settings, load_settings
 from aima.storage.sensitivity import Verdict
 from events.catalogue import SensitivityScored
+from functions.runtime.deps import Deps
 from functions.runtime.spec import discover
-from functions.sensitivity.spec import SPEC
+from functions.sensitivity.spec import SPEC, build
 from inference.cpu.nsfw import OpenNsfwScorer
 from inference.errors import ModelNotConfigured
 from inference.tasks.vision import SensitivityScorer
@@ -125,6 +127,24 @@ async def test_deleting_a_file_or_the_case_removes_its_scores(env: Env, scorer: 
     assert env.results.latest(env.tenant_id, env.case_id, kept.media_id) is not None
     env.documents.delete_case(env.case_id)  # what deleting the case does to every collection
     assert env.results.latest(env.tenant_id, env.case_id, kept.media_id) is None
+
+
+def test_the_threshold_comes_from_the_tenant_configuration(embedded_settings: Settings) -> None:
+    deps = Deps(embedded_settings)
+    try:
+        owner = UserDirectory(deps.stores.db).ensure_local_owner(embedded_settings.bootstrap_tenant)
+        core = build(deps)
+        assert core._threshold_for(owner.tenant_id) == 0.8
+        deps.config.set(
+            "thresholds",
+            {"sensitive_blur": 0.35},
+            actor="test",
+            tenant_id=owner.tenant_id,
+            audit_tenant_id=owner.tenant_id,
+        )
+        assert core._threshold_for(owner.tenant_id) == 0.35
+    finally:
+        deps.close()
 
 
 def test_the_spec_is_an_analysis_step_on_frames() -> None:
