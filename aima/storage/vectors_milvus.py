@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 # gRPC (under pymilvus) logs a line on every fork while its threads run; the pipeline forks only to
 # exec tools (ffmpeg, tesseract), whose children never use gRPC, so its fork handlers are not needed
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+# Milvus Lite 2.5 imports pkg_resources, whose deprecation warning would reach every CLI's stderr
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
 from pymilvus import DataType, MilvusClient, MilvusException
 
