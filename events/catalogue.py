@@ -195,7 +195,32 @@ class SpeakersCompleted(AnalysisResult):
 
 class FacesDetected(AnalysisResult):
     TYPE = "io.aima.faces.detected.v1"
-    DESCRIPTION = "Faces were detected and embedded in a file's frames."
+    DESCRIPTION = (
+        "Faces were detected, aligned and embedded in a file's frames and followed across them as tracks; "
+        "the result is stored as a new version (``result_count`` is its number of tracks)."
+    )
+    version: int | None = Field(default=None, ge=1, description="the stored face result version")
+    frames: list[FrameRef] = Field(
+        default_factory=list, description="the frames read, for the steps that look at the same frames"
+    )
+    skipped_frames: int = Field(default=0, ge=0, description="frames that could not be read")
+    faces: int = Field(default=0, ge=0, description="face detections over all frames")
+    tracks: int = Field(default=0, ge=0, description="faces followed across frames (one per face of an image)")
+    detectors: dict[str, int] = Field(default_factory=dict, description="detections per detector")
+
+
+class PoseEstimated(AnalysisResult):
+    TYPE = "io.aima.pose.estimated.v1"
+    DESCRIPTION = (
+        "Body landmarks were estimated on a crop around each person of a face result and read for posture "
+        "cues (``result_count`` is the number of posture findings, indicators for human review)."
+    )
+    version: int | None = Field(default=None, ge=1, description="the stored pose result version")
+    faces_version: int | None = Field(default=None, ge=1, description="the face result the crops came from")
+    crops: int = Field(default=0, ge=0, description="person crops given to the model")
+    posed: int = Field(default=0, ge=0, description="crops with a body found")
+    skipped_crops: int = Field(default=0, ge=0, description="crops skipped because neighbours overlap them")
+    postures: dict[str, int] = Field(default_factory=dict, description="posture findings per cue")
 
 
 class VisionDescribed(AnalysisResult):
@@ -224,7 +249,15 @@ class TextRecognized(AnalysisResult):
 
 class SensitivityScored(AnalysisResult):
     TYPE = "io.aima.sensitivity.scored.v1"
-    DESCRIPTION = "Frames were scored for explicit content so reviewers see them blurred first."
+    DESCRIPTION = (
+        "Frames were scored for explicit content so reviewers see them blurred first; the scores are "
+        "stored as a new version (``result_count`` is the number of frames above the tenant's threshold)."
+    )
+    version: int | None = Field(default=None, ge=1, description="the stored sensitivity result version")
+    frames: int = Field(default=0, ge=0, description="frames scored")
+    skipped_frames: int = Field(default=0, ge=0, description="frames that could not be read")
+    threshold: float | None = Field(default=None, ge=0, le=1, description="the tenant's blur threshold")
+    flagged_frames: int = Field(default=0, ge=0, description="frames served blurred until opened")
 
 
 class PhrasesMatched(AnalysisResult):
@@ -241,9 +274,21 @@ class PhrasesMatched(AnalysisResult):
 
 class PersonsClustered(CaseScoped):
     TYPE = "io.aima.persons.clustered.v1"
-    DESCRIPTION = "Faces and voices across the case's files were grouped into persons."
-    person_count: int = Field(ge=0)
+    DESCRIPTION = (
+        "The face tracks of a file were linked to the case's persons (incrementally, as files arrive); "
+        "a track that fits no person well enough stays unassigned."
+    )
+    person_count: int = Field(ge=0, description="persons of the case after this file")
     model: ModelInfo
+    media_id: str | None = None
+    job_id: str | None = None
+    status: Literal["completed", "not_run"] = "completed"
+    reason: str | None = None
+    faces_version: int | None = Field(default=None, ge=1, description="the face result linked")
+    tracks: int = Field(default=0, ge=0, description="tracks of the file")
+    assigned: int = Field(default=0, ge=0, description="tracks linked to a person")
+    unassigned: int = Field(default=0, ge=0, description="tracks that fit no person well enough")
+    new_persons: int = Field(default=0, ge=0, description="persons first seen in this file")
 
 
 class FusionCompleted(CaseScoped):
@@ -334,6 +379,7 @@ CATALOGUE: dict[str, type[EventData]] = {
         TranscriptCompleted,
         SpeakersCompleted,
         FacesDetected,
+        PoseEstimated,
         VisionDescribed,
         TextRecognized,
         SensitivityScored,
