@@ -9,8 +9,8 @@ makes these findings the file's only corroboration findings. For every restraint
 frame:
 
 * the postures it expects: the cues that its ``body_position`` names ("behind" → hands behind the
-  back; "front", "together", "wrist" → wrists together; "raised", "above", "overhead" → arms
-  raised; "lying", "floor", "ground" → lying down); without such a word, the restraint postures
+  back; "front", "together", "wrist" → wrists together; "raised", "above", "overhead", "hands up" →
+  arms raised; "lying", "floor", "ground" → lying down); without such a word, the restraint postures
   (wrists together, hands behind the back, arms raised); a gag without one expects none;
 * **corroborated**: a crop of that frame on which an expected cue holds. The best such cue (its
   confidence times the crop's) is ``b``, the vision confidence ``a``: the finding's confidence is
@@ -50,7 +50,7 @@ RESTRAINT_CUES: tuple[Cue, ...] = ("wrists_together", "hands_behind_back", "arms
 _WORDS: tuple[tuple[re.Pattern[str], Cue], ...] = (
     (re.compile(r"\bbehind\b"), "hands_behind_back"),
     (re.compile(r"\b(front|together|wrists?)\b"), "wrists_together"),
-    (re.compile(r"\b(raised|above|overhead|up)\b"), "arms_raised"),
+    (re.compile(r"\b(raised|above|overhead)\b|\b(hands|arms) up\b"), "arms_raised"),
     (re.compile(r"\b(lying|lies|lay|floor|ground|prone|supine)\b"), "lying_down"),
 )
 _NAMESPACE = uuid.UUID("9f4d2a61-7c3e-4b58-8e1a-2d6f0b9c5e73")

@@ -66,7 +66,8 @@ def detect_faces(image: Image.Image) -> list[Face]:
     import dlib
 
     found = importlib.util.find_spec("face_recognition_models")
-    assert found is not None and found.submodule_search_locations
+    assert found is not None
+    assert found.submodule_search_locations
     model = Path(found.submodule_search_locations[0]) / "models" / "shape_predictor_5_face_landmarks.dat"
     predictor = dlib.shape_predictor(str(model))
     pixels = np.asarray(image)
@@ -119,7 +120,13 @@ class Env:
         stored the way the probe stores them, its face result stored with one track per face of a
         frame, and the ``FacesDetected`` event the faces step would emit."""
         media_id, base = add_media(
-            self.objects, self.media, self.scope, self.case_id, b"video", content_type="video/mp4", filename="v.mp4"
+            self.objects,
+            self.media,
+            self.scope,
+            self.case_id,
+            b"video",
+            content_type="video/mp4",
+            filename="v.mp4",
         )
         refs: list[FrameRef] = []
         tracks: list[FaceTrack] = []
@@ -146,7 +153,11 @@ class Env:
                 )
                 tracks.append(
                     FaceTrack(
-                        id=track_id(media_id, 1, label), label=label, detections=[detection], best=0, embedding=""
+                        id=track_id(media_id, 1, label),
+                        label=label,
+                        detections=[detection],
+                        best=0,
+                        embedding="",
                     )
                 )
         stored = self.faces.add(
@@ -174,7 +185,11 @@ class Env:
 
     def core(self, model: Callable[[], PoseEstimator], *, floor: float = 0.0) -> PoseCore:
         return PoseCore(
-            self.objects, self.documents, self.media, estimator=model, min_confidence_for=lambda tenant_id: floor
+            self.objects,
+            self.documents,
+            self.media,
+            estimator=model,
+            min_confidence_for=lambda tenant_id: floor,
         )
 
     async def run(self, core: PoseCore, data: FacesDetected, event_id: str | None = None) -> list[EventData]:
@@ -183,9 +198,13 @@ class Env:
 
     def postures(self, media_id: str) -> list[PostureFinding]:
         docs = self.documents.find(
-            "findings", {"tenant_id": self.tenant_id, "case_id": self.case_id, "media_id": media_id, "kind": "posture"}
+            "findings",
+            {"tenant_id": self.tenant_id, "case_id": self.case_id, "media_id": media_id, "kind": "posture"},
         )
-        return [PostureFinding.model_validate({k: v for k, v in doc.items() if k in PostureFinding.model_fields}) for doc in docs]
+        return [
+            PostureFinding.model_validate({k: v for k, v in doc.items() if k in PostureFinding.model_fields})
+            for doc in docs
+        ]
 
 
 @pytest.fixture

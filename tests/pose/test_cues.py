@@ -6,16 +6,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from mediapipe.python.solutions.pose import PoseLandmark
 
 from aima.storage.poses import CueCheck, Landmark
 from functions.pose.cues import read_cues
 
-NAMES = (
-    "nose left_eye_inner left_eye left_eye_outer right_eye_inner right_eye right_eye_outer left_ear right_ear "
-    "mouth_left mouth_right left_shoulder right_shoulder left_elbow right_elbow left_wrist right_wrist "
-    "left_pinky right_pinky left_index right_index left_thumb right_thumb left_hip right_hip left_knee "
-    "right_knee left_ankle right_ankle left_heel right_heel left_foot_index right_foot_index"
-).split()
+NAMES = [landmark.name.lower() for landmark in PoseLandmark]
 
 Point = tuple[float, float] | tuple[float, float, float, float]
 
@@ -49,7 +45,7 @@ def body(**points: Point) -> dict[str, Landmark]:
 def _full(point: Point) -> tuple[float, float, float, float]:
     if len(point) == 2:
         return (point[0], point[1], 0.0, 0.95)
-    return point  # type: ignore[return-value]
+    return point
 
 
 def turned(points: dict[str, Landmark], degrees: float) -> dict[str, Landmark]:
@@ -78,13 +74,19 @@ def test_an_upright_body_with_hanging_arms_shows_none_of_the_cues_clearly() -> N
     }
     assert all(check.confidence == 0 for check in checks.values())
     assert checks["lying_down"].measure == 0.0
-    assert set(checks["wrists_together"].landmarks) == {"left_wrist", "right_wrist", "left_shoulder", "right_shoulder"}
+    assert set(checks["wrists_together"].landmarks) == {
+        "left_wrist",
+        "right_wrist",
+        "left_shoulder",
+        "right_shoulder",
+    }
 
 
 def test_wrists_together() -> None:
     together = cue(body(left_wrist=(104, 230), right_wrist=(96, 232)), "wrists_together")
     assert together.holds is True
-    assert together.measure is not None and together.measure < 0.1
+    assert together.measure is not None
+    assert together.measure < 0.1
     assert together.confidence == pytest.approx(0.95 * (0.5 + 0.5 * (1 - together.measure / 0.25)), abs=1e-3)
     # crossed arms in the three portraits measure 0.32 to 0.73: told apart, or not told
     assert cue(body(left_wrist=(75, 200), right_wrist=(125, 205)), "wrists_together").holds is None
@@ -107,7 +109,8 @@ def test_lying_down_from_the_torso_axis() -> None:
     for degrees in (90, -90, 70):
         lying = cue(turned(body(), degrees), "lying_down")
         assert lying.holds is True, degrees
-        assert lying.measure is not None and lying.measure >= 50
+        assert lying.measure is not None
+        assert lying.measure >= 50
     assert cue(turned(body(), 90), "lying_down").confidence > cue(turned(body(), 60), "lying_down").confidence
     assert cue(turned(body(), 42), "lying_down").holds is None  # the margin around 45 degrees
     assert cue(turned(body(), 20), "lying_down").holds is False
