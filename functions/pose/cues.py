@@ -21,9 +21,8 @@ axis** runs from the shoulder midpoint to the hip midpoint (image down without v
   mid-torso and just below the hips. Facing the camera (a crop built around a detected face; else
   the person's left shoulder on the image's right, across the body axis), each wrist must be hidden
   (visibility < 0.5) or estimated behind the body (depth behind the hips); with the back to the
-  camera, the wrists must be
-  visible and within 0.6 scale of each other. Clearly not: both wrists visible and in front of the
-  body, or a wrist far from the midline or above the shoulders.
+  camera, the wrists must be visible and within 0.6 scale of each other. Clearly not: both wrists
+  visible and in front of the body, or a wrist far from the midline or above the shoulders.
 """
 
 from __future__ import annotations
