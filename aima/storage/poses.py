@@ -71,7 +71,7 @@ class CueCheck(_Model):
 class PersonCrop(_Model):
     """One crop around one person of a frame and what the pose model found in it."""
 
-    id: str = Field(description="{frame_id}-{track label or 'frame'}[-n]; unique in the version")
+    id: str = Field(description="{frame_id}-{track label}, or {frame_id}-frame for a frame without faces")
     frame_id: str
     timestamp_s: float = Field(ge=0)
     track_id: str | None = Field(default=None, description="the face track the crop was built around")
