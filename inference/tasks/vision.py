@@ -15,6 +15,16 @@ from inference.errors import InvalidModelOutput, ModelError, ModelNotConfigured
 from inference.tasks.common import IO, Box, Embedder, ImageInput, Point, Score
 
 
+class FaceInput(ImageInput):
+    """An image to find faces in. ``fast`` runs the backend's fast detectors over the whole image;
+    ``thorough`` (a still image) also its slow, accurate one; ``regions`` are boxes where a face is
+    expected (a track's box on the frame before) that the backend looks at closely."""
+
+    fast: bool = True
+    thorough: bool = False
+    regions: list[Box] = Field(default_factory=list, max_length=64)
+
+
 class Face(IO):
     """A detected face: box, landmarks (e.g. 5 points: eyes, nose, mouth corners), embedding."""
 
@@ -22,21 +32,25 @@ class Face(IO):
     landmarks: list[Point] = Field(default_factory=list)
     embedding: list[float] | None = None
     score: Score
+    detector: str | None = Field(default=None, description="which detector found it, e.g. 'hog'")
+    quality: Score | None = Field(default=None, description="how useful it is to recognise: size, sharpness")
 
 
 class Faces(IO):
     faces: list[Face]
+    width: int | None = Field(default=None, ge=1, description="the upright image's width")
+    height: int | None = Field(default=None, ge=1, description="the upright image's height")
 
 
-class FaceAnalyzer(Embedder[ImageInput, Faces]):
+class FaceAnalyzer(Embedder[FaceInput, Faces]):
     """Detects faces in an image and embeds each (for clustering into persons within a case)."""
 
     task: ClassVar[ModelTask] = ModelTask.FACE_ANALYZER
     collection: ClassVar[str] = "faces"
-    input_type = ImageInput
+    input_type = FaceInput
     output_type = Faces
 
-    def _check(self, inputs: ImageInput, output: Faces) -> None:
+    def _check(self, inputs: FaceInput, output: Faces) -> None:
         for i, face in enumerate(output.faces):
             if face.embedding is not None:
                 self.check_vector(face.embedding, f"face {i} embedding")
