@@ -1,0 +1,1 @@
+"""The faces function: faces found, aligned, embedded and followed across frames as tracks."""
