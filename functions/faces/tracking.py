@@ -3,8 +3,9 @@
 Frames come in time order. A face on a frame continues an open track when it looks like the
 track's face and either sits where the track was or looks very much like it:
 
-* similarity (cosine of unit vectors) to the track's last face at least `FOLLOW_NEAR` and its box
-  overlapping the last box (IoU at least `FOLLOW_IOU`), or
+* similarity (cosine of unit vectors) to the track's last face at least `FOLLOW_NEAR` and its centre
+  within `NEAR_FACES` face heights of the last centre per sampled frame in between (people move
+  between samples a second or more apart), or
 * similarity at least `FOLLOW_ANYWHERE` wherever it is (a person who moved between samples).
 
 Pairs are taken best first, one face per track per frame. A track not seen for `MAX_GAP_FRAMES`
@@ -13,8 +14,8 @@ first appearance. A track's vector is the quality-weighted mean of its faces' ve
 its best face is the one of highest quality.
 
 Different people scored up to 0.91 with each other on the degraded faces of
-``benchmarks/vision.py`` (docs/faces.md), so a face is followed at the same place from 0.90 (where
-another person rarely stands on the next sample) and anywhere only from 0.94.
+``benchmarks/vision.py`` (docs/faces.md), so a face is followed nearby from 0.90 (one face blurred
+on one frame scored 0.92 with itself) and anywhere only from 0.94.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from inference.tasks.vision import Face
 
 FOLLOW_NEAR = 0.90
-FOLLOW_IOU = 0.2
+NEAR_FACES = 3.0
 FOLLOW_ANYWHERE = 0.94
 MAX_GAP_FRAMES = 3
 
@@ -76,14 +77,11 @@ def similarity(a: Sequence[float], b: Sequence[float]) -> float:
     return sum(x * y for x, y in zip(a, b, strict=True))
 
 
-def iou(a: Face, b: Face) -> float:
-    ax1, ay1 = a.box.x + a.box.width, a.box.y + a.box.height
-    bx1, by1 = b.box.x + b.box.width, b.box.y + b.box.height
-    w = min(ax1, bx1) - max(a.box.x, b.box.x)
-    h = min(ay1, by1) - max(a.box.y, b.box.y)
-    inter = max(0.0, w) * max(0.0, h)
-    union = a.box.width * a.box.height + b.box.width * b.box.height - inter
-    return inter / union if union > 0 else 0.0
+def distance(a: Face, b: Face) -> float:
+    """Distance between the centres of two faces' boxes, in pixels."""
+    ax, ay = a.box.x + a.box.width / 2, a.box.y + a.box.height / 2
+    bx, by = b.box.x + b.box.width / 2, b.box.y + b.box.height / 2
+    return math.hypot(ax - bx, ay - by)
 
 
 class Tracker:
@@ -104,7 +102,10 @@ class Tracker:
             for t, track in enumerate(open_tracks):
                 last = track.last.face
                 score = similarity(face.embedding, last.embedding or ())
-                if score >= FOLLOW_ANYWHERE or (score >= FOLLOW_NEAR and iou(face, last) >= FOLLOW_IOU):
+                near = distance(face, last) <= NEAR_FACES * max(face.box.height, last.box.height) * (
+                    index - track.last.index
+                )
+                if score >= FOLLOW_ANYWHERE or (score >= FOLLOW_NEAR and near):
                     pairs.append((score, f, t))
         taken_faces: set[int] = set()
         taken_tracks: set[int] = set()
