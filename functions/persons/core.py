@@ -53,15 +53,15 @@ class LinkRules:
     of the case a good track must be to start one, and how good a face must be to start one."""
 
     join: float = 0.92
-    new: float = 0.88
+    new: float = 0.90
     min_new_quality: float = 0.5
 
     @classmethod
     def from_face_match(cls, face_match: float) -> LinkRules:
         """The tenant's ``face_match`` score (0..1, default 0.6) as similarities: ``join`` = 0.8 +
-        0.2 x score (0.92 at the default), ``new`` = ``join`` - 0.04."""
+        0.2 x score (0.92 at the default), ``new`` = ``join`` - 0.02."""
         join = 0.8 + 0.2 * face_match
-        return cls(join=round(join, 4), new=round(join - 0.04, 4))
+        return cls(join=round(join, 4), new=round(join - 0.02, 4))
 
 
 @dataclass
