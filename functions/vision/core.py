@@ -12,7 +12,9 @@
    description or the reason it has none;
 5. stores every restraint indicator and visible distress cue as a `VisionFinding` (an indicator for
    human review, with the media, frame id and timestamp as evidence and the model), replacing the
-   media file's earlier vision findings, and returns ``VisionDescribed`` with the counts.
+   media file's earlier vision findings, weighs the restraint indicators against the file's
+   postures from the pose step (``corroborate``: a matching posture on the same frame raises the
+   confidence, a clearly different one is kept as a disagreement), and returns ``VisionDescribed``.
 
 Findings below the tenant's ``thresholds.indicator_min_confidence`` (runtime configuration) are
 not stored as findings; they stay in the vision document. The context prompt comes from
@@ -104,11 +106,14 @@ class VisionCore:
         describer: Callable[[], VisionDescriber],
         context_for: Callable[[str, str], str | None] = lambda tenant_id, case_id: None,
         min_confidence_for: Callable[[str], float] = lambda tenant_id: 0.0,
+        corroborate: Callable[[str, str, str], object] | None = None,
         workdir: Path | None = None,
     ) -> None:
         """``describer`` returns the process's vision describer (raising `ModelNotConfigured` when
         there is none); ``context_for(tenant_id, case_id)`` is the case's context prompt, if any;
-        ``min_confidence_for(tenant_id)`` the tenant's lowest reported confidence."""
+        ``min_confidence_for(tenant_id)`` the tenant's lowest reported confidence;
+        ``corroborate(tenant_id, case_id, media_id)`` weighs the stored findings against the file's
+        postures (`aima.storage.corroboration`)."""
         self._objects = objects
         self._vision = vision
         self._findings = findings
@@ -116,6 +121,7 @@ class VisionCore:
         self._describer = describer
         self._context_for = context_for
         self._min_confidence_for = min_confidence_for
+        self._corroborate = corroborate
         self._workdir = workdir
 
     async def handle(self, data: FramesExtracted, ctx: Context) -> list[EventData]:
@@ -176,6 +182,8 @@ class VisionCore:
         dropped = self._findings.replace_media(
             data.tenant_id, data.case_id, data.media_id, STEP, findings, run=run
         )
+        if self._corroborate is not None:
+            self._corroborate(data.tenant_id, data.case_id, data.media_id)
         restraints = sum(1 for finding in findings if finding.kind == "restraint")
         log.info(
             "frames described",

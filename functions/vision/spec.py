@@ -3,6 +3,7 @@ OpenAI-compatible chat endpoint; restraint indicators and visible distress cues 
 
 from __future__ import annotations
 
+from aima.storage.corroboration import corroborate
 from aima.storage.findings import FindingRepository
 from aima.storage.media import MediaRepository
 from aima.storage.vision import VisionRepository
@@ -17,7 +18,8 @@ def build(deps: Deps) -> VisionCore:
     """A core on the process's stores and vision describer. The case's context prompt is the
     tenant's ``analysis.context_prompt`` (runtime configuration, read at each event: cases have no
     field of their own for it), and the lowest reported confidence its
-    ``thresholds.indicator_min_confidence``."""
+    ``thresholds.indicator_min_confidence``. Its restraint indicators are weighed against the
+    file's postures from the pose step (`aima.storage.corroboration`), whichever step ends last."""
     stores = deps.stores
 
     def context_for(tenant_id: str, case_id: str) -> str | None:
@@ -34,6 +36,9 @@ def build(deps: Deps) -> VisionCore:
         describer=lambda: deps.models.get(VisionDescriber),
         context_for=context_for,
         min_confidence_for=min_confidence_for,
+        corroborate=lambda tenant_id, case_id, media_id: corroborate(
+            stores.documents, tenant_id, case_id, media_id
+        ),
     )
 
 

@@ -16,7 +16,7 @@ from inference.errors import ModelNotConfigured
 from inference.pool import ModelPool
 from inference.registry import BUILTIN, REGISTRY, Registry
 from inference.remote.openai import OpenAINarrator
-from inference.tasks import Narrator, PoseEstimator, Transcriber, Transcript, TranscriptionInput
+from inference.tasks import Narrator, Transcriber, Transcript, TranscriptionInput, VisionDescriber
 
 HEAVY = (
     "numpy",
@@ -153,9 +153,9 @@ def test_pool_makes_one_typed_model_per_task(tmp_path: Any) -> None:
     assert pool.get(Narrator) is narrator
     assert not narrator.loaded
     assert pool.configured(ModelTask.NARRATOR)
-    assert not pool.configured("pose_estimator")
-    with pytest.raises(ModelNotConfigured, match="no model configured for pose_estimator"):
-        pool.get(PoseEstimator)
+    assert not pool.configured("vision_describer")
+    with pytest.raises(ModelNotConfigured, match="no model configured for vision_describer"):
+        pool.get(VisionDescriber)
     pool.close()
 
 
