@@ -31,6 +31,7 @@ LAZY = {
     "case": "aima.cli.admin:case",
     "config": "aima.cli.admin:config",
     "media": "aima.cli.admin:media",
+    "persons": "aima.cli.persons:persons",
     "search": "aima.cli.search:search_command",
     "serve": "aima.cli.serve:serve_command",
     "transcript": "aima.cli.transcripts:transcript",

@@ -23,7 +23,18 @@ from aima.telemetry.logging import setup_logging
 from aima.telemetry.tracing import setup_tracing
 from functions.api.middleware import install_middleware
 from functions.api.problems import install_problem_handlers
-from functions.api.routes import audit, cases, config, health, media, search, speakers, transcripts, users
+from functions.api.routes import (
+    audit,
+    cases,
+    config,
+    health,
+    media,
+    persons,
+    search,
+    speakers,
+    transcripts,
+    users,
+)
 from functions.api.routes import auth as auth_routes
 from functions.api.routes import images as pictures
 from functions.api.security import API_PREFIX, Gate, assert_routes_declared, audit_invalid_request
@@ -85,7 +96,20 @@ def create_app(
     )
     health.router.install(app)
     auth_routes.well_known.install(app)
-    for module in (auth_routes, users, cases, media, pictures, transcripts, search, speakers, audit, config):
+    routes = (
+        auth_routes,
+        users,
+        cases,
+        media,
+        pictures,
+        transcripts,
+        search,
+        speakers,
+        persons,
+        audit,
+        config,
+    )
+    for module in routes:
         module.router.install(app, prefix=API_PREFIX)
     assert_routes_declared(app)
     return app

@@ -30,6 +30,7 @@ from functions.api.app import create_app
 from functions.api.services import ApiServices
 from functions.ingest.spec import app as ingest_app
 from functions.runtime.deps import Deps
+from tests.persons.seed import person_request
 from tests.speakers.seed import speaker_request
 from tests.support import add_media
 
@@ -320,6 +321,11 @@ def _speakers(world: World, route: str) -> Call:
     return Call(method, path, json=body)
 
 
+def _persons(world: World, route: str) -> Call:
+    method, path, body = person_request(world.services.stores.documents, world.tenant, world.case_id, route)
+    return Call(method, path, json=body)
+
+
 CASE = "/api/v1/cases/{case_id}"
 CALLS: dict[tuple[str, str], Callable[[World], Call | Awaitable[Call]]] = {
     ("GET", "/healthz"): lambda w: Call("GET", "/healthz"),
@@ -366,6 +372,14 @@ CALLS: dict[tuple[str, str], Callable[[World], Call | Awaitable[Call]]] = {
     ("PATCH", CASE + "/speakers/{speaker_id}"): lambda w: _speakers(w, "rename"),
     ("POST", CASE + "/speakers/{speaker_id}/merge"): lambda w: _speakers(w, "merge"),
     ("POST", CASE + "/speakers/{speaker_id}/split"): lambda w: _speakers(w, "split"),
+    ("GET", CASE + "/persons"): lambda w: Call("GET", f"/api/v1/cases/{w.case_id}/persons"),
+    ("GET", CASE + "/persons/unassigned"): lambda w: Call(
+        "GET", f"/api/v1/cases/{w.case_id}/persons/unassigned"
+    ),
+    ("GET", CASE + "/persons/{person_id}"): lambda w: _persons(w, "gallery"),
+    ("PATCH", CASE + "/persons/{person_id}"): lambda w: _persons(w, "rename"),
+    ("POST", CASE + "/persons/{person_id}/merge"): lambda w: _persons(w, "merge"),
+    ("POST", CASE + "/persons/{person_id}/split"): lambda w: _persons(w, "split"),
     ("GET", CASE + "/search"): lambda w: Call("GET", f"{CASE.format(case_id=w.case_id)}/search?q=fire"),
     ("POST", CASE + "/media"): _upload,
     ("POST", CASE + "/media:bulk"): _bulk,
