@@ -277,3 +277,20 @@ def _jpeg(image: Any, quality: int) -> Any:
     out = io.BytesIO()
     image.save(out, "JPEG", quality=quality)
     return Image.open(io.BytesIO(out.getvalue())).convert("RGB")
+
+
+def write_face_samples(directory: Path, samples: FaceSamples | None = None) -> list[Path]:
+    """Sample media with people in them: ``people.jpg`` (three faces, one of them degraded) and
+    ``walk.mp4`` (one person crossing the picture, then a second one). Needs ffmpeg for the video."""
+    found = samples or face_samples()
+    pool = heads(found, ["obama", "biden", "hopper"])
+    photo, _ = scene(pool, 2, faces=3)
+    photo_path = directory / "people.jpg"
+    photo.save(photo_path, quality=90)
+    paths = [photo_path]
+    if shutil.which("ffmpeg"):
+        biden = next(head for head in pool if head.person == "biden")
+        hopper = next(head for head in pool if head.person == "hopper")
+        frames = walk(biden, 6) + walk(hopper, 4)
+        paths.append(write_video(frames, directory / "walk.mp4", fps=1.0))
+    return paths

@@ -97,10 +97,15 @@ def analyze(paths: tuple[Path, ...], samples_dir: Path | None, case_name: str | 
     """Put media into a new case and run every pipeline step this build has."""
     from aima.cli.analyze import AnalysisRefused, run_analysis
     from aima.samples import generate
+    from aima.samples_faces import SamplesUnavailable, write_face_samples
 
     files = list(paths)
     if samples_dir is not None:
         files += generate(samples_dir)
+        try:
+            files += write_face_samples(samples_dir)
+        except SamplesUnavailable as exc:
+            click.echo(f"no samples with people: {exc}", err=True)
     if not files:
         raise click.UsageError("give media paths or --generate-samples DIR")
     for path in files:

@@ -27,10 +27,14 @@ from aima.transcripts import Transcript
 from events.bus import Subscription
 from events.catalogue import (
     AudioExtracted,
+    FacesDetected,
     FramesExtracted,
     MediaFailed,
     MediaProbed,
+    PersonsClustered,
     PhrasesMatched,
+    PoseEstimated,
+    SensitivityScored,
     SpeakersCompleted,
     TextRecognized,
     TranscriptCompleted,
@@ -44,10 +48,6 @@ from functions.runtime.spec import FunctionSpec, discover
 
 CHUNK = 1 << 20
 NOT_YET = {
-    "faces": "faces and persons",
-    "vision": "vision",
-    "ocr": "OCR",
-    "sensitivity": "sensitivity",
     "fuse": "fusion",
     "report": "report",
 }
@@ -60,6 +60,10 @@ KNOWN = (
     SpeakersCompleted.TYPE,
     PhrasesMatched.TYPE,
     TextRecognized.TYPE,
+    FacesDetected.TYPE,
+    PersonsClustered.TYPE,
+    PoseEstimated.TYPE,
+    SensitivityScored.TYPE,
     VisionDescribed.TYPE,
     MediaFailed.TYPE,
 )
@@ -222,6 +226,8 @@ def _describe(events: list[CloudEvent]) -> Iterator[str]:
                 f"{f' ({languages})' if languages else ''}"
                 f"{f', {data.skipped_frames} frame(s) unreadable' if data.skipped_frames else ''}"
             )
+        elif isinstance(data, FacesDetected | PersonsClustered | PoseEstimated | SensitivityScored):
+            yield _vision_summary(data)
         elif isinstance(data, VisionDescribed):
             yield (
                 f"vision: not run: {data.reason}"
@@ -242,8 +248,48 @@ def _describe(events: list[CloudEvent]) -> Iterator[str]:
             yield f"{event.source.rsplit('/', 1)[-1]}: {event.type}"
 
 
+def _vision_summary(data: FacesDetected | PersonsClustered | PoseEstimated | SensitivityScored) -> str:
+    """The line of a faces, persons, pose or sensitivity result."""
+    step = {FacesDetected: "faces", PersonsClustered: "persons", PoseEstimated: "pose"}.get(
+        type(data), "sensitivity"
+    )
+    if data.status == "not_run":
+        return f"{step}: not run: {data.reason}"
+    if isinstance(data, FacesDetected):
+        return (
+            f"faces: v{data.version}, {data.tracks} face track(s) from {data.faces} face(s) in "
+            f"{len(data.frames)} frame(s)"
+        )
+    if isinstance(data, PersonsClustered):
+        return (
+            f"persons: {data.assigned} of {data.tracks} track(s) linked to a person, {data.unassigned} "
+            f"unassigned; {data.person_count} person(s) in the case ({data.new_persons} new)"
+        )
+    if isinstance(data, PoseEstimated):
+        postures = ", ".join(f"{cue} {count}" for cue, count in sorted(data.postures.items()))
+        return (
+            f"pose: {data.posed} of {data.crops} person crop(s) posed, {data.result_count} posture "
+            f"finding(s) for review{f' ({postures})' if postures else ''}"
+        )
+    return (
+        f"sensitivity: v{data.version}, {data.frames} frame(s) scored, {data.flagged_frames} at or above "
+        f"{data.threshold} (served blurred until opened)"
+    )
+
+
 def _pipeline_order(spec: FunctionSpec) -> tuple[int, str]:
-    order = ("probe", "transcribe", "speakers", "cues", "ocr", "vision")
+    order = (
+        "probe",
+        "transcribe",
+        "speakers",
+        "cues",
+        "ocr",
+        "faces",
+        "persons",
+        "pose",
+        "sensitivity",
+        "vision",
+    )
     return (order.index(spec.name) if spec.name in order else len(order), spec.name)
 
 
