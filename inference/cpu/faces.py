@@ -243,14 +243,14 @@ class DlibFaceAnalyzer(FaceAnalyzer):
             kept.append(candidate)
         if not kept:
             return []
-        vectors = self._parts["embed"].compute_face_descriptor(image, shapes, 0, 0.25)
+        chips = dlib.get_face_chips(image, shapes, size=150, padding=0.25)
+        vectors = self._parts["embed"].compute_face_descriptor(chips)
         faces = []
-        for candidate, shape, vector in zip(kept, shapes, vectors, strict=True):
+        for candidate, shape, chip, vector in zip(kept, shapes, chips, vectors, strict=True):
             values = list(vector)
             norm = math.sqrt(sum(v * v for v in values))
             if not norm:
                 continue
-            chip = dlib.get_face_chip(image, shape, size=150, padding=0.25)
             sharpness = float(cv2.Laplacian(cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
             x, y, w, h = candidate.box
             faces.append(
