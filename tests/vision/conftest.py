@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from aima.access.scope import Scope
 from aima.model_settings import ModelsSettings
+from aima.storage.corroboration import corroborate
 from aima.storage.documents import DocumentStore
 from aima.storage.findings import FindingRepository
 from aima.storage.media import MediaRepository
@@ -120,6 +121,9 @@ class Env:
             describer=get,
             context_for=lambda tenant_id, case_id: context,
             min_confidence_for=lambda tenant_id: floor,
+            corroborate=lambda tenant_id, case_id, media_id: corroborate(
+                self.documents, tenant_id, case_id, media_id
+            ),
         )
 
     async def run(
