@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aima.domain import ModelRef, utcnow
 from aima.storage.documents import DocumentStore
-from aima.storage.versioned import VersionedRepository
+from aima.storage.versioned import SkippedFrame, VersionedRepository
 
 FACES = "faces"
 """The document collection, and the vector collection of track embeddings."""
@@ -92,12 +92,6 @@ class FaceTrack(_Model):
     @property
     def quality(self) -> float:
         return self.best_detection.quality
-
-
-class SkippedFrame(_Model):
-    frame_id: str
-    timestamp_s: float = Field(ge=0)
-    reason: str
 
 
 class FaceResult(_Model):

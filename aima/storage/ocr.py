@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aima.domain import ModelRef, utcnow
 from aima.storage.documents import DocumentStore
-from aima.storage.versioned import VersionedRepository
+from aima.storage.versioned import SkippedFrame, VersionedRepository
 
 OCR = "ocr"
 _SPACE = re.compile(r"\s+")
@@ -55,12 +55,6 @@ class OcrLine(_Model):
     first_frame_id: str
     last_frame_id: str
     frame_ids: list[str] = Field(default_factory=list)
-
-
-class SkippedFrame(_Model):
-    frame_id: str
-    timestamp_s: float = Field(ge=0)
-    reason: str
 
 
 class OcrResult(_Model):

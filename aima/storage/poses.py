@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aima.domain import Finding, ModelRef, utcnow
 from aima.storage.documents import DocumentStore
 from aima.storage.faces import FaceBox
-from aima.storage.versioned import VersionedRepository
+from aima.storage.versioned import SkippedFrame, VersionedRepository
 
 POSES = "poses"
 
@@ -94,12 +94,6 @@ class PersonCrop(_Model):
 
     def check(self, cue: Cue) -> CueCheck | None:
         return next((check for check in self.cues if check.cue == cue), None)
-
-
-class SkippedFrame(_Model):
-    frame_id: str
-    timestamp_s: float = Field(ge=0)
-    reason: str
 
 
 class PoseResult(_Model):

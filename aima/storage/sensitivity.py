@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aima.domain import ModelRef, utcnow
 from aima.storage.documents import DocumentStore
-from aima.storage.versioned import VersionedRepository
+from aima.storage.versioned import SkippedFrame, VersionedRepository
 
 SENSITIVITY = "sensitivity"
 
@@ -47,12 +47,6 @@ class FrameScore(_Model):
     object_key: str
     timestamp_s: float = Field(ge=0)
     score: float = Field(ge=0, le=1, description="the model's probability of explicit material")
-
-
-class SkippedFrame(_Model):
-    frame_id: str
-    timestamp_s: float = Field(ge=0)
-    reason: str
 
 
 class SensitivityResult(_Model):

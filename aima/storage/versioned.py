@@ -12,11 +12,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from aima.storage.documents import DocumentStore, DuplicateDocument
 
 MAX_VERSION_RACE = 20
+
+
+class SkippedFrame(BaseModel):
+    """A frame a step could not look at, and why (the step's other frames go on)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    frame_id: str
+    timestamp_s: float = Field(ge=0)
+    reason: str
 
 
 class VersionedResult(Protocol):

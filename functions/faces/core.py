@@ -40,17 +40,18 @@ from aima.storage.faces import (
     FaceRepository,
     FaceResult,
     FaceTrack,
-    SkippedFrame,
     track_id,
 )
 from aima.storage.media import MediaRepository
 from aima.storage.objects import InvalidKey, ObjectNotFound, ObjectStore
 from aima.storage.speakers import decode_vector, encode_vector
 from aima.storage.vectors import VectorRecord, VectorStore
+from aima.storage.versioned import SkippedFrame
 from events.catalogue import EventData, FacesDetected, FrameRef, FramesExtracted, ModelInfo
 from functions.faces.crops import crop_jpeg
 from functions.faces.tracking import FOLLOW_NEAR, Seen, Track, Tracker, similarity
 from functions.runtime.context import Context
+from functions.runtime.results import MISSING_FRAME, not_run, skipped_frame
 from inference.errors import InvalidModelOutput, ModelNotConfigured
 from inference.tasks.vision import Face, FaceAnalyzer, FaceInput, Faces
 from inference.vectors import ensure_collection_for
@@ -105,7 +106,7 @@ class FacesCore:
             model = self._analyzer()
             model.load()
         except ModelNotConfigured as exc:
-            return self._not_run(data, exc.reason)
+            return not_run(self._faces, FaceResult, FacesDetected, data, exc.reason, step="faces")
         still = media.kind == "image" or (media.kind is None and media.content_type.startswith("image/"))
         frames = sorted(data.frames, key=lambda frame: (frame.timestamp_s, frame.frame_id))
         with tempfile.TemporaryDirectory(prefix="aima-faces-", dir=self._workdir) as tmp:
@@ -168,10 +169,10 @@ class FacesCore:
                     FaceInput(path=path, frame_id=ref.frame_id, timestamp_s=ref.timestamp_s, thorough=still)
                 )
             except (ObjectNotFound, InvalidKey):
-                skipped.append(_skip(ref, "the frame is missing from the object store"))
+                skipped.append(skipped_frame(ref, MISSING_FRAME))
                 continue
             except InvalidModelOutput as exc:
-                skipped.append(_skip(ref, f"the frame could not be read: {exc.reason}"))
+                skipped.append(skipped_frame(ref, f"the frame could not be read: {exc.reason}"))
                 continue
             index = len(read)
             read[index] = _Frame(ref, index, path, (found.width or 0, found.height or 0))
@@ -253,28 +254,6 @@ class FacesCore:
             FACES, result.media_id, case_id=result.case_id, keep={track.id for track in result.tracks}
         )
 
-    def _not_run(self, data: FramesExtracted, reason: str) -> list[EventData]:
-        log.info("faces not run: %s", reason, extra={"media_id": data.media_id})
-        stored = self._faces.add(
-            FaceResult(
-                tenant_id=data.tenant_id,
-                case_id=data.case_id,
-                media_id=data.media_id,
-                status="not_run",
-                reason=reason,
-            )
-        )
-        return [
-            FacesDetected(
-                **data.media_ids(),
-                model=ModelInfo.none(),
-                result_count=0,
-                status="not_run",
-                reason=reason,
-                version=stored.version,
-            )
-        ]
-
 
 def _detection(seen: Seen) -> FaceDetection:
     face = seen.face
@@ -300,8 +279,3 @@ def _best_match(found: Faces, before: Face) -> Face | None:
     ]
     best = max(scored, key=lambda pair: pair[0], default=None)
     return best[1] if best is not None and best[0] >= FOLLOW_NEAR else None
-
-
-def _skip(frame: FrameRef, reason: str) -> SkippedFrame:
-    log.warning("frame skipped: %s", reason, extra={"frame_id": frame.frame_id})
-    return SkippedFrame(frame_id=frame.frame_id, timestamp_s=frame.timestamp_s, reason=reason)

@@ -32,12 +32,14 @@ from aima.access.scope import Scope
 from aima.domain import ModelRef
 from aima.storage.media import MediaRepository
 from aima.storage.objects import InvalidKey, ObjectNotFound, ObjectStore
-from aima.storage.ocr import OcrLine, OcrRepository, OcrResult, SkippedFrame, TextBox, normalise
+from aima.storage.ocr import OcrLine, OcrRepository, OcrResult, TextBox, normalise
 from aima.storage.speech_index import SpeechIndex
 from aima.storage.transcripts import TranscriptRepository
 from aima.storage.vectors import VectorDimensionMismatch, VectorStore
+from aima.storage.versioned import SkippedFrame
 from events.catalogue import EventData, FrameRef, FramesExtracted, ModelInfo, TextRecognized
 from functions.runtime.context import Context
+from functions.runtime.results import MISSING_FRAME, not_run, skipped_frame
 from inference.errors import InvalidModelOutput, ModelNotConfigured
 from inference.tasks.common import ImageInput
 from inference.tasks.text import TextEmbedder, TextsInput
@@ -98,7 +100,7 @@ class OcrCore:
             reader = self._reader()
             lines, skipped, read = self._read(data, reader)
         except ModelNotConfigured as exc:
-            return self._not_run(data, exc.reason)
+            return not_run(self._results, OcrResult, TextRecognized, data, exc.reason, step="ocr")
         stored = self._results.add(
             OcrResult(
                 tenant_id=data.tenant_id,
@@ -155,10 +157,10 @@ class OcrCore:
                         ImageInput(path=path, frame_id=frame.frame_id, timestamp_s=frame.timestamp_s)
                     )
                 except (ObjectNotFound, InvalidKey):
-                    skipped.append(_skip(frame, "the frame is missing from the object store"))
+                    skipped.append(skipped_frame(frame, MISSING_FRAME))
                     continue
                 except InvalidModelOutput as exc:
-                    skipped.append(_skip(frame, f"the frame could not be read: {exc.reason}"))
+                    skipped.append(skipped_frame(frame, f"the frame could not be read: {exc.reason}"))
                     continue
                 finally:
                     path.unlink(missing_ok=True)
@@ -187,29 +189,6 @@ class OcrCore:
             log.info("OCR lines not indexed: %s", reason, extra={"media_id": result.media_id})
             return 0
         return written
-
-    def _not_run(self, data: FramesExtracted, reason: str) -> list[EventData]:
-        log.info("ocr not run: %s", reason, extra={"media_id": data.media_id})
-        stored = self._results.add(
-            OcrResult(
-                tenant_id=data.tenant_id,
-                case_id=data.case_id,
-                media_id=data.media_id,
-                version=1,
-                status="not_run",
-                reason=reason,
-            )
-        )
-        return [
-            TextRecognized(
-                **data.media_ids(),
-                model=ModelInfo.none(),
-                result_count=0,
-                status="not_run",
-                reason=reason,
-                version=stored.version,
-            )
-        ]
 
 
 def _follow(
@@ -252,11 +231,6 @@ def _follow(
 
 def _close(item: _Open) -> OcrLine:
     return item.line.model_copy(update={"frame_ids": list(item.frame_ids)})
-
-
-def _skip(frame: FrameRef, reason: str) -> SkippedFrame:
-    log.warning("frame skipped: %s", reason, extra={"frame_id": frame.frame_id})
-    return SkippedFrame(frame_id=frame.frame_id, timestamp_s=frame.timestamp_s, reason=reason)
 
 
 def _embed(model: TextEmbedder, texts: Sequence[str]) -> list[list[float]]:

@@ -45,12 +45,13 @@ from aima.storage.poses import (
     PoseRepository,
     PoseResult,
     PostureFinding,
-    SkippedFrame,
     posture_finding_id,
 )
-from events.catalogue import EventData, FacesDetected, FrameRef, ModelInfo, PoseEstimated
+from aima.storage.versioned import SkippedFrame
+from events.catalogue import EventData, FacesDetected, ModelInfo, PoseEstimated
 from functions.pose.framing import FramePoser
 from functions.runtime.context import Context
+from functions.runtime.results import MISSING_FRAME, not_run, skipped_frame
 from inference.errors import InvalidModelOutput, ModelNotConfigured
 from inference.tasks.vision import PoseEstimator
 
@@ -100,15 +101,37 @@ class PoseCore:
             log.info("media is gone; nothing to pose", extra={"media_id": data.media_id})
             return []
         if data.status != "completed":
-            return self._not_run(data, f"the faces step did not run: {data.reason or 'no reason given'}")
+            return not_run(
+                self._poses,
+                PoseResult,
+                PoseEstimated,
+                data,
+                f"the faces step did not run: {data.reason or 'no reason given'}",
+                step="pose",
+            )
         faces = self._face_result(data)
         if faces is None:
-            return self._not_run(data, f"face result version {data.version} is missing")
+            return not_run(
+                self._poses,
+                PoseResult,
+                PoseEstimated,
+                data,
+                f"face result version {data.version} is missing",
+                step="pose",
+            )
         try:
             model = self._estimator()
             crops, skipped, read = self._pose(data, faces, model)
         except ModelNotConfigured as exc:
-            return self._not_run(data, _reason(exc), faces.version)
+            return not_run(
+                self._poses,
+                PoseResult,
+                PoseEstimated,
+                data,
+                _reason(exc),
+                step="pose",
+                faces_version=faces.version,
+            )
         reference = ModelRef(name=model.name, version=model.version or "unknown", backend=model.backend)
         stored = self._poses.add(
             PoseResult(
@@ -172,39 +195,15 @@ class PoseCore:
                     self._objects.download(frame.object_key, path)
                     crops.extend(poser.frame(path, frame))
                 except (ObjectNotFound, InvalidKey):
-                    skipped.append(_skip(frame, "the frame is missing from the object store"))
+                    skipped.append(skipped_frame(frame, MISSING_FRAME))
                     continue
                 except InvalidModelOutput as exc:
-                    skipped.append(_skip(frame, f"the frame could not be read: {exc.reason}"))
+                    skipped.append(skipped_frame(frame, f"the frame could not be read: {exc.reason}"))
                     continue
                 finally:
                     path.unlink(missing_ok=True)
                 read += 1
         return crops, skipped, read
-
-    def _not_run(self, data: FacesDetected, reason: str, faces_version: int | None = None) -> list[EventData]:
-        log.info("pose not run: %s", reason, extra={"media_id": data.media_id})
-        stored = self._poses.add(
-            PoseResult(
-                tenant_id=data.tenant_id,
-                case_id=data.case_id,
-                media_id=data.media_id,
-                status="not_run",
-                reason=reason,
-                faces_version=faces_version,
-            )
-        )
-        return [
-            PoseEstimated(
-                **data.media_ids(),
-                model=ModelInfo.none(),
-                result_count=0,
-                status="not_run",
-                reason=reason,
-                version=stored.version,
-                faces_version=faces_version,
-            )
-        ]
 
 
 def _findings(stored: PoseResult, model: ModelRef) -> list[PostureFinding]:
@@ -252,11 +251,6 @@ def _findings(stored: PoseResult, model: ModelRef) -> list[PostureFinding]:
                 )
             )
     return findings
-
-
-def _skip(frame: FrameRef, reason: str) -> SkippedFrame:
-    log.warning("frame skipped: %s", reason, extra={"frame_id": frame.frame_id})
-    return SkippedFrame(frame_id=frame.frame_id, timestamp_s=frame.timestamp_s, reason=reason)
 
 
 def _reason(exc: ModelNotConfigured) -> str:

@@ -28,9 +28,11 @@ from aima.access.scope import Scope
 from aima.domain import ModelRef
 from aima.storage.media import MediaRepository
 from aima.storage.objects import InvalidKey, ObjectNotFound, ObjectStore
-from aima.storage.sensitivity import FrameScore, SensitivityRepository, SensitivityResult, SkippedFrame
+from aima.storage.sensitivity import FrameScore, SensitivityRepository, SensitivityResult
+from aima.storage.versioned import SkippedFrame
 from events.catalogue import EventData, FrameRef, FramesExtracted, ModelInfo, SensitivityScored
 from functions.runtime.context import Context
+from functions.runtime.results import MISSING_FRAME, not_run, skipped_frame
 from inference.errors import InvalidModelOutput, ModelNotConfigured
 from inference.tasks.common import ImageInput
 from inference.tasks.vision import SensitivityScorer
@@ -75,7 +77,15 @@ class SensitivityCore:
             scorer = self._scorer()
             scores, skipped = self.score(data.frames, scorer)
         except ModelNotConfigured as exc:
-            return self._not_run(data, exc.reason, threshold)
+            return not_run(
+                self._results,
+                SensitivityResult,
+                SensitivityScored,
+                data,
+                exc.reason,
+                step="sensitivity",
+                threshold=threshold,
+            )
         stored = self._results.add(
             SensitivityResult(
                 tenant_id=data.tenant_id,
@@ -127,10 +137,10 @@ class SensitivityCore:
                         ImageInput(path=path, frame_id=frame.frame_id, timestamp_s=frame.timestamp_s)
                     )
                 except (ObjectNotFound, InvalidKey):
-                    skipped.append(_skip(frame, "the frame is missing from the object store"))
+                    skipped.append(skipped_frame(frame, MISSING_FRAME))
                     continue
                 except InvalidModelOutput as exc:
-                    skipped.append(_skip(frame, f"the frame could not be scored: {exc.reason}"))
+                    skipped.append(skipped_frame(frame, f"the frame could not be scored: {exc.reason}"))
                     continue
                 finally:
                     path.unlink(missing_ok=True)
@@ -143,33 +153,3 @@ class SensitivityCore:
                     )
                 )
         return scores, skipped
-
-    def _not_run(self, data: FramesExtracted, reason: str, threshold: float) -> list[EventData]:
-        log.info("sensitivity not run: %s", reason, extra={"media_id": data.media_id})
-        stored = self._results.add(
-            SensitivityResult(
-                tenant_id=data.tenant_id,
-                case_id=data.case_id,
-                media_id=data.media_id,
-                version=1,
-                status="not_run",
-                reason=reason,
-                threshold=threshold,
-            )
-        )
-        return [
-            SensitivityScored(
-                **data.media_ids(),
-                model=ModelInfo.none(),
-                result_count=0,
-                status="not_run",
-                reason=reason,
-                version=stored.version,
-                threshold=threshold,
-            )
-        ]
-
-
-def _skip(frame: FrameRef, reason: str) -> SkippedFrame:
-    log.warning("frame skipped: %s", reason, extra={"frame_id": frame.frame_id})
-    return SkippedFrame(frame_id=frame.frame_id, timestamp_s=frame.timestamp_s, reason=reason)

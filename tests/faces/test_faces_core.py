@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 import pytest
 from PIL import Image, ImageFilter
@@ -20,7 +21,7 @@ def no_model() -> FaceAnalyzer:
     raise ModelNotConfigured("no face model in this test")
 
 
-def only(events: list[object]) -> FacesDetected:
+def only(events: Sequence[object]) -> FacesDetected:
     (event,) = events
     assert isinstance(event, FacesDetected)
     return event
