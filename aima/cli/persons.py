@@ -32,8 +32,8 @@ from aima.cli import CliError
 from aima.cli.context import Kernel
 from aima.settings import load_settings
 from aima.storage.cache import LockTimeout
+from aima.storage.identities import MAX_NAME
 from aima.storage.persons import Person, PersonError, PersonNotFound, PersonRepository, PersonTrack
-from aima.storage.speakers import MAX_NAME
 
 TENANT = click.option(
     "--tenant", default=None, help="Tenant name (default: the bootstrap tenant, AIMA_BOOTSTRAP_TENANT)."

@@ -29,16 +29,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aima.domain import utcnow
 from aima.storage.cache import Cache
-from aima.storage.documents import DocumentStore, DuplicateDocument
+from aima.storage.documents import DocumentStore
 from aima.storage.factory import case_cache_prefix
-from aima.storage.speakers import clean_name
+from aima.storage.identities import CaseIdentity, Identities, IdentityError
 
 PERSONS = "persons"
 NUMBERS = "person_numbers"
@@ -46,15 +44,14 @@ TRACKS = "person_tracks"
 SAME_TRACK = 0.95
 """A new version's track is the previous version's track of the same file from this similarity."""
 LOCK_TIMEOUT_S = 120.0
-MAX_MERGE_CHAIN = 64
 _NAMESPACE = uuid.UUID("3b8e2f7a-61c4-4d0e-9a5b-7c2d1e4f8a90")
 
 Origin = Literal["analysis", "split"]
 LinkedBy = Literal["analysis", "previous", "user"]
 
 
-class PersonError(ValueError):
-    """A correction that cannot be made (the message says why)."""
+PersonError = IdentityError
+"""A correction that cannot be made (the message says why)."""
 
 
 class PersonNotFound(PersonError):
@@ -69,23 +66,12 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class Person(_Model):
-    """One face across the files of a case; named by a reviewer, never by a model."""
+class Person(CaseIdentity):
+    """One face across the files of a case; named by a reviewer, never by a model ("Person N")."""
 
-    id: str
-    tenant_id: str
-    case_id: str
-    number: int = Field(ge=1)
-    name: str | None = None
-    merged_into: str | None = None
+    NOUN: ClassVar[str] = "Person"
+
     origin: Origin = "analysis"
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
-
-    @property
-    def display_name(self) -> str:
-        """The user's name for it, else "Person N" (N stays the same for the person's life)."""
-        return self.name or f"Person {self.number}"
 
 
 class PersonTrack(_Model):
@@ -121,6 +107,7 @@ class PersonRepository:
 
     def __init__(self, documents: DocumentStore, *, cache: Cache | None = None) -> None:
         self._docs = documents
+        self._identities = Identities(documents, PERSONS, NUMBERS, Person)
         self._cache = cache
 
     @contextmanager
@@ -135,27 +122,15 @@ class PersonRepository:
     # --- persons -------------------------------------------------------------------------------
 
     def get(self, tenant_id: str, case_id: str, person_id: str) -> Person | None:
-        doc = self._docs.find_one(PERSONS, _where(tenant_id, case_id, _id=person_id))
-        return _person(doc) if doc else None
+        return self._identities.get(tenant_id, case_id, person_id)
 
     def persons(self, tenant_id: str, case_id: str, *, merged: bool = False) -> list[Person]:
         """The case's persons by number; without ``merged``, only those not merged into another."""
-        docs = self._docs.find(PERSONS, _where(tenant_id, case_id), sort=[("number", 1)])
-        persons = [_person(doc) for doc in docs]
-        return persons if merged else [p for p in persons if p.merged_into is None]
+        return self._identities.all(tenant_id, case_id, merged=merged)
 
     def resolution(self, tenant_id: str, case_id: str) -> dict[str, Person]:
         """Every person id of the case (merged ones included) -> the person it now is."""
-        persons = {p.id: p for p in self.persons(tenant_id, case_id, merged=True)}
-        resolved: dict[str, Person] = {}
-        for person in persons.values():
-            current = person
-            for _ in range(MAX_MERGE_CHAIN):
-                if current.merged_into is None or current.merged_into not in persons:
-                    break
-                current = persons[current.merged_into]
-            resolved[person.id] = current
-        return resolved
+        return self._identities.resolution(tenant_id, case_id)
 
     def create(
         self,
@@ -167,54 +142,12 @@ class PersonRepository:
         origin: Origin = "analysis",
     ) -> Person:
         """A new person with the case's next number; creating the same id twice returns the first."""
-        existing = self.get(tenant_id, case_id, person_id)
-        if existing is not None:
-            return existing
-        number = self._reserve_number(tenant_id, case_id, person_id)
-        now = utcnow()
-        person = Person(
-            id=person_id,
-            tenant_id=tenant_id,
-            case_id=case_id,
-            number=number,
-            name=clean_name(name),
-            origin=origin,
-            created_at=now,
-            updated_at=now,
-        )
-        try:
-            self._docs.insert_one(
-                PERSONS, {"_id": person_id, **person.model_dump(mode="python", exclude={"id"})}
-            )
-        except DuplicateDocument:
-            found = self.get(tenant_id, case_id, person_id)
-            if found is None:
-                raise
-            return found
-        return person
-
-    def _reserve_number(self, tenant_id: str, case_id: str, person_id: str) -> int:
-        mine = self._docs.find_one(NUMBERS, _where(tenant_id, case_id, person_id=person_id))
-        if mine is not None:
-            return int(mine["number"])
-        last = self._docs.find(NUMBERS, _where(tenant_id, case_id), sort=[("number", -1)], limit=1)
-        number = int(last[0]["number"]) + 1 if last else 1
-        while True:
-            doc = {"_id": f"{case_id}-n{number}", **_where(tenant_id, case_id)}
-            try:
-                self._docs.insert_one(NUMBERS, {**doc, "number": number, "person_id": person_id})
-            except DuplicateDocument:
-                number += 1
-                continue
-            return number
+        return self._identities.create(tenant_id, case_id, person_id, name=name, origin=origin)
 
     def rename(self, tenant_id: str, case_id: str, person_id: str, name: str | None) -> Person:
         """Give the person a name (None or blank: back to "Person N")."""
         with self.locked(case_id):
-            person = self._active(tenant_id, case_id, person_id)
-            update = {"name": clean_name(name), "updated_at": utcnow()}
-            self._docs.update_one(PERSONS, _where(tenant_id, case_id, _id=person.id), {"$set": update})
-            return person.model_copy(update=update)
+            return self._identities.rename(self._active(tenant_id, case_id, person_id), name)
 
     def merge(self, tenant_id: str, case_id: str, source_id: str, into_id: str) -> Person:
         """Merge ``source_id`` into ``into_id``; returns the person that remains (it keeps its name,
@@ -224,17 +157,7 @@ class PersonRepository:
         with self.locked(case_id):
             source = self._active(tenant_id, case_id, source_id)
             into = self._active(tenant_id, case_id, into_id)
-            now = utcnow()
-            self._docs.update_one(
-                PERSONS,
-                _where(tenant_id, case_id, _id=source.id),
-                {"$set": {"merged_into": into.id, "updated_at": now}},
-            )
-            update: dict[str, Any] = {"updated_at": now}
-            if into.name is None and source.name is not None:
-                update["name"] = source.name
-            self._docs.update_one(PERSONS, _where(tenant_id, case_id, _id=into.id), {"$set": update})
-            return into.model_copy(update=update)
+            return self._identities.merge(source, into)
 
     def split(
         self,
@@ -329,10 +252,6 @@ class PersonRepository:
 
 def _where(tenant_id: str, case_id: str, **fields: Any) -> dict[str, Any]:
     return {"tenant_id": tenant_id, "case_id": case_id, **fields}
-
-
-def _person(doc: Mapping[str, Any]) -> Person:
-    return Person.model_validate({**doc, "id": doc["_id"]})
 
 
 def _track(doc: Mapping[str, Any]) -> PersonTrack:

@@ -40,14 +40,15 @@ from array import array
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from aima.domain import utcnow
 from aima.storage.cache import Cache
-from aima.storage.documents import DocumentStore, DuplicateDocument
+from aima.storage.documents import DocumentStore
 from aima.storage.factory import case_cache_prefix
+from aima.storage.identities import CaseIdentity, Identities, IdentityError
 from aima.storage.transcripts import TranscriptRepository
 from aima.storage.vectors import VectorRecord, VectorStore
 
@@ -57,16 +58,14 @@ FILE_SPEAKERS = "file_speakers"
 PINS = "speaker_pins"
 VOICES = "voices"
 """The vector collection of file-speaker centroids."""
-MAX_NAME = 100
 LOCK_TIMEOUT_S = 120.0
-MAX_MERGE_CHAIN = 64
 _NAMESPACE = uuid.UUID("6f1c1a52-8d0e-4c55-9f61-2d9a3b1e7c40")
 
 Origin = Literal["analysis", "split"]
 
 
-class SpeakerError(ValueError):
-    """A correction that cannot be made (the message says why)."""
+SpeakerError = IdentityError
+"""A correction that cannot be made (the message says why)."""
 
 
 class SpeakerNotFound(SpeakerError):
@@ -81,23 +80,12 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class CaseSpeaker(_Model):
-    """One voice across the files of a case."""
+class CaseSpeaker(CaseIdentity):
+    """One voice across the files of a case ("Speaker N" until a user names it)."""
 
-    id: str
-    tenant_id: str
-    case_id: str
-    number: int = Field(ge=1)
-    name: str | None = None
-    merged_into: str | None = None
+    NOUN: ClassVar[str] = "Speaker"
+
     origin: Origin = "analysis"
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
-
-    @property
-    def display_name(self) -> str:
-        """The user's name for it, else "Speaker N" (N stays the same for the speaker's life)."""
-        return self.name or f"Speaker {self.number}"
 
 
 class Turn(_Model):
@@ -225,6 +213,7 @@ class CaseSpeakerRepository:
     ) -> None:
         """``vectors`` may be a function returning the store, so it is opened on first use."""
         self._docs = documents
+        self._identities = Identities(documents, CASE_SPEAKERS, NUMBERS, CaseSpeaker)
         self._transcripts = transcripts or TranscriptRepository(documents)
         self._vectors_of = vectors
         self._cache = cache
@@ -250,27 +239,15 @@ class CaseSpeakerRepository:
     # --- case speakers -------------------------------------------------------------------------
 
     def get(self, tenant_id: str, case_id: str, speaker_id: str) -> CaseSpeaker | None:
-        doc = self._docs.find_one(CASE_SPEAKERS, _where(tenant_id, case_id, _id=speaker_id))
-        return _speaker(doc) if doc else None
+        return self._identities.get(tenant_id, case_id, speaker_id)
 
     def speakers(self, tenant_id: str, case_id: str, *, merged: bool = False) -> list[CaseSpeaker]:
         """The case's speakers by number; without ``merged``, only those not merged into another."""
-        docs = self._docs.find(CASE_SPEAKERS, _where(tenant_id, case_id), sort=[("number", 1)])
-        speakers = [_speaker(doc) for doc in docs]
-        return speakers if merged else [s for s in speakers if s.merged_into is None]
+        return self._identities.all(tenant_id, case_id, merged=merged)
 
     def resolution(self, tenant_id: str, case_id: str) -> dict[str, CaseSpeaker]:
         """Every speaker id of the case (merged ones included) -> the speaker it now is."""
-        speakers = {s.id: s for s in self.speakers(tenant_id, case_id, merged=True)}
-        resolved: dict[str, CaseSpeaker] = {}
-        for speaker in speakers.values():
-            current = speaker
-            for _ in range(MAX_MERGE_CHAIN):
-                if current.merged_into is None or current.merged_into not in speakers:
-                    break
-                current = speakers[current.merged_into]
-            resolved[speaker.id] = current
-        return resolved
+        return self._identities.resolution(tenant_id, case_id)
 
     def resolve(self, tenant_id: str, case_id: str, speaker_id: str) -> CaseSpeaker | None:
         """The speaker ``speaker_id`` now is (itself, or the one it was merged into)."""
@@ -292,54 +269,14 @@ class CaseSpeakerRepository:
     ) -> CaseSpeaker:
         """A new speaker with the case's next number; with a given id, creating it twice returns the
         first (a re-run after a crash creates no twin)."""
-        speaker_id = speaker_id or str(uuid.uuid4())
-        existing = self.get(tenant_id, case_id, speaker_id)
-        if existing is not None:
-            return existing
-        number = self._reserve_number(tenant_id, case_id, speaker_id)
-        now = utcnow()
-        speaker = CaseSpeaker(
-            id=speaker_id,
-            tenant_id=tenant_id,
-            case_id=case_id,
-            number=number,
-            name=clean_name(name),
-            origin=origin,
-            created_at=now,
-            updated_at=now,
+        return self._identities.create(
+            tenant_id, case_id, speaker_id or str(uuid.uuid4()), name=name, origin=origin
         )
-        doc = speaker.model_dump(mode="python", exclude={"id"})
-        try:
-            self._docs.insert_one(CASE_SPEAKERS, {"_id": speaker_id, **doc})
-        except DuplicateDocument:
-            found = self.get(tenant_id, case_id, speaker_id)
-            if found is None:  # taken in another case: ids are uuids, so this is a bug
-                raise
-            return found
-        return speaker
-
-    def _reserve_number(self, tenant_id: str, case_id: str, speaker_id: str) -> int:
-        mine = self._docs.find_one(NUMBERS, _where(tenant_id, case_id, speaker_id=speaker_id))
-        if mine is not None:
-            return int(mine["number"])
-        last = self._docs.find(NUMBERS, _where(tenant_id, case_id), sort=[("number", -1)], limit=1)
-        number = int(last[0]["number"]) + 1 if last else 1
-        while True:
-            doc = {"_id": f"{case_id}-n{number}", **_where(tenant_id, case_id)}
-            try:
-                self._docs.insert_one(NUMBERS, {**doc, "number": number, "speaker_id": speaker_id})
-            except DuplicateDocument:
-                number += 1
-                continue
-            return number
 
     def rename(self, tenant_id: str, case_id: str, speaker_id: str, name: str | None) -> CaseSpeaker:
         """Give the speaker a name (None or blank: back to "Speaker N")."""
         with self.locked(case_id):
-            speaker = self._active(tenant_id, case_id, speaker_id)
-            update = {"name": clean_name(name), "updated_at": utcnow()}
-            self._docs.update_one(CASE_SPEAKERS, _where(tenant_id, case_id, _id=speaker.id), {"$set": update})
-            return speaker.model_copy(update=update)
+            return self._identities.rename(self._active(tenant_id, case_id, speaker_id), name)
 
     def merge(self, tenant_id: str, case_id: str, source_id: str, into_id: str) -> CaseSpeaker:
         """Merge ``source_id`` into ``into_id``; returns the speaker that remains. It keeps its name,
@@ -355,19 +292,10 @@ class CaseSpeakerRepository:
                 for fs in self.file_speakers(tenant_id, case_id)
                 if resolution.get(fs.case_speaker_id, source).id == source.id
             }
-            now = utcnow()
-            self._docs.update_one(
-                CASE_SPEAKERS,
-                _where(tenant_id, case_id, _id=source.id),
-                {"$set": {"merged_into": into.id, "updated_at": now}},
-            )
-            update: dict[str, Any] = {"updated_at": now}
-            if into.name is None and source.name is not None:
-                update["name"] = source.name
-            self._docs.update_one(CASE_SPEAKERS, _where(tenant_id, case_id, _id=into.id), {"$set": update})
+            remaining = self._identities.merge(source, into)
             for media_id in sorted(affected):
                 self.relabel(tenant_id, case_id, media_id)
-            return into.model_copy(update=update)
+            return remaining
 
     def split(
         self,
@@ -575,27 +503,8 @@ class CaseSpeakerRepository:
         return self._docs.delete_many(FILE_SPEAKERS, where) + self._docs.delete_many(PINS, where)
 
 
-def clean_name(name: str | None) -> str | None:
-    """A user-given name without surrounding or repeated blanks; None for blank. SpeakerError if too long
-    or holding control characters."""
-    if name is None:
-        return None
-    cleaned = " ".join(name.split())
-    if not cleaned:
-        return None
-    if len(cleaned) > MAX_NAME:
-        raise SpeakerError(f"a speaker name has at most {MAX_NAME} characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in cleaned):
-        raise SpeakerError("a speaker name may not contain control characters")
-    return cleaned
-
-
 def _where(tenant_id: str, case_id: str, **fields: Any) -> dict[str, Any]:
     return {"tenant_id": tenant_id, "case_id": case_id, **fields}
-
-
-def _speaker(doc: Mapping[str, Any]) -> CaseSpeaker:
-    return CaseSpeaker.model_validate({**doc, "id": doc["_id"]})
 
 
 def _file_speaker(doc: Mapping[str, Any]) -> FileSpeaker:

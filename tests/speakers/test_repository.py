@@ -10,11 +10,11 @@ import pytest
 
 from aima.storage.cache import MemoryCache
 from aima.storage.documents import DocumentStore
+from aima.storage.identities import clean_name
 from aima.storage.speakers import (
     CaseSpeakerRepository,
     SpeakerError,
     SpeakerNotFound,
-    clean_name,
     covered,
     decode_vector,
     encode_vector,
