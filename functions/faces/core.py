@@ -43,7 +43,7 @@ from aima.storage.faces import (
     track_id,
 )
 from aima.storage.media import MediaRepository
-from aima.storage.objects import InvalidKey, ObjectNotFound, ObjectStore
+from aima.storage.objects import ObjectStore
 from aima.storage.speakers import decode_vector, encode_vector
 from aima.storage.vectors import VectorRecord, VectorStore
 from aima.storage.versioned import SkippedFrame
@@ -51,8 +51,8 @@ from events.catalogue import EventData, FacesDetected, FrameRef, FramesExtracted
 from functions.faces.crops import crop_jpeg
 from functions.faces.tracking import FOLLOW_NEAR, Seen, Track, Tracker, similarity
 from functions.runtime.context import Context
-from functions.runtime.results import MISSING_FRAME, not_run, skipped_frame
-from inference.errors import InvalidModelOutput, ModelNotConfigured
+from functions.runtime.results import look_at_frames, not_run
+from inference.errors import ModelNotConfigured
 from inference.tasks.vision import Face, FaceAnalyzer, FaceInput, Faces
 from inference.vectors import ensure_collection_for
 
@@ -161,19 +161,13 @@ class FacesCore:
         tracker = Tracker()
         read: dict[int, _Frame] = {}
         skipped: list[SkippedFrame] = []
-        for ref in frames:
-            path = folder / f"frame-{len(read) + len(skipped):06d}.jpg"
-            try:
-                self._objects.download(ref.object_key, path)
-                found = model.predict(
-                    FaceInput(path=path, frame_id=ref.frame_id, timestamp_s=ref.timestamp_s, thorough=still)
-                )
-            except (ObjectNotFound, InvalidKey):
-                skipped.append(skipped_frame(ref, MISSING_FRAME))
-                continue
-            except InvalidModelOutput as exc:
-                skipped.append(skipped_frame(ref, f"the frame could not be read: {exc.reason}"))
-                continue
+
+        def look(ref: FrameRef, path: Path) -> Faces:
+            return model.predict(
+                FaceInput(path=path, frame_id=ref.frame_id, timestamp_s=ref.timestamp_s, thorough=still)
+            )
+
+        for ref, path, found in look_at_frames(self._objects, frames, folder, look, skipped, keep=True):
             index = len(read)
             read[index] = _Frame(ref, index, path, (found.width or 0, found.height or 0))
             tracker.add(ref.frame_id, ref.timestamp_s, found.faces)

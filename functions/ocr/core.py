@@ -31,7 +31,7 @@ from pathlib import Path
 from aima.access.scope import Scope
 from aima.domain import ModelRef
 from aima.storage.media import MediaRepository
-from aima.storage.objects import InvalidKey, ObjectNotFound, ObjectStore
+from aima.storage.objects import ObjectStore
 from aima.storage.ocr import OcrLine, OcrRepository, OcrResult, TextBox, normalise
 from aima.storage.speech_index import SpeechIndex
 from aima.storage.transcripts import TranscriptRepository
@@ -39,11 +39,11 @@ from aima.storage.vectors import VectorDimensionMismatch, VectorStore
 from aima.storage.versioned import SkippedFrame
 from events.catalogue import EventData, FrameRef, FramesExtracted, ModelInfo, TextRecognized
 from functions.runtime.context import Context
-from functions.runtime.results import MISSING_FRAME, not_run, skipped_frame
+from functions.runtime.results import look_at_frames, not_run
 from inference.errors import InvalidModelOutput, ModelNotConfigured
 from inference.tasks.common import ImageInput
 from inference.tasks.text import TextEmbedder, TextsInput
-from inference.tasks.vision import OcrReader, TextLine
+from inference.tasks.vision import OcrReader, TextLine, TextLines
 from inference.vectors import ensure_collection_for
 
 log = logging.getLogger(__name__)
@@ -147,23 +147,14 @@ class OcrCore:
         open_lines: list[_Open] = []
         skipped: list[SkippedFrame] = []
         read = 0
-        frames = sorted(data.frames, key=lambda frame: (frame.timestamp_s, frame.frame_id))
         with tempfile.TemporaryDirectory(prefix="aima-ocr-", dir=self._workdir) as tmp:
-            for index, frame in enumerate(frames):
-                path = Path(tmp) / f"frame-{index}"
-                try:
-                    self._objects.download(frame.object_key, path)
-                    found = reader.predict(
-                        ImageInput(path=path, frame_id=frame.frame_id, timestamp_s=frame.timestamp_s)
-                    )
-                except (ObjectNotFound, InvalidKey):
-                    skipped.append(skipped_frame(frame, MISSING_FRAME))
-                    continue
-                except InvalidModelOutput as exc:
-                    skipped.append(skipped_frame(frame, f"the frame could not be read: {exc.reason}"))
-                    continue
-                finally:
-                    path.unlink(missing_ok=True)
+
+            def look(frame: FrameRef, path: Path) -> TextLines:
+                return reader.predict(
+                    ImageInput(path=path, frame_id=frame.frame_id, timestamp_s=frame.timestamp_s)
+                )
+
+            for frame, _, found in look_at_frames(self._objects, data.frames, Path(tmp), look, skipped):
                 read += 1
                 open_lines, closed = _follow(data.media_id, frame, found.lines, open_lines)
                 finished.extend(closed)

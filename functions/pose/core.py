@@ -39,7 +39,7 @@ from aima.storage.documents import DocumentStore
 from aima.storage.faces import FaceRepository, FaceResult
 from aima.storage.findings import FindingRepository
 from aima.storage.media import MediaRepository
-from aima.storage.objects import InvalidKey, ObjectNotFound, ObjectStore
+from aima.storage.objects import ObjectStore
 from aima.storage.poses import (
     PersonCrop,
     PoseRepository,
@@ -51,8 +51,8 @@ from aima.storage.versioned import SkippedFrame
 from events.catalogue import EventData, FacesDetected, ModelInfo, PoseEstimated
 from functions.pose.framing import FramePoser
 from functions.runtime.context import Context
-from functions.runtime.results import MISSING_FRAME, not_run, skipped_frame
-from inference.errors import InvalidModelOutput, ModelNotConfigured
+from functions.runtime.results import look_at_frames, not_run
+from inference.errors import ModelNotConfigured
 from inference.tasks.vision import PoseEstimator
 
 log = logging.getLogger(__name__)
@@ -187,21 +187,12 @@ class PoseCore:
         crops: list[PersonCrop] = []
         skipped: list[SkippedFrame] = []
         read = 0
-        frames = sorted(data.frames, key=lambda frame: (frame.timestamp_s, frame.frame_id))
         with tempfile.TemporaryDirectory(prefix="aima-pose-", dir=self._workdir) as tmp:
-            for index, frame in enumerate(frames):
-                path = Path(tmp) / f"frame-{index:05d}{Path(frame.object_key).suffix[:8]}"
-                try:
-                    self._objects.download(frame.object_key, path)
-                    crops.extend(poser.frame(path, frame))
-                except (ObjectNotFound, InvalidKey):
-                    skipped.append(skipped_frame(frame, MISSING_FRAME))
-                    continue
-                except InvalidModelOutput as exc:
-                    skipped.append(skipped_frame(frame, f"the frame could not be read: {exc.reason}"))
-                    continue
-                finally:
-                    path.unlink(missing_ok=True)
+            looked = look_at_frames(
+                self._objects, data.frames, Path(tmp), lambda f, p: poser.frame(p, f), skipped
+            )
+            for _, _, found in looked:
+                crops.extend(found)
                 read += 1
         return crops, skipped, read
 

@@ -1,20 +1,26 @@
-"""What the frame steps (OCR, faces, pose, sensitivity) share: skipped frames and ``not_run``."""
+"""What the frame steps (OCR, faces, pose, sensitivity) share: reading frames one by one, skipped
+frames, and ``not_run``."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from aima.storage.objects import InvalidKey, ObjectNotFound, ObjectStore
 from aima.storage.versioned import SkippedFrame, VersionedRepository
 from events.catalogue import AnalysisResult, EventData, FrameRef, MediaScoped, ModelInfo
+from inference.errors import InvalidModelOutput
 
 log = logging.getLogger(__name__)
 
 MISSING_FRAME = "the frame is missing from the object store"
 
 R = TypeVar("R", bound=BaseModel)
+T = TypeVar("T")
 
 
 def skipped_frame(frame: FrameRef, reason: str) -> SkippedFrame:
@@ -40,3 +46,36 @@ def not_run(
     stored: Any = results.add(result(**scope, version=1, status="not_run", reason=reason, **fields))
     payload = {**data.media_ids(), "model": ModelInfo.none(), "result_count": 0, "status": "not_run"}
     return [event.model_validate({**payload, "reason": reason, "version": stored.version, **fields})]
+
+
+def look_at_frames(
+    objects: ObjectStore,
+    frames: Sequence[FrameRef],
+    folder: Path,
+    look: Callable[[FrameRef, Path], T],
+    skipped: list[SkippedFrame],
+    *,
+    verb: str = "read",
+    keep: bool = False,
+) -> Iterator[tuple[FrameRef, Path, T]]:
+    """Each frame in time order, copied into ``folder`` and given to ``look``: yields the frame, its
+    file and what ``look`` found. A frame missing from the object store, or one ``look`` cannot
+    read (`InvalidModelOutput`), is appended to ``skipped`` with its reason and the others go on.
+    The file is removed after its frame unless ``keep``."""
+    ordered = sorted(frames, key=lambda frame: (frame.timestamp_s, frame.frame_id))
+    for index, frame in enumerate(ordered):
+        path = folder / f"frame-{index:06d}{Path(frame.object_key).suffix[:8]}"
+        try:
+            objects.download(frame.object_key, path)
+            found = look(frame, path)
+        except (ObjectNotFound, InvalidKey):
+            skipped.append(skipped_frame(frame, MISSING_FRAME))
+            path.unlink(missing_ok=True)
+            continue
+        except InvalidModelOutput as exc:
+            skipped.append(skipped_frame(frame, f"the frame could not be {verb}: {exc.reason}"))
+            path.unlink(missing_ok=True)
+            continue
+        yield frame, path, found
+        if not keep:
+            path.unlink(missing_ok=True)

@@ -27,15 +27,15 @@ from pathlib import Path
 from aima.access.scope import Scope
 from aima.domain import ModelRef
 from aima.storage.media import MediaRepository
-from aima.storage.objects import InvalidKey, ObjectNotFound, ObjectStore
+from aima.storage.objects import ObjectStore
 from aima.storage.sensitivity import FrameScore, SensitivityRepository, SensitivityResult
 from aima.storage.versioned import SkippedFrame
 from events.catalogue import EventData, FrameRef, FramesExtracted, ModelInfo, SensitivityScored
 from functions.runtime.context import Context
-from functions.runtime.results import MISSING_FRAME, not_run, skipped_frame
-from inference.errors import InvalidModelOutput, ModelNotConfigured
+from functions.runtime.results import look_at_frames, not_run
+from inference.errors import ModelNotConfigured
 from inference.tasks.common import ImageInput
-from inference.tasks.vision import SensitivityScorer
+from inference.tasks.vision import SensitivityScore, SensitivityScorer
 
 log = logging.getLogger(__name__)
 
@@ -127,23 +127,16 @@ class SensitivityCore:
         """Every frame scored in time order; a missing or undecodable frame is skipped with its reason."""
         scores: list[FrameScore] = []
         skipped: list[SkippedFrame] = []
-        ordered = sorted(frames, key=lambda frame: (frame.timestamp_s, frame.frame_id))
         with tempfile.TemporaryDirectory(prefix="aima-sensitivity-", dir=self._workdir) as tmp:
-            for index, frame in enumerate(ordered):
-                path = Path(tmp) / f"frame-{index}"
-                try:
-                    self._objects.download(frame.object_key, path)
-                    found = scorer.predict(
-                        ImageInput(path=path, frame_id=frame.frame_id, timestamp_s=frame.timestamp_s)
-                    )
-                except (ObjectNotFound, InvalidKey):
-                    skipped.append(skipped_frame(frame, MISSING_FRAME))
-                    continue
-                except InvalidModelOutput as exc:
-                    skipped.append(skipped_frame(frame, f"the frame could not be scored: {exc.reason}"))
-                    continue
-                finally:
-                    path.unlink(missing_ok=True)
+
+            def look(frame: FrameRef, path: Path) -> SensitivityScore:
+                return scorer.predict(
+                    ImageInput(path=path, frame_id=frame.frame_id, timestamp_s=frame.timestamp_s)
+                )
+
+            for frame, _, found in look_at_frames(
+                self._objects, frames, Path(tmp), look, skipped, verb="scored"
+            ):
                 scores.append(
                     FrameScore(
                         frame_id=frame.frame_id,
