@@ -33,6 +33,7 @@ BUILTIN: dict[tuple[ModelTask, str], Entry] = {
     (ModelTask.TEXT_EMBEDDER, "sentence-transformers"): "inference.cpu.texts:MiniLMTextEmbedder",
     (ModelTask.OCR, "tesseract"): "inference.cpu.ocr:TesseractOcr",
     (ModelTask.FACE_ANALYZER, "dlib"): "inference.cpu.faces:DlibFaceAnalyzer",
+    (ModelTask.FACE_ANALYZER, "insightface"): "inference.cpu.insightface:InsightFaceAnalyzer",
     (ModelTask.POSE_ESTIMATOR, "mediapipe"): "inference.cpu.pose:MediaPipePoseEstimator",
     (ModelTask.SENSITIVITY_SCORER, "open-nsfw"): "inference.cpu.nsfw:OpenNsfwScorer",
     (ModelTask.NARRATOR, "openai"): "inference.remote.openai:OpenAINarrator",
