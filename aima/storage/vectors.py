@@ -123,6 +123,11 @@ class VectorStore(abc.ABC):
     def upsert(self, collection: str, records: Iterable[VectorRecord]) -> int:
         """Insert or replace records; ValueError on an unknown collection, wrong dimension or bad id."""
 
+    def flush(self, collection: str) -> None:
+        """Seal what was written so far, once after a bulk load (not after every write): an adapter
+        whose index is built per sealed segment builds it then. Searches see writes without it."""
+        dimension(collection)
+
     @abc.abstractmethod
     def search(
         self, collection: str, vector: Sequence[float], *, tenant_id: str, case_id: str, limit: int = 10
