@@ -7,8 +7,9 @@ still of an image) and:
    also the slow, accurate one on the still of an image (``thorough``). A frame that is missing or
    cannot be decoded is skipped with its reason; the others go on;
 2. follows the faces across frames (`functions.faces.tracking`). Where a track was seen on the
-   frames before and after a frame but not on it, that frame's expected region is looked at again
-   with the slow detector (at most `MAX_SECOND_LOOKS` per file);
+   frames before and after a frame but not on it, that frame's expected region gets a closer look
+   (on at most one frame in `SECOND_LOOK_EVERY`, and `MAX_SECOND_LOOKS` per file), and a face found
+   there that is the track's joins it;
 3. crops each track's best face (1.6 times its box) from its frame and stores it as
    ``cases/{case}/media/{media}/crops/{frame_id}/{label}.jpg`` (a crop belongs to its frame, so it
    is blurred when the frame is sensitive);
@@ -60,7 +61,9 @@ log = logging.getLogger(__name__)
 
 ACTOR = "function:faces"
 MAX_SECOND_LOOKS = 16
-"""Frames per file looked at again with the slow detector where a track lost its face."""
+SECOND_LOOK_EVERY = 10
+"""A closer look costs about a tenth of a frame's work: at most one frame in ten gets one."""
+"""Frames per file given a closer look where a track lost its face."""
 CROP_CONTEXT = 1.6
 
 
@@ -174,11 +177,11 @@ class FacesCore:
         return read, skipped, tracker
 
     def _second_looks(self, read: dict[int, _Frame], tracker: Tracker, model: FaceAnalyzer) -> None:
-        """Where a track lost its face for one frame, look there with the slow detector."""
+        """Where a track lost its face for one frame, look there more closely."""
         looks = 0
         for index, frame in sorted(read.items()):
             gaps = tracker.expected(index)
-            if not gaps or looks >= MAX_SECOND_LOOKS:
+            if not gaps or looks >= min(MAX_SECOND_LOOKS, max(1, len(read) // SECOND_LOOK_EVERY)):
                 continue
             looks += 1
             regions = [face.box for _, face in gaps]

@@ -84,12 +84,13 @@ def test_degraded_faces_are_found_and_an_empty_scene_has_none(
     assert analyzer.predict(FaceInput(path=tmp_path / "empty.jpg", thorough=True)).faces == []
 
 
-def test_a_region_is_searched_with_the_slow_detector_only_when_asked(
+def test_a_region_gets_a_closer_look_only_when_asked(
     analyzer: DlibFaceAnalyzer, samples: FaceSamples
 ) -> None:
     path = samples.photo("biden.jpg")
     (face,) = analyzer.predict(FaceInput(path=path)).faces
     again = analyzer.predict(FaceInput(path=path, fast=False, regions=[face.box])).faces
-    assert [f.detector for f in again] == ["cnn"]
+    assert len(again) == 1
+    assert again[0].detector in ("mediapipe", "hog")
     assert similarity(again[0].embedding, face.embedding) > 0.95
     assert analyzer.predict(FaceInput(path=path, fast=False)).faces == []

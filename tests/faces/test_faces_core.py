@@ -13,7 +13,7 @@ from aima.storage.faces import FACES
 from events.catalogue import FacesDetected
 from inference.cpu.faces import DlibFaceAnalyzer
 from inference.errors import ModelNotConfigured
-from inference.tasks.vision import FaceAnalyzer
+from inference.tasks.vision import FaceAnalyzer, FaceInput, Faces
 from tests.faces.conftest import Env, jpeg
 
 
@@ -139,3 +139,37 @@ async def test_a_face_blurred_and_compressed_on_one_frame_stays_in_its_track(
     result = env.faces.latest(env.tenant_id, env.case_id, event.media_id)
     assert result is not None
     assert result.tracks[0].best != 2  # the blurred face is not the track's crop
+
+
+class MissesOneFrame(DlibFaceAnalyzer):
+    """The real model, except that its fast pass misses every face on the frame ``missed``."""
+
+    def __init__(self, real: DlibFaceAnalyzer, missed: str) -> None:
+        super().__init__(real.settings)
+        self.missed = missed
+        self.closer_looks: list[str] = []
+
+    def _predict(self, inputs: FaceInput) -> Faces:
+        found = super()._predict(inputs)
+        if inputs.frame_id == self.missed and inputs.fast:
+            return found.model_copy(update={"faces": []})
+        if not inputs.fast:
+            self.closer_looks.append(inputs.frame_id or "")
+        return found
+
+
+@pytest.mark.asyncio
+async def test_a_face_lost_on_one_frame_is_found_by_a_closer_look_and_joins_its_track(
+    env: Env, analyzer: DlibFaceAnalyzer, pool: list[Head]
+) -> None:
+    frames = [jpeg(frame) for frame in walk(head(pool, "biden"), 10)]
+    data = env.frames(frames)
+    missed = data.frames[4].frame_id
+    model = MissesOneFrame(analyzer, missed)
+    event = only(await env.find(lambda: model, data))
+    assert model.closer_looks == [missed]
+    assert (event.tracks, event.faces) == (1, 10)
+    result = env.faces.latest(env.tenant_id, env.case_id, data.media_id)
+    assert result is not None
+    assert [d.frame_id for d in result.tracks[0].detections] == [ref.frame_id for ref in data.frames]
+    model.close()
