@@ -205,7 +205,7 @@ class FacesDetected(AnalysisResult):
     )
     skipped_frames: int = Field(default=0, ge=0, description="frames that could not be read")
     faces: int = Field(default=0, ge=0, description="face detections over all frames")
-    tracks: int = Field(default=0, ge=0, description="faces followed across frames (one per face of an image)")
+    tracks: int = Field(default=0, ge=0, description="faces followed across frames (one a face of an image)")
     detectors: dict[str, int] = Field(default_factory=dict, description="detections per detector")
 
 
