@@ -38,6 +38,7 @@ from inference.tasks.text import (
 from inference.tasks.vision import (
     Face,
     FaceAnalyzer,
+    FaceInput,
     Faces,
     Keypoint,
     Label,
@@ -76,6 +77,7 @@ __all__ = [
     "Embedder",
     "Face",
     "FaceAnalyzer",
+    "FaceInput",
     "Faces",
     "Fact",
     "ImageInput",

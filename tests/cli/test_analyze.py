@@ -33,6 +33,8 @@ def test_analyze_generated_samples_stores_and_probes_every_file(tmp_path: Path) 
         ("clip.mp4", "video"),
         ("speech.wav", "audio"),
         ("conversation.wav", "audio"),
+        ("people.jpg", "image"),
+        ("walk.mp4", "video"),
     ):
         assert re.search(rf"^{re.escape(name)}: {kind} .* status probed$", out, re.M), out
     assert "probe: video, 6.00 s, 320x240" in out
@@ -42,10 +44,14 @@ def test_analyze_generated_samples_stores_and_probes_every_file(tmp_path: Path) 
     assert "en (translated): " in out
     assert "transcribe: v1, no speech detected" in out  # the tones
     assert "transcription" not in out.split("not in this build yet:")[-1]
+    assert "faces: v1, 3 face track(s) from 3 face(s) in 1 frame(s)" in out  # people.jpg
+    assert "faces: v1, 2 face track(s) from 10 face(s) in 10 frame(s)" in out  # walk.mp4
+    assert re.search(r"persons: \d of \d track\(s\) linked to a person", out), out
+    assert re.search(r"sensitivity: v1, 10 frame\(s\) scored, 0 at or above 0.8", out), out
 
     media = aima(tmp_path, "media", "list", case_id.group(1))
     assert media.returncode == 0, media.stderr
-    assert len(media.stdout.splitlines()) == 5
+    assert len(media.stdout.splitlines()) == 7
     assert all("\tprobed\t" in line for line in media.stdout.splitlines())
 
     again = aima(tmp_path, "analyze", "samples/tones.wav", "samples/tones.wav")

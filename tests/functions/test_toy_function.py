@@ -219,7 +219,7 @@ async def test_aima_analyze_runs_and_counts_the_toy(toy_path: Path, tmp_path: Pa
     [steps] = [line for line in lines if line.startswith("steps run:")]
     assert "probe (" in steps
     assert f"toy ({len(files)} results)" in steps
-    assert sum("toy: io.aima.sensitivity.scored.v1" in line for line in lines) == len(files)
+    assert sum("sensitivity: not run: a toy" in line for line in lines) == len(files)
 
 
 def test_aima_analyze_without_the_toy_does_not_count_it(tmp_path: Path) -> None:

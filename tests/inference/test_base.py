@@ -17,6 +17,7 @@ from inference.tasks import (
     Box,
     Face,
     FaceAnalyzer,
+    FaceInput,
     Faces,
     ImageInput,
     TextEmbedder,
@@ -247,11 +248,11 @@ class OneFace(FaceAnalyzer):
     def _load(self) -> None:
         return None
 
-    def _predict(self, inputs: ImageInput) -> Faces:
+    def _predict(self, inputs: FaceInput) -> Faces:
         box = Box(x=1, y=2, width=30, height=40)
         return Faces(faces=[Face(box=box, embedding=[0.1, 0.2], score=0.9), Face(box=box, score=0.5)])
 
 
 def test_face_embeddings_are_checked_against_the_dimension(tmp_path: Path) -> None:
     with pytest.raises(InvalidModelOutput, match="face 0 embedding has 2 values"):
-        OneFace(FaceAnalyzerSettings(backend="one")).predict(ImageInput(path=tmp_path / "f.png"))
+        OneFace(FaceAnalyzerSettings(backend="one")).predict(FaceInput(path=tmp_path / "f.png"))

@@ -15,8 +15,8 @@ from inference.tasks import (
     Box,
     Face,
     FaceAnalyzer,
+    FaceInput,
     Faces,
-    ImageInput,
     TextEmbedder,
     TextEmbeddings,
     TextsInput,
@@ -31,7 +31,7 @@ class Face512(FaceAnalyzer):
     def _load(self) -> None:
         return None
 
-    def _predict(self, inputs: ImageInput) -> Faces:
+    def _predict(self, inputs: FaceInput) -> Faces:
         box = Box(x=0, y=0, width=10, height=10)
         return Faces(faces=[Face(box=box, embedding=[1.0] + [0.0] * 511, score=0.99)])
 
@@ -55,7 +55,7 @@ def test_a_collection_takes_the_models_dimension(store: MilvusVectorStore, tmp_p
     model = Face512(FaceAnalyzerSettings(backend="face512"))
     assert ensure_collection_for(store, model) == 512
     store.ensure_collections()  # the defaults leave an existing collection as it is
-    face = model.predict(ImageInput(path=tmp_path / "f.png")).faces[0]
+    face = model.predict(FaceInput(path=tmp_path / "f.png")).faces[0]
     assert face.embedding is not None
     store.upsert("faces", [VectorRecord("v1", "t1", "c1", "m1", face.embedding, "frame:1")])
     hits = store.search("faces", face.embedding, tenant_id="t1", case_id="c1", limit=1)

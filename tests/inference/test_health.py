@@ -60,8 +60,8 @@ def test_health_is_cheap_and_never_loads() -> None:
 
 
 def test_statuses_report_unconfigured_tasks_as_not_configured() -> None:
-    statuses = pool().statuses([ModelTask.POSE_ESTIMATOR, ModelTask.NARRATOR])
-    assert set(statuses) == {"model:pose_estimator", "model:narrator"}
+    statuses = pool().statuses([ModelTask.VISION_DESCRIBER, ModelTask.NARRATOR])
+    assert set(statuses) == {"model:vision_describer", "model:narrator"}
     for status in statuses.values():
         assert (status.state, status.up) == ("not_configured", False)
         assert status.error is not None

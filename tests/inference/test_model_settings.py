@@ -18,6 +18,9 @@ CPU_DEFAULTS = {
     ModelTask.VOICE_EMBEDDER: "resemblyzer",
     ModelTask.TEXT_EMBEDDER: "sentence-transformers",
     ModelTask.OCR: "tesseract",
+    ModelTask.FACE_ANALYZER: "dlib",
+    ModelTask.POSE_ESTIMATOR: "mediapipe",
+    ModelTask.SENSITIVITY_SCORER: "open-nsfw",
 }
 
 
