@@ -7,7 +7,7 @@ No single detector here has both recall and speed (docs/faces.md has the measure
   finds the small, blurred, compressed, rotated and partly covered faces that dlib's HOG misses.
   Together they take less time than one HOG pass over a 720p frame;
 * dlib's **CNN** detector (accurate, about 5 s a 720p frame) runs over the whole image of a still
-  (``thorough``), where time allows;
+  (``thorough``), scaled to at most `CNN_MAX_EDGE` pixels (about 3 s), where time allows;
 * the ``regions`` the caller names (where a video track lost its face on one frame) get a closer
   look: the short-range detector and dlib's HOG on the region enlarged so the face is about 100
   pixels high (the CNN took 0.3 s a region, and recovered one face in eleven);
@@ -54,7 +54,7 @@ REGION_FACE_PX = 100
 """Regions are resized so the expected face is about this high before the closer look."""
 HOG_SCORE = 0.8
 """dlib's HOG gives no probability; a face it finds counts as this sure."""
-CNN_MAX_EDGE = 1280
+CNN_MAX_EDGE = 960
 SAME_FACE = 0.4
 """Two boxes whose intersection covers this much of the smaller one are the same face."""
 FULL_QUALITY_PX = 80.0

@@ -22,8 +22,11 @@ PHOTO_OF = {
 }
 
 
-async def still(env: Env, analyzer: DlibFaceAnalyzer, samples: FaceSamples, name: str) -> FacesDetected:
-    return await env.analyse(analyzer, env.frames([samples.photo(name).read_bytes()], still=True))
+async def still(
+    env: Env, analyzer: DlibFaceAnalyzer, samples: FaceSamples, name: str, *, thorough: bool = True
+) -> FacesDetected:
+    """The photograph as an image (the slow detector too), or as a one-frame video (fast only)."""
+    return await env.analyse(analyzer, env.frames([samples.photo(name).read_bytes()], still=thorough))
 
 
 def identities(result: FaceResult, placed: dict[str, list[PlacedFace]]) -> dict[str, str]:
@@ -84,7 +87,7 @@ async def test_a_poor_face_of_someone_new_stays_unassigned(
     env: Env, analyzer: DlibFaceAnalyzer, samples: FaceSamples, pool: list[Head]
 ) -> None:
     for name in ("obama.jpg", "biden.jpg"):
-        await still(env, analyzer, samples, name)
+        await still(env, analyzer, samples, name, thorough=False)
     import random
 
     from PIL import Image
@@ -107,7 +110,7 @@ async def test_names_merges_and_splits_survive_analysing_the_files_again(
 ) -> None:
     media = {}
     for name in ("obama.jpg", "obama2.jpg", "biden.jpg", "grace_hopper.jpg"):
-        data = env.frames([samples.photo(name).read_bytes()], still=True)
+        data = env.frames([samples.photo(name).read_bytes()])  # fast detectors only: quicker
         await env.analyse(analyzer, data)
         media[name] = data
 
@@ -144,7 +147,7 @@ async def test_names_merges_and_splits_survive_analysing_the_files_again(
 async def test_a_redelivered_event_makes_no_twin_and_a_stale_one_is_ignored(
     env: Env, analyzer: DlibFaceAnalyzer, samples: FaceSamples
 ) -> None:
-    data = env.frames([samples.photo("biden.jpg").read_bytes()], still=True)
+    data = env.frames([samples.photo("biden.jpg").read_bytes()])
     (first,) = await env.find(lambda: analyzer, data)
     assert isinstance(first, FacesDetected)
     done = await env.link(first)
