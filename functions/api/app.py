@@ -30,6 +30,7 @@ from functions.api.routes import (
     health,
     media,
     persons,
+    reviews,
     search,
     speakers,
     transcripts,
@@ -106,6 +107,7 @@ def create_app(
         search,
         speakers,
         persons,
+        reviews,
         audit,
         config,
     )

@@ -31,6 +31,7 @@ from functions.api.services import ApiServices
 from functions.ingest.spec import app as ingest_app
 from functions.runtime.deps import Deps
 from tests.persons.seed import person_request
+from tests.reviews.seed import review_request
 from tests.speakers.seed import speaker_request
 from tests.support import add_media
 
@@ -326,6 +327,11 @@ def _persons(world: World, route: str) -> Call:
     return Call(method, path, json=body)
 
 
+def _review(world: World) -> Call:
+    method, path, body = review_request(world.services.stores.documents, world.tenant, world.case_id)
+    return Call(method, path, json=body)
+
+
 CASE = "/api/v1/cases/{case_id}"
 CALLS: dict[tuple[str, str], Callable[[World], Call | Awaitable[Call]]] = {
     ("GET", "/healthz"): lambda w: Call("GET", "/healthz"),
@@ -380,6 +386,9 @@ CALLS: dict[tuple[str, str], Callable[[World], Call | Awaitable[Call]]] = {
     ("PATCH", CASE + "/persons/{person_id}"): lambda w: _persons(w, "rename"),
     ("POST", CASE + "/persons/{person_id}/merge"): lambda w: _persons(w, "merge"),
     ("POST", CASE + "/persons/{person_id}/split"): lambda w: _persons(w, "split"),
+    ("GET", CASE + "/findings"): lambda w: Call("GET", f"/api/v1/cases/{w.case_id}/findings"),
+    ("PUT", CASE + "/findings/{finding_id}/review"): _review,
+    ("GET", CASE + "/reviews"): lambda w: Call("GET", f"/api/v1/cases/{w.case_id}/reviews"),
     ("GET", CASE + "/search"): lambda w: Call("GET", f"{CASE.format(case_id=w.case_id)}/search?q=fire"),
     ("POST", CASE + "/media"): _upload,
     ("POST", CASE + "/media:bulk"): _bulk,
