@@ -32,6 +32,7 @@ LAZY = {
     "config": "aima.cli.admin:config",
     "media": "aima.cli.admin:media",
     "persons": "aima.cli.persons:persons",
+    "review": "aima.cli.review:review",
     "search": "aima.cli.search:search_command",
     "serve": "aima.cli.serve:serve_command",
     "transcript": "aima.cli.transcripts:transcript",
