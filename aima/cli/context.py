@@ -24,8 +24,11 @@ makes is audit-logged like an API call.
 from __future__ import annotations
 
 import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any, TypeVar
 
 import click
 
@@ -141,3 +144,44 @@ class Kernel:
 def operator() -> str:
     """Who the CLI acts as when no user does: ``cli:<os user>``."""
     return f"cli:{getpass.getuser()}"
+
+
+class CaseSession:
+    """One case command's kernel, the case it works on (checked to exist) and its audit records."""
+
+    def __init__(self, k: Kernel, case_id: str) -> None:
+        from aima.access.scope import Scope
+        from aima.cli import CliError
+
+        self.k = k
+        self.case_id = case_id
+        self.tenant_id = k.actor.tenant_id
+        if k.cases.get(Scope.for_case(self.tenant_id, case_id, k.actor.name), case_id) is None:
+            raise CliError(f"no case {case_id}")
+
+    def record(self, action: str, object: str, *, failed: str | None = None, **detail: Any) -> None:
+        """An audit record of the command, as the API writes one (``via: cli``)."""
+        self.k.audit.record_now(
+            tenant_id=self.tenant_id,
+            actor=self.k.actor.name,
+            action=action,
+            outcome="failed" if failed else "allowed",
+            object=object,
+            case_id=self.case_id,
+            detail={"via": "cli", **detail, **({"error": failed} if failed else {})},
+        )
+
+
+S = TypeVar("S", bound=CaseSession)
+
+
+@contextmanager
+def case_session(kind: type[S], case_id: str, tenant: str | None) -> Iterator[S]:
+    """A session of ``kind`` on a kernel of its own, closed afterwards."""
+    from aima.settings import load_settings
+
+    k = Kernel(load_settings(), tenant)
+    try:
+        yield kind(k, case_id)
+    finally:
+        k.close()

@@ -22,15 +22,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import click
 
-from aima.access.scope import Scope
 from aima.cli import CliError
-from aima.cli.context import Kernel
-from aima.settings import load_settings
+from aima.cli.context import CaseSession, Kernel, case_session
 from aima.storage.cache import LockTimeout
 from aima.storage.identities import MAX_NAME
 from aima.storage.persons import Person, PersonError, PersonNotFound, PersonRepository, PersonTrack
@@ -40,37 +38,16 @@ TENANT = click.option(
 )
 
 
-class _Session:
+class _Session(CaseSession):
     """One command's kernel, repository, case and audit records."""
 
     def __init__(self, k: Kernel, case_id: str) -> None:
-        self.k = k
-        self.case_id = case_id
-        self.tenant_id = k.actor.tenant_id
-        scope = Scope.for_case(self.tenant_id, case_id, k.actor.name)
-        if k.cases.get(scope, case_id) is None:
-            raise CliError(f"no case {case_id}")
+        super().__init__(k, case_id)
         self.persons = PersonRepository(k.stores.documents, cache=k.stores.cache)
 
-    def record(self, action: str, object: str, *, failed: str | None = None, **detail: Any) -> None:
-        self.k.audit.record_now(
-            tenant_id=self.tenant_id,
-            actor=self.k.actor.name,
-            action=action,
-            outcome="failed" if failed else "allowed",
-            object=object,
-            case_id=self.case_id,
-            detail={"via": "cli", **detail, **({"error": failed} if failed else {})},
-        )
 
-
-@contextmanager
-def _session(case_id: str, tenant: str | None) -> Iterator[_Session]:
-    k = Kernel(load_settings(), tenant)
-    try:
-        yield _Session(k, case_id)
-    finally:
-        k.close()
+def _session(case_id: str, tenant: str | None) -> AbstractContextManager[_Session]:
+    return case_session(_Session, case_id, tenant)
 
 
 @contextmanager

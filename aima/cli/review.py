@@ -16,17 +16,13 @@ or multi-line reason.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from contextlib import AbstractContextManager
 
 import click
 
-from aima.access.scope import Scope
 from aima.cli import CliError
-from aima.cli.context import Kernel
+from aima.cli.context import CaseSession, Kernel, case_session
 from aima.domain import Step
-from aima.settings import load_settings
 from aima.storage.reviews import UNREVIEWED, ReviewError, ReviewRepository, clean_reason
 
 TENANT = click.option(
@@ -36,37 +32,16 @@ VERBS = {"confirm": "confirmed", "reject": "rejected", "unclear": "unclear"}
 STATES = ("confirmed", "rejected", "unclear", UNREVIEWED)
 
 
-class _Session:
+class _Session(CaseSession):
     """One command's kernel, repository, case and audit records."""
 
     def __init__(self, k: Kernel, case_id: str) -> None:
-        self.k = k
-        self.case_id = case_id
-        self.tenant_id = k.actor.tenant_id
-        scope = Scope.for_case(self.tenant_id, case_id, k.actor.name)
-        if k.cases.get(scope, case_id) is None:
-            raise CliError(f"no case {case_id}")
+        super().__init__(k, case_id)
         self.reviews = ReviewRepository(k.stores.documents)
 
-    def record(self, action: str, object: str, *, failed: str | None = None, **detail: Any) -> None:
-        self.k.audit.record_now(
-            tenant_id=self.tenant_id,
-            actor=self.k.actor.name,
-            action=action,
-            outcome="failed" if failed else "allowed",
-            object=object,
-            case_id=self.case_id,
-            detail={"via": "cli", **detail, **({"error": failed} if failed else {})},
-        )
 
-
-@contextmanager
-def _session(case_id: str, tenant: str | None) -> Iterator[_Session]:
-    k = Kernel(load_settings(), tenant)
-    try:
-        yield _Session(k, case_id)
-    finally:
-        k.close()
+def _session(case_id: str, tenant: str | None) -> AbstractContextManager[_Session]:
+    return case_session(_Session, case_id, tenant)
 
 
 @click.group()
