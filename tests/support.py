@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
@@ -176,3 +177,24 @@ def add_media(
         object_key=f"{base}/original",
     )
     return media_id, base
+
+
+def last_seq(world: Any) -> int:
+    """The newest audit record's sequence number in a gateway test's database (0: none)."""
+    from sqlalchemy import func, select
+
+    from aima.storage.schema import audit_log
+
+    with world.services.stores.db.engine.connect() as c:
+        return int(c.execute(select(func.coalesce(func.max(audit_log.c.seq), 0))).scalar_one())
+
+
+def records_since(world: Any, seq: int) -> list[dict[str, Any]]:
+    """The audit records written after ``seq``, oldest first."""
+    from sqlalchemy import select
+
+    from aima.storage.schema import audit_log
+
+    with world.services.stores.db.engine.connect() as c:
+        rows = c.execute(select(audit_log).where(audit_log.c.seq > seq).order_by(audit_log.c.seq))
+        return [dict(row._mapping) for row in rows]

@@ -8,14 +8,11 @@ import io
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select
-
 from aima.access.scope import Scope
 from aima.storage.persons import PersonRepository
 from aima.storage.retention import PROBES
-from aima.storage.schema import audit_log
 from tests.api.conftest import World, unique_png
-from tests.support import add_media
+from tests.support import add_media, last_seq, records_since
 
 from .seed import REASON, SeededPersons, person_track, seed_persons
 
@@ -28,17 +25,6 @@ def seeded(world: World) -> SeededPersons:
 
 def base(world: World) -> str:
     return f"/api/v1/cases/{world.case_id}/persons"
-
-
-def records_since(world: World, seq: int) -> list[dict[str, Any]]:
-    with world.services.stores.db.engine.connect() as c:
-        rows = c.execute(select(audit_log).where(audit_log.c.seq > seq).order_by(audit_log.c.seq))
-        return [dict(row._mapping) for row in rows]
-
-
-def last_seq(world: World) -> int:
-    with world.services.stores.db.engine.connect() as c:
-        return int(c.execute(select(func.coalesce(func.max(audit_log.c.seq), 0))).scalar_one())
 
 
 def crop_path(world: World, media_id: str, track_id: str) -> str:

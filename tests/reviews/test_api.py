@@ -6,12 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
-
 from aima.domain import Step
 from aima.storage.findings import FindingRepository
-from aima.storage.schema import audit_log
 from tests.api.conftest import World
+from tests.support import last_seq, records_since
 
 from .seed import SeededFindings, seed_findings, vision_finding
 
@@ -28,17 +26,6 @@ def case_path(world: World) -> str:
 
 def review_path(world: World, finding_id: str) -> str:
     return f"{case_path(world)}/findings/{finding_id}/review"
-
-
-def records_since(world: World, seq: int) -> list[dict[str, Any]]:
-    with world.services.stores.db.engine.connect() as c:
-        rows = c.execute(select(audit_log).where(audit_log.c.seq > seq).order_by(audit_log.c.seq))
-        return [dict(row._mapping) for row in rows]
-
-
-def last_seq(world: World) -> int:
-    with world.services.stores.db.engine.connect() as c:
-        return int(c.execute(select(func.coalesce(func.max(audit_log.c.seq), 0))).scalar_one())
 
 
 async def test_members_read_and_analysts_and_owners_decide(world: World) -> None:

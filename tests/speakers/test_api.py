@@ -6,11 +6,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select
-
-from aima.storage.schema import audit_log
 from inference.cpu.voices import ResemblyzerVoiceEmbedder
 from tests.api.conftest import World
+from tests.support import last_seq, records_since
 
 from .conftest import MAN, WOMAN, Recording
 from .env import Env
@@ -20,17 +18,6 @@ from .seed import seed_speakers
 def seeded(world: World) -> Any:
     stores = world.services.stores
     return seed_speakers(stores.documents, stores.vectors, world.tenant, world.case_id)
-
-
-def records_since(world: World, seq: int) -> list[dict[str, Any]]:
-    with world.services.stores.db.engine.connect() as c:
-        rows = c.execute(select(audit_log).where(audit_log.c.seq > seq).order_by(audit_log.c.seq))
-        return [dict(row._mapping) for row in rows]
-
-
-def last_seq(world: World) -> int:
-    with world.services.stores.db.engine.connect() as c:
-        return int(c.execute(select(func.coalesce(func.max(audit_log.c.seq), 0))).scalar_one())
 
 
 def base(world: World) -> str:
