@@ -198,3 +198,18 @@ def records_since(world: Any, seq: int) -> list[dict[str, Any]]:
     with world.services.stores.db.engine.connect() as c:
         rows = c.execute(select(audit_log).where(audit_log.c.seq > seq).order_by(audit_log.c.seq))
         return [dict(row._mapping) for row in rows]
+
+
+CORRECTING_ROLES: dict[str, tuple[int, int]] = {
+    "admin": (200, 200),
+    "owner": (200, 200),
+    "analyst": (200, 200),
+    "viewer": (200, 403),
+    "guest_member": (200, 403),
+    "nonmember": (404, 404),
+    "guest_nonmember": (404, 404),
+    "other_admin": (404, 404),
+    "anonymous": (401, 401),
+}
+"""Caller -> (status of a read, status of a correction) on a case's routes: members read, analysts
+and owners correct (the gateway tests' callers, `tests/api/conftest.py`)."""

@@ -12,7 +12,7 @@ from aima.access.scope import Scope
 from aima.storage.persons import PersonRepository
 from aima.storage.retention import PROBES
 from tests.api.conftest import World, unique_png
-from tests.support import add_media, last_seq, records_since
+from tests.support import CORRECTING_ROLES, add_media, last_seq, records_since
 
 from .seed import REASON, SeededPersons, person_track, seed_persons
 
@@ -37,17 +37,7 @@ def crop_path(world: World, media_id: str, track_id: str) -> str:
 
 async def test_members_read_and_analysts_and_owners_correct(world: World) -> None:
     seed = seeded(world)
-    expected = {
-        "admin": (200, 200),
-        "owner": (200, 200),
-        "analyst": (200, 200),
-        "viewer": (200, 403),
-        "guest_member": (200, 403),
-        "nonmember": (404, 404),
-        "guest_nonmember": (404, 404),
-        "other_admin": (404, 404),
-        "anonymous": (401, 401),
-    }
+    expected = CORRECTING_ROLES
     for caller, (read, change) in expected.items():
         headers = world.headers(caller)
         reads = [

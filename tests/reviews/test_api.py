@@ -9,7 +9,7 @@ from typing import Any
 from aima.domain import Step
 from aima.storage.findings import FindingRepository
 from tests.api.conftest import World
-from tests.support import last_seq, records_since
+from tests.support import CORRECTING_ROLES, last_seq, records_since
 
 from .seed import SeededFindings, seed_findings, vision_finding
 
@@ -30,15 +30,7 @@ def review_path(world: World, finding_id: str) -> str:
 
 async def test_members_read_and_analysts_and_owners_decide(world: World) -> None:
     seed = seeded(world)
-    expected = {
-        "admin": (200, 200),
-        "owner": (200, 200),
-        "analyst": (200, 200),
-        "viewer": (200, 403),
-        "nonmember": (404, 404),
-        "other_admin": (404, 404),
-        "anonymous": (401, 401),
-    }
+    expected = CORRECTING_ROLES
     body = {"decision": "unclear", "reason": "cannot tell from this angle"}
     for caller, (read, change) in expected.items():
         headers = world.headers(caller)

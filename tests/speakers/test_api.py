@@ -8,7 +8,7 @@ from typing import Any
 
 from inference.cpu.voices import ResemblyzerVoiceEmbedder
 from tests.api.conftest import World
-from tests.support import last_seq, records_since
+from tests.support import CORRECTING_ROLES, last_seq, records_since
 
 from .conftest import MAN, WOMAN, Recording
 from .env import Env
@@ -26,17 +26,7 @@ def base(world: World) -> str:
 
 async def test_members_read_and_analysts_and_owners_correct(world: World) -> None:
     seed = seeded(world)
-    expected = {
-        "admin": (200, 200),
-        "owner": (200, 200),
-        "analyst": (200, 200),
-        "viewer": (200, 403),
-        "guest_member": (200, 403),
-        "nonmember": (404, 404),
-        "guest_nonmember": (404, 404),
-        "other_admin": (404, 404),
-        "anonymous": (401, 401),
-    }
+    expected = CORRECTING_ROLES
     for caller, (read, change) in expected.items():
         listed = await world.client.get(base(world), headers=world.headers(caller))
         renamed = await world.client.patch(
