@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from aima.config.schema import SECTIONS
@@ -147,7 +147,7 @@ CaseLanguage = Annotated[
 
 class CaseCreate(_In):
     name: CaseName
-    retention_days: int | None = Field(default=None, ge=1, le=36500)
+    retention_days: StrictInt | None = Field(default=None, ge=1, le=36500)  # true is not 1
     language: CaseLanguage | None = None
 
 
