@@ -37,7 +37,6 @@ from aima.access.policy import Action
 from aima.storage.blurred import media_prefix
 from aima.storage.cache import LockTimeout
 from aima.storage.persons import Person, PersonError, PersonNotFound, PersonRepository, PersonTrack
-from aima.storage.speakers import SpeakerError
 from functions.api.problems import Problem
 from functions.api.routes.images import NAME_PATTERN
 from functions.api.schemas import CaseId
@@ -216,7 +215,7 @@ def _problems() -> Iterator[None]:
         yield
     except PersonNotFound as exc:
         raise _not_found(exc.merged_into) from None
-    except (PersonError, SpeakerError) as exc:  # SpeakerError: a name `clean_name` refuses
+    except PersonError as exc:  # also a name `clean_name` refuses (the identities' error)
         raise Problem(422, "invalid-correction", "Correction not possible", f"{exc}.") from None
     except LockTimeout:
         raise Problem(
