@@ -285,6 +285,8 @@ def test_abort_removes_parts(store: ObjectStore, tmp_path: Path) -> None:
     store.abort_upload("up/aborted.bin", upload_id)  # already gone: no error
     with pytest.raises(ObjectNotFound):
         store.list_parts("up/aborted.bin", upload_id)
+    with pytest.raises(ObjectNotFound):  # a request that lost a race learns the upload ended
+        store.upload_part("up/aborted.bin", upload_id, 2, os.urandom(1000))
     assert not store.exists("up/aborted.bin")
     if isinstance(store, LocalObjectStore):
         assert list((tmp_path / "objects" / ".uploads").iterdir()) == []
