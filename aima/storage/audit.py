@@ -234,6 +234,22 @@ class AuditLog:
             )
         return problems
 
+    def head(self, tenant_id: str) -> tuple[int, str]:
+        """The chain's newest record: ``(seq, hash)``, or ``(0, GENESIS)`` for an empty chain."""
+        with scoped_session(self._db, Scope.for_tenant(tenant_id, "system:audit-verify")) as session:
+            head = session.execute(
+                select(audit_heads.c.seq, audit_heads.c.hash).where(audit_heads.c.tenant_id == tenant_id)
+            ).first()
+        return (0, GENESIS) if head is None else (int(head.seq), str(head.hash))
+
+    def hash_at(self, tenant_id: str, seq: int) -> str | None:
+        """The stored hash of record ``seq`` of the chain (GENESIS for 0), or None if there is none."""
+        if seq == 0:
+            return GENESIS
+        with scoped_session(self._db, Scope.for_tenant(tenant_id, "system:audit-verify")) as session:
+            value = session.execute(select(audit_log.c.hash).where(audit_log.c.seq == seq)).scalar()
+        return None if value is None else str(value)
+
     def query(
         self,
         tenant_id: str,

@@ -42,6 +42,8 @@ from events.envelope import CloudEvent, derived_event_id
 MAX_NAME = 200
 LANGUAGE_PATTERN = r"^[a-z]{2,3}$"
 """A case's language: an ISO 639-1 (``de``) or 639-3 (``gsw``) code, lower case."""
+MAX_CONTEXT = 8000
+"""Characters of a case's context: the analyst's free text that goes with its analysis."""
 SOURCE = "/aima/kernel/cases"
 
 Row = dict[str, Any]
@@ -88,6 +90,7 @@ class CaseRepository:
         retention_days: int | None = None,
         *,
         language: str | None = None,
+        context: str | None = None,
         case_id: str | None = None,
         audit: AuditHook | None = None,
     ) -> Row:
@@ -96,12 +99,14 @@ class CaseRepository:
         The scope must be tenant-wide (a new case is in no narrower scope yet; the guard refuses the
         insert otherwise), and the owner must be a user of the tenant who may own cases. ``case_id``
         (default: a new UUID) lets the caller name the case in its ``audit`` record, which is
-        written in the same transaction. ``language`` forces the language of the case's speech.
+        written in the same transaction. ``language`` forces the language of the case's speech;
+        ``context`` is the analyst's free text that goes with the analysis (`MAX_CONTEXT` characters).
         """
         name = _check_name(name)
         if retention_days is not None and retention_days < 1:
             raise ValueError("retention_days must be at least 1")
         language = _check_language(language)
+        context = _check_context(context)
         case_id = case_id or str(uuid.uuid4())
         now = utcnow()
         with scoped_session(self._db, scope) as session:
@@ -113,6 +118,7 @@ class CaseRepository:
                     name=name,
                     retention_days=retention_days,
                     language=language,
+                    context=context,
                     created_at=now,
                     updated_at=now,
                 )
@@ -160,16 +166,19 @@ class CaseRepository:
         *,
         name: str | Keep = KEEP,
         language: str | Keep | None = KEEP,
+        context: str | Keep | None = KEEP,
         audit: AuditHook | None = None,
     ) -> bool:
-        """Change the case's name and/or language (None clears it) in one transaction; what is `KEEP`
-        stays. False if the case does not exist in the scope; with nothing to change, whether it does
-        (and ``audit`` runs all the same)."""
+        """Change the case's name, language and/or context (None clears them) in one transaction; what
+        is `KEEP` stays. False if the case does not exist in the scope; with nothing to change, whether
+        it does (and ``audit`` runs all the same)."""
         values: dict[str, Any] = {}
         if not isinstance(name, Keep):
             values["name"] = _check_name(name)
         if not isinstance(language, Keep):
             values["language"] = _check_language(language)
+        if not isinstance(context, Keep):
+            values["context"] = _check_context(context)
         with scoped_session(self._db, scope) as session:
             if not values:
                 found = session.execute(select(cases.c.id).where(cases.c.id == case_id)).first()
@@ -334,6 +343,16 @@ def _check_name(name: str) -> str:
     if not 1 <= len(name) <= MAX_NAME:
         raise ValueError(f"a case name has 1 to {MAX_NAME} characters")
     return name
+
+
+def _check_context(context: str | None) -> str | None:
+    if context is None or not context.strip():
+        return None
+    if len(context) > MAX_CONTEXT:
+        raise ValueError(f"a case context is at most {MAX_CONTEXT} characters")
+    if any(ord(c) < 32 and c not in "\n\t" for c in context):
+        raise ValueError("a case context may not contain control characters")
+    return context.strip()
 
 
 def _check_language(language: str | None) -> str | None:

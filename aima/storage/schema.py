@@ -94,6 +94,7 @@ cases = Table(
     Column("status", String(20), nullable=False, server_default="open"),
     Column("retention_days", Integer, nullable=True),
     Column("language", String(3), nullable=True),  # ISO 639-1/-3: forces the language of its speech
+    Column("context", Text, nullable=True),  # the analyst's context, sent with the analysis
     _created(),
     _updated(),
 )

@@ -3,6 +3,8 @@ OpenAI-compatible chat endpoint; restraint indicators and visible distress cues 
 
 from __future__ import annotations
 
+from aima.access.scope import Scope
+from aima.storage.cases import CaseRepository
 from aima.storage.corroboration import corroborate
 from aima.storage.findings import FindingRepository
 from aima.storage.media import MediaRepository
@@ -15,15 +17,19 @@ from inference.tasks.vision import VisionDescriber
 
 
 def build(deps: Deps) -> VisionCore:
-    """A core on the process's stores and vision describer. The case's context prompt is the
-    tenant's ``analysis.context_prompt`` (runtime configuration, read at each event: cases have no
-    field of their own for it), and the lowest reported confidence its
+    """A core on the process's stores and vision describer. The context prompt is the case's own
+    ``context`` where the analyst gave one, else the tenant's ``analysis.context_prompt`` (runtime
+    configuration, read at each event), and the lowest reported confidence its
     ``thresholds.indicator_min_confidence``. Its restraint indicators are weighed against the
     file's postures from the pose step (`aima.storage.corroboration`), whichever step ends last."""
     stores = deps.stores
 
+    cases = CaseRepository(stores.db)
+
     def context_for(tenant_id: str, case_id: str) -> str | None:
-        return deps.config.effective(tenant_id).analysis.context_prompt
+        case = cases.get(Scope.for_case(tenant_id, case_id, "function:vision"), case_id)
+        own = case.get("context") if case is not None else None
+        return own or deps.config.effective(tenant_id).analysis.context_prompt
 
     def min_confidence_for(tenant_id: str) -> float:
         return deps.config.effective(tenant_id).thresholds.indicator_min_confidence

@@ -1,0 +1,1 @@
+"""Case reports: the model, its renderings and the chain of custody."""
