@@ -3,8 +3,9 @@
 A 16 kHz mono WAV tone sequence and a PNG test pattern in pure Python; with ffmpeg and espeak-ng
 installed (`make run` installs them), also a short video with a scene cut and a tone track, a
 spoken English sentence and a conversation in English and German with two voices, silence and
-noise (`write_script_wav`, which the speech tests and benchmark use too). The pure-Python files
-are byte-identical on every machine.
+noise (`write_script_wav`, which the speech tests and benchmark use too); with the DejaVu fonts, a
+photographed-notice-like image of printed English and German text (`write_notice_png`). The
+pure-Python files are byte-identical on every machine.
 """
 
 from __future__ import annotations
@@ -190,4 +191,24 @@ def generate(directory: Path) -> list[Path]:
         conversation = directory / "conversation.wav"
         write_script_wav(conversation, CONVERSATION)
         paths.append(conversation)
+    if Path(FONT).is_file():
+        paths.append(write_notice_png(directory / "notice.png"))
     return paths
+
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+NOTICE = ("STORAGE HALL 3", "NO ENTRY AFTER 22:00", "LAGERHALLE 3 - KEIN ZUTRITT")
+"""The printed lines of the notice sample, top to bottom."""
+
+
+def write_notice_png(path: Path, lines: Sequence[str] = NOTICE) -> Path:
+    """A notice of printed text, dark on a light, slightly uneven background (Pillow, DejaVu Sans)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(FONT, 40)
+    image = Image.new("RGB", (900, 80 + 70 * len(lines)), (236, 232, 220))
+    draw = ImageDraw.Draw(image)
+    for n, line in enumerate(lines):
+        draw.text((40, 40 + 70 * n), line, fill=(25, 25, 30), font=font)
+    image.save(path, format="PNG")
+    return path

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis
 import uvicorn
 from fastapi import FastAPI
@@ -213,3 +217,31 @@ CORRECTING_ROLES: dict[str, tuple[int, int]] = {
 }
 """Caller -> (status of a read, status of a correction) on a case's routes: members read, analysts
 and owners correct (the gateway tests' callers, `tests/api/conftest.py`)."""
+
+
+def run_aima(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 240.0
+) -> subprocess.CompletedProcess[str]:
+    """``python -m aima.cli ARGS`` with the environment's ``AIMA_*`` settings removed (``env`` adds its
+    own). Should it outlive ``timeout``, every thread's stack is dumped (faulthandler, SIGABRT) and the
+    test fails with the command's output, so a hang in CI shows where it hung."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("AIMA_")} | (env or {})
+    full["PYTHONFAULTHANDLER"] = "1"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aima.cli", *args],
+        cwd=cwd,
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        out, err = process.communicate(timeout=30)
+        pytest.fail(
+            f"aima {' '.join(args)} did not finish in {timeout:.0f} s; its stacks:\n"
+            f"{err[-20000:]}\n{out[-4000:]}"
+        )
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)

@@ -30,6 +30,7 @@ LAZY = {
     "audit": "aima.cli.admin:audit",
     "case": "aima.cli.admin:case",
     "config": "aima.cli.admin:config",
+    "dev": "aima.cli.dev:dev",
     "media": "aima.cli.admin:media",
     "persons": "aima.cli.persons:persons",
     "review": "aima.cli.review:review",
@@ -93,9 +94,32 @@ def migrate() -> None:
     default=None,
     help="Write the built-in sample media into this folder and analyse them too.",
 )
-@click.option("--case-name", default=None, help="Name of the case to create (default: from the time).")
-def analyze(paths: tuple[Path, ...], samples_dir: Path | None, case_name: str | None) -> None:
-    """Put media into a new case and run every pipeline step this build has."""
+@click.option(
+    "--case", "--case-name", "case_name", default=None, help="Name of the new case (default: the time)."
+)
+@click.option("--context", default=None, help="The analyst's context for the case, sent with the analysis.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Folder for the report in every format (default: DATA_DIR/reports/CASE/vN).",
+)
+@click.option(
+    "--language",
+    type=click.Choice(["auto", "de", "en"]),
+    default="auto",
+    show_default=True,
+    help="The language spoken in the media; auto detects it per segment.",
+)
+def analyze(
+    paths: tuple[Path, ...],
+    samples_dir: Path | None,
+    case_name: str | None,
+    context: str | None,
+    out: Path | None,
+    language: str,
+) -> None:
+    """Put media into a new case, run every pipeline step and write the case's report."""
     from aima.cli.analyze import AnalysisRefused, run_analysis
     from aima.samples import generate
     from aima.samples_faces import SamplesUnavailable, write_face_samples
@@ -112,9 +136,21 @@ def analyze(paths: tuple[Path, ...], samples_dir: Path | None, case_name: str | 
     for path in files:
         if not path.is_file():
             raise CliError(f"not a readable file: {path}")
+    if out is not None and out.exists() and any(out.iterdir()):
+        raise CliError(f"--out {out} is not empty; give a new or empty folder")
     try:
-        asyncio.run(run_analysis(load_settings(), files, case_name=case_name, echo=click.echo))
-    except AnalysisRefused as exc:
+        asyncio.run(
+            run_analysis(
+                load_settings(),
+                files,
+                case_name=case_name,
+                echo=click.echo,
+                out=out,
+                context=context,
+                language=None if language == "auto" else language,
+            )
+        )
+    except (AnalysisRefused, ValueError) as exc:
         raise CliError(str(exc)) from exc
 
 

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -287,9 +288,19 @@ def _chain_id(k: Kernel, chain: str | None) -> str:
 @audit.command("verify")
 @TENANT
 @CHAIN
-def audit_verify(tenant: str | None, chain: str | None) -> None:
+@click.option(
+    "--against",
+    "report_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="A report's report.json: check its signature and that the chain still holds the head it recorded.",
+)
+def audit_verify(tenant: str | None, chain: str | None, report_path: Path | None) -> None:
     """Check a hash chain (the tenant's, or --chain); exit 1 and list the problems if a record was
-    edited or removed."""
+    edited or removed. With --against, also that the chain was not rewritten since the report."""
+    if report_path is not None:
+        _verify_against(tenant, report_path)
+        return
     with kernel(tenant) as k:
         problems = k.audit.verify(_chain_id(k, chain))
         if problems:
@@ -297,6 +308,40 @@ def audit_verify(tenant: str | None, chain: str | None) -> None:
                 click.echo(problem)
             raise CommandFailed(f"audit chain broken: {len(problems)} problem(s)")
         click.echo("audit chain intact")
+
+
+def _verify_against(tenant: str | None, report_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from aima.identity.keys import KeyRing
+    from aima.reports.custody import CustodyError, verify_against
+    from aima.reports.model import CaseReport
+
+    try:
+        report = CaseReport.model_validate_json(report_path.read_bytes())
+    except OSError as exc:
+        raise CommandFailed(f"cannot read {report_path}: {exc.strerror}") from None
+    except ValidationError as exc:
+        raise CommandFailed(f"{report_path} is not an AIMA report: {exc.errors()[0]['msg']}") from None
+    with kernel(tenant) as k:
+        if report.tenant_id != k.actor.tenant_id:
+            raise CommandFailed("the report belongs to another tenant")
+        keys = KeyRing.from_settings(k.settings, k.stores.db)
+        try:
+            problems = verify_against(report, keys, k.audit)
+        except CustodyError as exc:
+            raise CommandFailed(f"report v{report.version} cannot be trusted: {exc}") from None
+        head = report.custody.audit_head
+        if problems:
+            for problem in problems:
+                click.echo(problem)
+            raise CommandFailed(
+                f"audit chain does not match report v{report.version}: {len(problems)} problem(s)"
+            )
+        click.echo(
+            f"report v{report.version} signature valid; audit chain intact and unchanged up to record "
+            f"{head.seq}, the head when the report was made"
+        )
 
 
 @audit.command("export")

@@ -1,26 +1,36 @@
-"""``aima analyze``: the embedded main job — every pipeline step this build has, in one process.
+"""``aima analyze``: the embedded main job — every pipeline step, in one process, then the report.
 
 The function cores run exactly as they do as Knative functions, from their specs, wired to the
 in-process bus: ingest stores each file in a new case (one parent job, one child job per file) and
 publishes ``media.uploaded``; every analysis step found by `functions.runtime.spec.discover`
-(probe, transcribe, ...) handles what it consumes. The summary shows only what those steps computed, counts
-each step's results, and lists the steps that later issues add as not in this build.
+(probe, transcribe, ..., fuse) handles what it consumes, while a live table (`aima.cli.progress`)
+shows each file's steps. When the job's files are done, fuse stores the case's signed report;
+should a step never report, the report is built all the same and says so. Every export format is
+written to ``--out`` (an audited export), and the summary shows what each step computed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aima.access.scope import Scope
+from aima.cli.progress import Board
 from aima.identity.users import UserDirectory
+from aima.reports.exports import write_all
+from aima.reports.images import ReportImages
+from aima.reports.model import CaseReport
 from aima.settings import Settings
 from aima.storage.cases import CaseRepository
 from aima.storage.media import MediaRepository
+from aima.storage.reports import ReportRepository
+from aima.storage.speakers import CaseSpeakerRepository
 from aima.storage.transcripts import TranscriptRepository
 from aima.telemetry.logging import setup_logging
 from aima.transcripts import Transcript
@@ -47,11 +57,6 @@ from functions.runtime.host import Host
 from functions.runtime.spec import FunctionSpec, discover
 
 CHUNK = 1 << 20
-NOT_YET = {
-    "fuse": "fusion",
-    "report": "report",
-}
-"""Steps of the roadmap by function name, and how the summary names them while they are missing."""
 KNOWN = (
     MediaProbed.TYPE,
     FramesExtracted.TYPE,
@@ -88,9 +93,17 @@ def analysis_steps(specs: dict[str, FunctionSpec]) -> list[FunctionSpec]:
 
 
 async def run_analysis(
-    settings: Settings, files: Sequence[Path], *, case_name: str | None, echo: Echo
-) -> None:
-    """Create a case from ``files`` and run every analysis step on it (embedded profile only)."""
+    settings: Settings,
+    files: Sequence[Path],
+    *,
+    case_name: str | None,
+    echo: Echo,
+    out: Path | None = None,
+    context: str | None = None,
+    language: str | None = None,
+) -> Path | None:
+    """Create a case from ``files``, run every analysis step on it (embedded profile only) and write
+    its report in every format to ``out`` (default: ``DATA_DIR/reports/CASE/vN``); returns that folder."""
     if settings.profile != "embedded":
         raise AnalysisRefused("aima analyze runs the embedded profile; in a cluster, upload through the API")
     setup_logging(level="WARNING", json_logs=settings.log_json, service="aima-cli")
@@ -100,9 +113,12 @@ async def run_analysis(
     deps = Deps(settings.model_copy(update={"bus": "memory", "delivery": "bus"}))
     host = Host(deps, steps)
     results: dict[str, list[CloudEvent]] = {}
+    board = Board([spec.name for spec in sorted(steps, key=_pipeline_order)])
 
     async def collect(event: CloudEvent) -> list[CloudEvent]:
-        results.setdefault(str((event.data or {}).get("media_id")), []).append(event)
+        media_id = str((event.data or {}).get("media_id"))
+        results.setdefault(media_id, []).append(event)
+        board.outcome(media_id, *_progress_of(event))
         return []
 
     try:
@@ -117,6 +133,8 @@ async def run_analysis(
             name,
             owner.user_id,
             case_id=case_id,
+            language=language,
+            context=context,
             audit=lambda session: audit.record(
                 session,
                 tenant_id=owner.tenant_id,
@@ -135,8 +153,18 @@ async def run_analysis(
 
         ingest = build_core(deps)
         scope = Scope.for_case(owner.tenant_id, case_id, owner.username)
-        bulk = await ingest.bulk(scope, case_id, [(path.name, _chunks(path)) for path in files])
-        await _settle(deps)
+        with board:
+            bulk = await ingest.bulk(scope, case_id, [(path.name, _chunks(path)) for path in files])
+            for item in bulk.results:
+                if item.result is not None and item.result.duplicate_of is None:
+                    board.file(item.result.media_id, item.filename or item.result.media_id)
+            await _settle(deps)
+            stored = any(item.result is not None and item.result.duplicate_of is None for item in bulk.results)
+            report = (
+                await asyncio.to_thread(_report_of, deps, owner.tenant_id, case_id, bulk.parent_job_id)
+                if stored
+                else None
+            )
         registered = {file.id: file for file in MediaRepository(stores.db).list(scope, case_id)}
         transcripts = TranscriptRepository(stores.documents)
         echo(f"case {case['id']}  {name!r}  (embedded, data in {settings.data_dir})")
@@ -167,12 +195,88 @@ async def run_analysis(
             for spec in sorted(steps, key=_pipeline_order)
         }
         echo("steps run: " + ", ".join(f"{n} ({c} result{'s' if c != 1 else ''})" for n, c in counts.items()))
-        missing = [label for step, label in NOT_YET.items() if step not in specs]
-        if missing:
-            echo("not in this build yet: " + ", ".join(missing))
+        folder = None
+        if report is not None:
+            folder = out or settings.data_dir / "reports" / case_id / f"v{report.version}"
+            written = await asyncio.to_thread(_export, deps, report, folder, owner.username)
+            echo("")
+            for line in _report_summary(report, folder, written):
+                echo(line)
         echo(f"done in {time.perf_counter() - started:.1f} s")
+        return folder
     finally:
         await host.stop()
+
+
+def _report_of(deps: Deps, tenant_id: str, case_id: str, job_id: str | None) -> CaseReport | None:
+    """The report fuse stored for the job, or one built now when a step never reported."""
+    from functions.fuse.spec import ReportBuilder, pipeline_of  # the composition root may name a function
+
+    reports = ReportRepository(deps.stores.documents)
+    latest = reports.latest(tenant_id, case_id)
+    if latest is not None and latest.job_id == job_id:
+        return latest
+    return ReportBuilder(deps, pipeline_of(discover())).build(tenant_id, case_id, job_id)
+
+
+def _export(deps: Deps, report: CaseReport, folder: Path, actor: str) -> list[Path]:
+    """Every format into ``folder``, recorded as an export of the case in the audit log."""
+    stores = deps.stores
+    transcripts = {
+        t.media_id: t
+        for t in TranscriptRepository(stores.documents).latest_for_case(report.tenant_id, report.case_id)
+    }
+    names = CaseSpeakerRepository(stores.documents).display_names(report.tenant_id, report.case_id)
+    images = ReportImages(stores.objects, report)
+    written = write_all(
+        report,
+        folder,
+        transcripts=transcripts,
+        speaker_names=names,
+        thumbnail=images.thumbnail,
+        crop=images.crop,
+    )
+    deps.audit.record_now(
+        tenant_id=report.tenant_id,
+        actor=actor,
+        action="case.export",
+        outcome="allowed",
+        case_id=report.case_id,
+        object=f"case/{report.case_id}/report/v{report.version}",
+        detail={"via": "aima analyze", "formats": sorted({p.suffix.lstrip(".") for p in written})},
+    )
+    return written
+
+
+def _report_summary(report: CaseReport, folder: Path, written: Sequence[Path]) -> Iterator[str]:
+    """Where the report is and what it found, in a few lines."""
+    page = folder / "report.html"
+    yield f"report v{report.version}: {page}  ({len(written)} files: json, csv, html, pdf, vtt)"
+    categories = ", ".join(
+        f"{n} {c}" for c, n in sorted(Counter(i.category for i in report.indicators).items())
+    )
+    yield (
+        f"  {len(report.files)} file(s), {len(report.speakers)} speaker(s), {len(report.persons)} person(s), "
+        f"{len(report.timeline)} timeline entries, {len(report.indicators)} indicator(s) for review"
+        + (f" ({categories})" if categories else "")
+        + f", {len(report.gaps)} gap(s)"
+    )
+    for statement in report.narrative.statements[:12]:
+        cited = ", ".join(statement.citations[:6]) + (", …" if len(statement.citations) > 6 else "")
+        yield f"  - {statement.text} [{cited}]"
+    if len(report.narrative.statements) > 12:
+        yield f"  … {len(report.narrative.statements) - 12} more sentence(s) in the report"
+    if report.partial:
+        yield "  partial: a step did not report for some file (see the gaps)"
+
+
+def _progress_of(event: CloudEvent) -> tuple[str, str]:
+    """The step an event reports on, and its outcome for the progress table."""
+    step = event.source.rsplit("/", 1)[-1]
+    data = event.data or {}
+    if event.type == MediaFailed.TYPE:
+        return step, "failed"
+    return step, "not_run" if data.get("status") == "not_run" else "succeeded"
 
 
 async def _settle(deps: Deps, timeout: float = 600.0) -> None:  # noqa: ASYNC109 - seconds, as the bus takes
