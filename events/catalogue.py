@@ -299,6 +299,15 @@ class FusionCompleted(CaseScoped):
     timeline_entries: int = Field(ge=0)
 
 
+class ReportRequested(CaseScoped):
+    TYPE = "io.aima.report.requested.v1"
+    DESCRIPTION = (
+        "A user asked for a new report version of the case from its current results (after reviewer "
+        "decisions or renamed persons, say); fuse builds it."
+    )
+    requested_by: str = Field(min_length=1, max_length=200)
+
+
 class ReportGenerated(CaseScoped):
     TYPE = "io.aima.report.generated.v1"
     DESCRIPTION = "A versioned report was rendered; every statement cites evidence."
@@ -386,6 +395,7 @@ CATALOGUE: dict[str, type[EventData]] = {
         PhrasesMatched,
         PersonsClustered,
         FusionCompleted,
+        ReportRequested,
         ReportGenerated,
         JobCreated,
         JobProgressed,

@@ -13,8 +13,10 @@
    (`functions.fuse.picture`), signs it and stores it (`aima.storage.reports`);
 4. emits ``io.aima.fusion.completed.v1`` and ``io.aima.report.generated.v1``.
 
-`fuse_job` builds the report of a job on demand, whatever its files' state (``aima analyze`` calls
-it when its files settled with a step that never reported, so the report says so).
+``io.aima.report.requested.v1`` (a user asking for a new version from the current results, after
+reviewer decisions say) builds the next version at once. `fuse_job` builds the report of a job on
+demand, whatever its files' state (``aima analyze`` calls it when its files settled with a step that
+never reported, so the report says so).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from events.catalogue import (
     MediaProbed,
     PersonsClustered,
     ReportGenerated,
+    ReportRequested,
 )
 from functions.runtime.context import Context
 
@@ -104,6 +107,8 @@ class FuseCore:
         return await asyncio.to_thread(self._handle, data, ctx)
 
     def _handle(self, data: EventData, ctx: Context) -> list[EventData]:
+        if isinstance(data, ReportRequested):
+            return self.fuse_job(data.tenant_id, data.case_id, None)
         outcome = self.outcome_of(data, ctx)
         if outcome is None:
             return []
