@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Make sure the media tools the pipeline shells out to are installed (from Debian if absent):
 # ffmpeg/ffprobe (probe, frames, audio), espeak-ng (spoken sample and test media), tesseract with
-# its English and German models (ocr) and the DejaVu fonts (text the OCR tests render).
+# its English and German models (ocr), the DejaVu fonts (text the OCR tests render), Pango (WeasyPrint
+# lays out the PDF report with it), and Chromium and poppler-utils (the report tests open the HTML
+# and the PDF as a person would: a headless screenshot, pdftoppm and pdftotext).
 set -euo pipefail
 missing=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
@@ -11,6 +13,11 @@ command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr)
 grep -qx eng <<<"$langs" || missing+=(tesseract-ocr-eng)
 grep -qx deu <<<"$langs" || missing+=(tesseract-ocr-deu)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+libs=$(ldconfig -p 2>/dev/null || true)
+grep -q 'libpango-1\.0\.so\.0' <<<"$libs" || missing+=(libpango-1.0-0)
+grep -q 'libpangoft2-1\.0\.so\.0' <<<"$libs" || missing+=(libpangoft2-1.0-0)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v pdftoppm >/dev/null 2>&1 && command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "ensure-tools: installing ${missing[*]} from Debian"
   apt-get update -qq
