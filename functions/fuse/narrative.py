@@ -18,6 +18,8 @@ from inference.tasks.text import Fact, Narrative, NarrativeInput
 
 MAX_FACTS = 400
 KINDS = {"audio": "audio recording", "video": "video", "image": "image"}
+LANGUAGES = {"en": "English", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian", "nl": "Dutch"}
+STEPS = {"phrases": "the spoken-cue check", "vision": "the vision model", "pose": "the pose model"}
 
 
 def deterministic(report: CaseReport) -> NarrativeSection:
@@ -35,7 +37,8 @@ def deterministic(report: CaseReport) -> NarrativeSection:
         said = [e.id for e in report.timeline if e.kind == "speech" and e.speaker_id == speaker.id]
         if not said:
             continue
-        languages = " and ".join(speaker.languages) or "an undetermined language"
+        languages = " and ".join(LANGUAGES.get(code, code) for code in speaker.languages)
+        languages = languages or "an undetermined language"
         out.append(
             Statement(
                 text=f"{speaker.name} speaks for {speaker.seconds:.0f} s in {', '.join(speaker.files)}, in "
@@ -88,7 +91,7 @@ def deterministic(report: CaseReport) -> NarrativeSection:
         )
         out.append(
             Statement(
-                text=f"In {where}, {indicator.step} reports: {what} "
+                text=f"In {where}, {STEPS.get(indicator.step, indicator.step)} reports: {what} "
                 f"(confidence {indicator.confidence:.2f}){decided}.",
                 citations=[indicator.id, *([entry.id] if entry else [])],
             )
