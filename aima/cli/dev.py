@@ -118,6 +118,8 @@ class _Starter:
         self.gateway_url = gateway_url
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.processes: list[DevProcess] = []
+        self.transient: list[subprocess.Popen[bytes]] = []
+        """Children that end by themselves (the vector collections' preparation)."""
 
     def stack(self) -> DevStack:
         public = {k: redact_url(v) for k, v in self.env.items() if not is_secret(k)}
@@ -149,6 +151,10 @@ class _Starter:
         return process
 
     def abort(self) -> None:
+        for child in self.transient:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
         stop(self.processes, grace=5)
         remove_state(self.root)
 
@@ -194,7 +200,7 @@ def up(
         env = _stack_env(root, delivery, gateway_url, {n: ports[n] for n in names})
         starter = _Starter(root, delivery, env, gateway_url)
         try:
-            _prepare_stores(starter, ports)
+            finish_stores = _prepare_stores(starter, ports)
             python = [sys.executable, "-m", "aima.cli"]
             for spec in specs:
                 starter.start(
@@ -204,6 +210,7 @@ def up(
                     port=ports[spec.name],
                     extra_env={"AIMA_SERVICE_NAME": f"aima-{spec.name}"},
                 )
+            finish_stores()  # while the functions import
             functions = [p for p in starter.processes if p.kind == "function"]
             _wait_ready(functions, deadline=began + timeout)
             if delivery == "http":
@@ -289,11 +296,13 @@ def _kept_secret(root: Path) -> str:
     return path.read_text().strip()
 
 
-def _prepare_stores(starter: _Starter, ports: Mapping[str, int]) -> None:
-    """Create and migrate the database, start the S3 and Milvus Lite helpers unless the user named
-    servers of their own, create the bucket and the vector collections."""
+def _prepare_stores(starter: _Starter, ports: Mapping[str, int]) -> Callable[[], None]:
+    """Create and migrate the database; start the S3 helper and the preparation of the vector
+    collections unless the user named servers of their own. Returns the rest (the bucket, the
+    Milvus Lite server), to be done while the functions start: they only need the addresses now."""
     env = starter.env
     _prepare_database(env["AIMA_DATABASE_URL"])
+    s3: DevProcess | None = None
     if env["AIMA_OBJECT_STORE"] == "s3" and "AIMA_S3_ENDPOINT_URL" not in env:
         if find_spec("moto") is None:
             raise DevStackError(
@@ -312,12 +321,20 @@ def _prepare_stores(starter: _Starter, ports: Mapping[str, int]) -> None:
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             port=port,
         )
-        _wait_port(s3, deadline=time.monotonic() + 60)
+    milvus: Callable[[], None] | None = None
     if "AIMA_VECTOR_URI" not in env:
-        _start_milvus(starter, ports["milvus"])
+        milvus = _start_milvus(starter, ports["milvus"])
     write_state(starter.stack())
-    if env["AIMA_OBJECT_STORE"] == "s3":
-        _prepare_bucket(starter)
+
+    def finish() -> None:
+        if s3 is not None:
+            _wait_port(s3, deadline=time.monotonic() + 60)
+        if env["AIMA_OBJECT_STORE"] == "s3":
+            _prepare_bucket(starter)
+        if milvus is not None:
+            milvus()
+
+    return finish
 
 
 def _prepare_database(url: str) -> None:
@@ -357,8 +374,9 @@ def _prepare_bucket(starter: _Starter) -> None:
         raise DevStackError(f"S3 at {settings.s3_endpoint_url}: {_first_line(exc)}") from exc
 
 
-def _start_milvus(starter: _Starter, port: int) -> None:
-    """One Milvus Lite server on a TCP port, shared by every function.
+def _start_milvus(starter: _Starter, port: int) -> Callable[[], None]:
+    """One Milvus Lite server on a TCP port, shared by every function; its address is in the
+    stack's settings at once, the returned call starts it.
 
     Its collections are created first through Milvus Lite's embedded mode (`aima dev
     prepare-vectors`, a process of its own that ends), so they get the Lite layout (no partition
@@ -374,32 +392,43 @@ def _start_milvus(starter: _Starter, port: int) -> None:
     path = folder / VECTORS_FILE
     if processes_with_argument(str(path)):
         raise DevStackError(f"{path} is open in another Milvus Lite process; stop that one first")
-    prepared = subprocess.run(
-        [sys.executable, "-m", "aima.cli", "dev", "prepare-vectors", str(path)],
-        env=dict(os.environ) | starter.env | {"AIMA_VECTOR_URI": str(path)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if prepared.returncode != 0:
-        lines = (prepared.stderr or prepared.stdout).strip().splitlines() or ["(no output)"]
-        raise DevStackError(f"vector collections in {path}: {lines[-1]}")
-    deadline = time.monotonic() + 20
-    while processes_with_argument(str(path)):  # the embedded server ends after its client
-        if time.monotonic() > deadline:
-            raise DevStackError(f"the embedded Milvus Lite on {path} did not end")
-        time.sleep(0.1)
-    library_path = ":".join(filter(None, [str(lib), os.environ.get("LD_LIBRARY_PATH")]))
-    milvus = starter.start(
-        "milvus",
-        "helper",
-        [str(lib / "milvus"), str(path), f"127.0.0.1:{port}", "ERROR"],
-        port=port,
-        extra_env={"LD_LIBRARY_PATH": library_path},
-        cwd=folder,
-    )
-    _wait_port(milvus, deadline=time.monotonic() + 60)
+    log = starter.root / LOG_DIR / "prepare-vectors.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        preparing = subprocess.Popen(
+            [sys.executable, "-m", "aima.cli", "dev", "prepare-vectors", str(path)],
+            env=dict(os.environ) | starter.env | {"AIMA_VECTOR_URI": str(path)},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    starter.transient.append(preparing)
     starter.env["AIMA_VECTOR_URI"] = f"http://127.0.0.1:{port}"
+
+    def start() -> None:
+        try:
+            code = preparing.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            raise DevStackError(f"vector collections in {path}: not created within 120 s") from None
+        if code != 0:
+            raise DevStackError(f"vector collections in {path}: {last_line(log)}")
+        deadline = time.monotonic() + 20
+        while processes_with_argument(str(path)):  # the embedded server ends after its client
+            if time.monotonic() > deadline:
+                raise DevStackError(f"the embedded Milvus Lite on {path} did not end")
+            time.sleep(0.1)
+        library_path = ":".join(filter(None, [str(lib), os.environ.get("LD_LIBRARY_PATH")]))
+        milvus = starter.start(
+            "milvus",
+            "helper",
+            [str(lib / "milvus"), str(path), f"127.0.0.1:{port}", "ERROR"],
+            port=port,
+            extra_env={"LD_LIBRARY_PATH": library_path},
+            cwd=folder,
+        )
+        _wait_port(milvus, deadline=time.monotonic() + 60)
+
+    return start
 
 
 def _wait_port(process: DevProcess, *, deadline: float) -> None:
