@@ -285,3 +285,28 @@ def test_an_unknown_function_is_refused_before_anything_starts(tmp_path: Path) -
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("aima: no function nope; this installation has: ")
     assert not (tmp_path / "stack" / "state.json").exists()
+
+
+def test_a_stack_not_ready_in_time_is_stopped_again_with_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "stack"
+    env = stack_env(uuid.uuid4().hex[:8])
+    try:
+        result = aima(env, "dev", "up", "--dir", str(folder), "--only", "probe", "--timeout", "1")
+        assert result.returncode == 1
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("aima: not ready in time: ")
+        assert not (folder / "state.json").exists()
+        # every process it started ran in the folder; none is left
+        assert soon(lambda: not any(working_in(pid, folder) for pid in os.listdir("/proc") if pid.isdigit()))
+    finally:
+        drop_database(env["AIMA_DATABASE_URL"])
+        asyncio.run(_delete_streams([env["AIMA_NATS_STREAM"], f"{env['AIMA_NATS_STREAM']}_DLQ"]))
+
+
+def working_in(pid: str, folder: Path) -> bool:
+    """Whether process ``pid`` runs (not a zombie) with its working directory in ``folder``."""
+    try:
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return False
+    return cwd.is_relative_to(folder) and start_time_of(int(pid)) is not None
