@@ -12,6 +12,11 @@
 5. records the event as processed and writes the emitted events to the outbox in one
    transaction (`aima.storage.outbox.Outbox.settle`), then publishes them through the relay. If
    publishing fails the events stay in the outbox and the relay's sweep publishes them later.
+
+When the bus gives up on an event about a media file (its last attempt failed, or it can never
+succeed), `give_up` settles it with ``io.aima.media.failed.v1`` naming this function as the step
+and the error as the reason, so whatever waits for the file's steps (fuse) learns the step failed
+instead of waiting for ever.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pydantic import ValidationError
 from aima.storage.outbox import Outbox
 from aima.telemetry.tracing import inject
 from events.bus import Unretryable
-from events.catalogue import EventData, MediaScoped, make_event
+from events.catalogue import EventData, MediaFailed, MediaScoped, make_event
 from events.envelope import CloudEvent, derived_event_id
 from events.relay import OutboxRelay
 from functions.runtime.context import Context
@@ -118,6 +123,27 @@ class Dispatcher:
                 )
         return emitted
 
+    async def give_up(self, event: CloudEvent, error: str) -> list[CloudEvent]:
+        """Settle an event the bus gave up on with the file's ``media.failed`` (see module docstring);
+        returns what it emitted (nothing for an event about no media file, or one settled before)."""
+        try:
+            data = self.validate(event)
+        except RefusedEvent:
+            return []
+        if not isinstance(data, MediaScoped) or self._outbox is None:
+            return []
+        reason = f"gave up after repeated failures: {error}"[:2000]
+        failed = MediaFailed(**data.media_ids(), step=self.spec.name, reason=reason)
+        emitted = self._envelopes(event, [failed], declared=False)
+        if not await asyncio.to_thread(self._outbox.settle, self.spec.name, event.id, emitted):
+            return []
+        if self._relay is not None:
+            try:
+                await self._relay.publish(emitted)
+            except Exception as exc:
+                log.warning("media.failed stays in the outbox until the bus takes it: %r", exc)
+        return emitted
+
     async def __call__(self, event: CloudEvent) -> Sequence[CloudEvent]:
         """As a bus handler: the emitted events are published already, so the bus gets none."""
         await self.dispatch(event)
@@ -125,11 +151,16 @@ class Dispatcher:
 
     def envelopes(self, handled: CloudEvent, payloads: Sequence[EventData]) -> list[CloudEvent]:
         """Envelopes for ``payloads``, ids derived from ``handled`` (see module docstring)."""
+        return self._envelopes(handled, payloads, declared=True)
+
+    def _envelopes(
+        self, handled: CloudEvent, payloads: Sequence[EventData], *, declared: bool
+    ) -> list[CloudEvent]:
         seen: Counter[str] = Counter()
         trace = inject()
         out = []
         for payload in payloads:
-            if type(payload) not in self.spec.emits:
+            if declared and type(payload) not in self.spec.emits:
                 raise UndeclaredEmission(
                     f"{self.spec.name} emitted {type(payload).__name__}, not in its spec"
                 )

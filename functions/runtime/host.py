@@ -98,7 +98,10 @@ class Host:
         for spec in self.specs:
             if not spec.consumes:
                 continue
-            handler = instrument(spec.name, self.dispatcher(spec), max_deliver=policy.max_deliver)
+            dispatcher = self.dispatcher(spec)
+            handler = instrument(
+                spec.name, dispatcher, max_deliver=policy.max_deliver, on_dead=dispatcher.give_up
+            )
             await bus.subscribe(Subscription(spec.name, spec.types, handler, policy))
             log.info("consumer started", extra={"consumer": spec.name, "types": list(spec.types)})
 

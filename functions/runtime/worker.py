@@ -5,24 +5,31 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from opentelemetry import trace
 
 from aima.telemetry.metrics import EVENTS_HANDLED, HANDLER_SECONDS
 from aima.telemetry.tracing import extract, inject, tracer
-from events.bus import Handler
+from events.bus import Handler, Unretryable
 from events.envelope import CloudEvent
 
 log = logging.getLogger(__name__)
 _REMEMBERED_FAILURES = 10_000
 
 
-def instrument(consumer: str, handler: Handler, *, max_deliver: int | None = None) -> Handler:
+GiveUp = Callable[[CloudEvent, str], Awaitable[object]]
+
+
+def instrument(
+    consumer: str, handler: Handler, *, max_deliver: int | None = None, on_dead: GiveUp | None = None
+) -> Handler:
     """``handler`` in a span (continuing the event's trace), with metrics and failure logs.
 
     Emitted events without a ``traceparent`` get the handler span's. A failure counts as ``dead``
-    once this process has seen ``max_deliver`` failures of the same event id, else as ``retry``.
+    once this process has seen ``max_deliver`` failures of the same event id, or at once for one
+    that can never succeed (`Unretryable`), else as ``retry``; on ``dead``, ``on_dead(event, error)``
+    runs before the bus dead-letters the event (`Dispatcher.give_up`).
     """
     failures: OrderedDict[str, int] = OrderedDict()
 
@@ -36,9 +43,10 @@ def instrument(consumer: str, handler: Handler, *, max_deliver: int | None = Non
         ):
             try:
                 emitted = await handler(event)
-            except Exception:
+            except Exception as exc:
                 attempt = failures.pop(event.id, 0) + 1
-                outcome = "dead" if max_deliver is not None and attempt >= max_deliver else "retry"
+                final = isinstance(exc, Unretryable) or (max_deliver is not None and attempt >= max_deliver)
+                outcome = "dead" if final else "retry"
                 if outcome == "retry":
                     failures[event.id] = attempt
                     while len(failures) > _REMEMBERED_FAILURES:
@@ -53,6 +61,11 @@ def instrument(consumer: str, handler: Handler, *, max_deliver: int | None = Non
                         "outcome": outcome,
                     },
                 )
+                if outcome == "dead" and on_dead is not None:
+                    try:
+                        await on_dead(event, f"{type(exc).__name__}: {exc}")
+                    except Exception:
+                        log.exception("could not record the step's failure", extra={"consumer": consumer})
                 raise
             finally:
                 HANDLER_SECONDS.labels(consumer).observe(time.perf_counter() - started)
