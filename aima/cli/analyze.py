@@ -159,10 +159,10 @@ async def run_analysis(
                 if item.result is not None and item.result.duplicate_of is None:
                     board.file(item.result.media_id, item.filename or item.result.media_id)
             await _settle(deps)
-            stored = any(item.result is not None and item.result.duplicate_of is None for item in bulk.results)
+            any_stored = any(item.result is not None and item.result.duplicate_of is None for item in bulk.results)
             report = (
                 await asyncio.to_thread(_report_of, deps, owner.tenant_id, case_id, bulk.parent_job_id)
-                if stored
+                if any_stored
                 else None
             )
         registered = {file.id: file for file in MediaRepository(stores.db).list(scope, case_id)}

@@ -136,7 +136,7 @@ def case_columns(db: Database) -> set[str]:
 
 
 def test_the_case_language_migration_keeps_every_case_and_its_media(db: Database) -> None:
-    """0004 adds ``cases.language``; its downgrade drops it in place (no table recreate, which on
+    """0004 adds ``cases.language`` (0005 ``cases.context``); their downgrades drop them in place (no table recreate, which on
     SQLite with foreign keys on would cascade-delete the cases' media): both ways keep the rows."""
     with db.engine.begin() as connection:
         command.upgrade(alembic_config(connection), "0003")
@@ -146,8 +146,8 @@ def test_the_case_language_migration_keeps_every_case_and_its_media(db: Database
 
     db.migrate()
 
-    assert revision(db) == HEAD == "0004"
-    assert "language" in case_columns(db)
+    assert revision(db) == HEAD == "0005"
+    assert {"language", "context"} <= case_columns(db)
     with db.session() as s:
         assert s.scalar(select(cases.c.language).where(cases.c.id == case_id)) is None
         s.execute(update(cases).where(cases.c.id == case_id).values(language="gsw"))
@@ -158,7 +158,7 @@ def test_the_case_language_migration_keeps_every_case_and_its_media(db: Database
         command.downgrade(alembic_config(connection), "0003")
 
     assert revision(db) == "0003"
-    assert "language" not in case_columns(db)
+    assert not {"language", "context"} & case_columns(db)
     with db.engine.connect() as c:
         assert c.execute(text("SELECT id, name FROM cases")).all() == [(case_id, "case")]
         assert c.execute(text("SELECT id FROM media")).scalars().all() == [media_id]
