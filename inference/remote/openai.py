@@ -6,12 +6,14 @@ hosted endpoint. ``ENDPOINT`` is the API base including its version, e.g.
 
 * `OpenAINarrator`, `OpenAIVisionDescriber`: ``POST chat/completions`` with
   ``response_format = {"type": "json_schema", "json_schema": {"name", "strict": true, "schema"}}``,
-  the schema derived from the task's output model; the answer is parsed and validated against
-  that model again (a server may ignore the schema), then checked by the task.
+  the schema derived from the task's output model (the narrator's citations narrowed to the ids
+  of the facts given); the answer is parsed and validated against that model again (a server
+  may ignore the schema), then checked by the task.
 * `OpenAITextEmbedder`: ``POST embeddings`` in batches of ``BATCH_SIZE``, reordered by ``index``.
 
 Options (``AIMA_MODELS__<TASK>__OPTIONS``): ``temperature`` (0), ``max_tokens``, ``seed``,
-``health_path`` (``models``), ``max_image_bytes`` (20 MiB).
+``health_path`` (``models``), ``max_image_bytes`` (20 MiB); narrator: ``max_statements``,
+``max_statement_chars`` (none).
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from inference.errors import InvalidModelOutput
 from inference.remote.http import RemoteBackend
-from inference.tasks.text import Narrative, NarrativeInput, Narrator, TextEmbedder, TextEmbeddings, TextsInput
+from inference.tasks.text import (
+    NarrativeDraft,
+    NarrativeInput,
+    Narrator,
+    TextEmbedder,
+    TextEmbeddings,
+    TextsInput,
+)
 from inference.tasks.vision import VisionDescriber, VisionDescription, VisionInput
 
 T = TypeVar("T", bound=BaseModel)
@@ -95,17 +104,25 @@ class OpenAIBackend(RemoteBackend):
         self._check_available()
 
     def chat(
-        self, messages: list[dict[str, Any]], output: type[BaseModel], name: str
+        self,
+        messages: list[dict[str, Any]],
+        output: type[BaseModel],
+        name: str,
+        schema: dict[str, Any] | None = None,
     ) -> tuple[str | None, str | None]:
-        """A chat completion constrained to JSON of ``output``'s schema: the answer's content, and
-        why it cannot be used (refused, cut off, empty), or None if it can."""
+        """A chat completion constrained to JSON of ``schema`` (default: ``output``'s strict schema):
+        the answer's content, and why it cannot be used (refused, cut off, empty), or None if it can."""
         options = self.settings.options
         body: dict[str, Any] = {
             "model": self.settings.model,
             "messages": messages,
             "response_format": {
                 "type": "json_schema",
-                "json_schema": {"name": name, "strict": True, "schema": strict_schema(output)},
+                "json_schema": {
+                    "name": name,
+                    "strict": True,
+                    "schema": strict_schema(output) if schema is None else schema,
+                },
             },
             "temperature": float(options.get("temperature", 0.0)),
         }
@@ -123,9 +140,16 @@ class OpenAIBackend(RemoteBackend):
             return content, "the answer has no content"
         return content, None
 
-    def chat_json(self, messages: list[dict[str, Any]], output: type[T], name: str) -> T:
-        """A chat completion whose answer must be JSON of ``output``'s schema."""
-        content, problem = self.chat(messages, output, name)
+    def chat_json(
+        self,
+        messages: list[dict[str, Any]],
+        output: type[T],
+        name: str,
+        schema: dict[str, Any] | None = None,
+    ) -> T:
+        """A chat completion whose answer must be JSON of ``output``'s schema (or of ``schema``, a
+        narrower one), read as ``output``."""
+        content, problem = self.chat(messages, output, name, schema)
         if problem is not None or content is None:
             raise InvalidModelOutput(problem or "the answer has no content")
         try:
@@ -163,8 +187,35 @@ class OpenAIBackend(RemoteBackend):
         return vectors
 
 
+def narrative_schema(
+    inputs: NarrativeInput, max_statements: int | None = None, max_chars: int | None = None
+) -> dict[str, Any]:
+    """The strict schema of a narrator's answer to ``inputs``: every statement has text and cites
+    one or more of the given fact ids (an ``enum``); at most ``max_statements`` statements of at
+    most ``max_chars`` characters each (``maxLength``, which vLLM and llama.cpp honour and OpenAI's
+    strict mode refuses), if given.
+
+    A server that honours the schema cannot cite an unknown id; one that ignores it gets its
+    statements sifted all the same (`inference.tasks.text.sift_narrative`)."""
+    schema = strict_schema(NarrativeDraft)
+    statements = schema["properties"]["statements"]
+    if max_statements is not None:
+        statements["maxItems"] = max_statements
+    properties = statements["items"]["properties"]
+    if max_chars is not None:
+        properties["text"]["maxLength"] = max_chars
+    ids = list(dict.fromkeys(fact.id for fact in inputs.facts))
+    properties["citations"].update(minItems=1, maxItems=len(ids), items={"type": "string", "enum": ids})
+    return schema
+
+
 class OpenAINarrator(OpenAIBackend, Narrator):
-    def _predict(self, inputs: NarrativeInput) -> Narrative:
+    """The narrator over ``chat/completions``: the facts (id and text, nothing else) as the user
+    message, the answer constrained by `narrative_schema`. Options ``max_statements`` and
+    ``max_statement_chars`` bound what the model may write (unbounded by default), so a model
+    that repeats itself ends its answer instead of running into ``max_tokens``."""
+
+    def _draft(self, inputs: NarrativeInput) -> NarrativeDraft:
         system = NARRATOR_SYSTEM
         if inputs.language:
             system += f" Write in the language with ISO 639 code {inputs.language!r}."
@@ -175,7 +226,12 @@ class OpenAINarrator(OpenAIBackend, Narrator):
             {"role": "system", "content": system},
             {"role": "user", "content": json.dumps({"facts": facts}, ensure_ascii=False)},
         ]
-        return self.chat_json(messages, Narrative, "narrative")
+        options = self.settings.options
+        count, chars = options.get("max_statements"), options.get("max_statement_chars")
+        schema = narrative_schema(
+            inputs, None if count is None else int(count), None if chars is None else int(chars)
+        )
+        return self.chat_json(messages, NarrativeDraft, "narrative", schema)
 
 
 class OpenAIVisionDescriber(OpenAIBackend, VisionDescriber):

@@ -26,14 +26,18 @@ from inference.tasks.speech import (
     Word,
 )
 from inference.tasks.text import (
+    DraftStatement,
+    DroppedStatement,
     Fact,
     Narrative,
+    NarrativeDraft,
     NarrativeInput,
     Narrator,
     Statement,
     TextEmbedder,
     TextEmbeddings,
     TextsInput,
+    sift_narrative,
 )
 from inference.tasks.vision import (
     Face,
@@ -74,6 +78,8 @@ __all__ = [
     "TASK_CLASSES",
     "AudioInput",
     "Box",
+    "DraftStatement",
+    "DroppedStatement",
     "Embedder",
     "Face",
     "FaceAnalyzer",
@@ -84,6 +90,7 @@ __all__ = [
     "Keypoint",
     "Label",
     "Narrative",
+    "NarrativeDraft",
     "NarrativeInput",
     "Narrator",
     "OcrReader",
@@ -115,4 +122,5 @@ __all__ = [
     "VoiceEmbeddings",
     "VoiceInput",
     "Word",
+    "sift_narrative",
 ]

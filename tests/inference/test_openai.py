@@ -83,18 +83,38 @@ def test_narrator_sends_a_strict_schema_request_and_returns_cited_statements() -
     assert json.loads(user["content"]) == {"facts": [{"id": f.id, "text": f.text} for f in FACTS.facts]}
 
 
-def test_a_statement_citing_unknown_evidence_is_refused() -> None:
-    fake = FakeOpenAI(answer=cites("f1", "f7"))
-    with pytest.raises(InvalidModelOutput, match=r"cites unknown evidence \['f7'\]") as err:
-        narrator(fake).predict(FACTS)
-    assert err.value.outcome == "item_failed"
+def test_citations_are_narrowed_to_the_given_ids_and_a_server_ignoring_that_gets_statements_dropped() -> None:
+    fake = FakeOpenAI()
+    fake.raw_content = json.dumps(
+        {
+            "statements": [
+                {"text": "Kept.", "citations": ["f2"]},
+                {"text": "Cites an unknown fact.", "citations": ["f1", "f7"]},
+                {"text": "Cites nothing.", "citations": []},
+            ]
+        }
+    )
+    narrative = narrator(fake).predict(FACTS)
+    assert [(s.text, s.citations) for s in narrative.statements] == [("Kept.", ["f2"])]
+    assert narrative.dropped == 2
+    assert [(d.index, d.reason, d.unknown) for d in narrative.dropped_reasons] == [
+        (1, "unknown_citation", ["f7"]),
+        (2, "no_citation", []),
+    ]
+    schema = fake.bodies[-1]["response_format"]["json_schema"]["schema"]
+    citations = schema["properties"]["statements"]["items"]["properties"]["citations"]
+    assert citations == {
+        "type": "array",
+        "items": {"type": "string", "enum": ["f1", "f2"]},
+        "minItems": 1,
+        "maxItems": 2,
+    }
 
 
 @pytest.mark.parametrize(
     ("content", "finish", "match"),
     [
         ("this is not JSON", "stop", "does not match the narrative schema"),
-        ('{"statements": [{"text": "x", "citations": []}]}', "stop", "citations"),
         ('{"statements": [', "length", "cut off"),
     ],
 )
