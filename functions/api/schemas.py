@@ -18,7 +18,7 @@ from pydantic.json_schema import SkipJsonSchema
 from aima.config.schema import SECTIONS
 from aima.identity.passwords import MAX_LENGTH, MIN_LENGTH
 from aima.identity.users import MAX_USERNAME
-from aima.storage.cases import LANGUAGE_PATTERN, MAX_NAME
+from aima.storage.cases import LANGUAGE_PATTERN, MAX_CONTEXT, MAX_NAME
 
 NO_NUL = r"^[^\x00]*$"
 TRIMMED = r"^[^\s\x00-\x1f]([^\x00]*[^\s\x00-\x1f])?$"
@@ -143,20 +143,33 @@ CaseLanguage = Annotated[
         examples=["de"],
     ),
 ]
+CaseContext = Annotated[
+    str,
+    StringConstraints(max_length=MAX_CONTEXT, pattern=r"^[^\x00-\x08\x0b-\x1f]*$"),
+    Field(
+        description=f"The analyst's context for the case, sent with its analysis: free text of at most "
+        f"{MAX_CONTEXT} characters, lines and tabs allowed, no other control characters; surrounding "
+        "white space is trimmed and a blank text stores none.",
+        examples=["Two people were reported missing after the harbour fire on 12 May."],
+    ),
+]
 
 
 class CaseCreate(_In):
     name: CaseName
     retention_days: StrictInt | None = Field(default=None, ge=1, le=36500)  # true is not 1
     language: CaseLanguage | None = None
+    context: CaseContext | None = None
 
 
 class CaseUpdate(_In):
     """Only the members sent change: ``name`` renames the case (it cannot be null); ``language``
-    sets the language its speech is transcribed in, ``null`` clears it (detection per segment)."""
+    sets the language its speech is transcribed in, ``null`` clears it (detection per segment);
+    ``context`` sets the analyst's context, ``null`` clears it."""
 
     name: CaseName | SkipJsonSchema[None] = None
     language: CaseLanguage | None = None
+    context: CaseContext | None = None
 
     @field_validator("name")
     @classmethod
@@ -173,6 +186,7 @@ class CaseOut(BaseModel):
     status: str
     retention_days: int | None
     language: str | None = Field(description="The language the case's speech is transcribed in, if forced.")
+    context: str | None = Field(description="The analyst's context for the case, if given.")
     created_at: datetime
     updated_at: datetime
 

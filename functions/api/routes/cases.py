@@ -48,6 +48,7 @@ def create_case(body: CaseCreate, access: Access) -> CaseOut:
             subject.user_id,
             body.retention_days,
             language=body.language,
+            context=body.context,
             case_id=case_id,
             audit=access.hook(case_id=case_id, object=f"case/{case_id}"),
         )
@@ -66,8 +67,9 @@ def get_case(case_id: CaseId, access: Access) -> CaseOut:
 
 @api_route(router, "PATCH", "/cases/{case_id}", action=Action.CASE_UPDATE)
 def update_case(case_id: CaseId, body: CaseUpdate, access: Access) -> CaseOut:
-    """Change what the body names: ``name``, and ``language`` (``null`` clears it). One audit record;
-    its detail names the members sent (and the language, never the name)."""
+    """Change what the body names: ``name``, ``language`` and ``context`` (``null`` clears those two).
+    One audit record; its detail names the members sent (and the language, never the name or the
+    context's text)."""
     cases = access.services.cases
     sent = body.model_fields_set
     detail: dict[str, object] = {"changed": sorted(sent)}
@@ -79,6 +81,7 @@ def update_case(case_id: CaseId, body: CaseUpdate, access: Access) -> CaseOut:
             case_id,
             name=body.name if body.name is not None else KEEP,
             language=body.language if "language" in sent else KEEP,
+            context=body.context if "context" in sent else KEEP,
             audit=access.hook(object=f"case/{case_id}", detail=detail),
         )
     except ValueError as exc:
