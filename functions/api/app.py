@@ -30,6 +30,7 @@ from functions.api.routes import (
     health,
     media,
     persons,
+    reports,
     reviews,
     search,
     speakers,
@@ -108,6 +109,7 @@ def create_app(
         speakers,
         persons,
         reviews,
+        reports,
         audit,
         config,
     )

@@ -30,6 +30,7 @@ from functions.api.app import create_app
 from functions.api.services import ApiServices
 from functions.ingest.spec import app as ingest_app
 from functions.runtime.deps import Deps
+from tests.api.report_seed import ensure_report
 from tests.persons.seed import person_request
 from tests.reviews.seed import review_request
 from tests.speakers.seed import speaker_request
@@ -332,6 +333,21 @@ def _review(world: World) -> Call:
     return Call(method, path, json=body)
 
 
+def _report(suffix: str) -> Callable[[World], Call]:
+    """A report route of the shared case, its sample report stored on first use."""
+
+    def call(world: World) -> Call:
+        ensure_report(world.services.stores.documents, world.tenant, world.case_id)
+        return Call("GET", f"/api/v1/cases/{world.case_id}/reports{suffix}")
+
+    return call
+
+
+def _ask_for_report(world: World) -> Call:
+    _image("thumbnail")(world)  # a file to report on
+    return Call("POST", f"/api/v1/cases/{world.case_id}/reports")
+
+
 CASE = "/api/v1/cases/{case_id}"
 CALLS: dict[tuple[str, str], Callable[[World], Call | Awaitable[Call]]] = {
     ("GET", "/healthz"): lambda w: Call("GET", "/healthz"),
@@ -389,6 +405,10 @@ CALLS: dict[tuple[str, str], Callable[[World], Call | Awaitable[Call]]] = {
     ("GET", CASE + "/findings"): lambda w: Call("GET", f"/api/v1/cases/{w.case_id}/findings"),
     ("PUT", CASE + "/findings/{finding_id}/review"): _review,
     ("GET", CASE + "/reviews"): lambda w: Call("GET", f"/api/v1/cases/{w.case_id}/reviews"),
+    ("GET", CASE + "/reports"): _report(""),
+    ("POST", CASE + "/reports"): _ask_for_report,
+    ("GET", CASE + "/reports/{version}"): _report("/latest"),
+    ("GET", CASE + "/reports/{version}/export"): _report("/1/export?format=csv-timeline"),
     ("GET", CASE + "/search"): lambda w: Call("GET", f"{CASE.format(case_id=w.case_id)}/search?q=fire"),
     ("POST", CASE + "/media"): _upload,
     ("POST", CASE + "/media:bulk"): _bulk,
