@@ -33,6 +33,7 @@ LAZY = {
     "dev": "aima.cli.dev:dev",
     "media": "aima.cli.admin:media",
     "persons": "aima.cli.persons:persons",
+    "report": "aima.cli.reports:report",
     "review": "aima.cli.review:review",
     "search": "aima.cli.search:search_command",
     "serve": "aima.cli.serve:serve_command",
