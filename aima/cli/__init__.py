@@ -112,6 +112,13 @@ def migrate() -> None:
     show_default=True,
     help="The language spoken in the media; auto detects it per segment.",
 )
+@click.option(
+    "--profile",
+    type=click.Choice(["embedded", "cluster"]),
+    default=None,
+    help="embedded (every step in this process) or cluster (the running functions of `aima dev up` "
+    "or a cluster; its addresses from AIMA_* or .aima-dev/env). Default: AIMA_PROFILE.",
+)
 def analyze(
     paths: tuple[Path, ...],
     samples_dir: Path | None,
@@ -119,6 +126,7 @@ def analyze(
     context: str | None,
     out: Path | None,
     language: str,
+    profile: str | None,
 ) -> None:
     """Put media into a new case, run every pipeline step and write the case's report."""
     from aima.cli.analyze import AnalysisRefused, run_analysis
@@ -135,14 +143,23 @@ def analyze(
     if not files:
         raise click.UsageError("give media paths or --generate-samples DIR")
     for path in files:
-        if not path.is_file():
+        try:
+            readable = path.is_file()
+        except OSError as exc:  # a name too long for the file system, say
+            raise CliError(f"not a readable file: {str(path)[:200]}: {exc.strerror}") from None
+        if not readable:
             raise CliError(f"not a readable file: {path}")
     if out is not None and out.exists() and any(out.iterdir()):
         raise CliError(f"--out {out} is not empty; give a new or empty folder")
+    overrides: dict[str, str] = {}
+    if profile == "cluster":
+        _use_dev_stack_env()
+    if profile is not None:
+        overrides["profile"] = profile
     try:
         asyncio.run(
             run_analysis(
-                load_settings(),
+                load_settings(**overrides),
                 files,
                 case_name=case_name,
                 echo=click.echo,
@@ -153,6 +170,19 @@ def analyze(
         )
     except (AnalysisRefused, ValueError) as exc:
         raise CliError(str(exc)) from exc
+
+
+def _use_dev_stack_env(folder: Path = Path(".aima-dev")) -> None:
+    """Take the addresses of a stack `aima dev up` started here, unless the environment names a cluster."""
+    import os
+
+    from aima.cli.devstack import read_env_file
+
+    env_file = folder / "env"
+    if "AIMA_DATABASE_URL" in os.environ or not env_file.is_file():
+        return
+    for name, value in read_env_file(env_file).items():
+        os.environ.setdefault(name, value)
 
 
 def main() -> None:

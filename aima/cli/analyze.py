@@ -29,6 +29,7 @@ from aima.reports.model import CaseReport
 from aima.settings import Settings
 from aima.storage.cases import CaseRepository
 from aima.storage.media import MediaRepository
+from aima.storage.outcomes import OutcomeRepository
 from aima.storage.reports import ReportRepository
 from aima.storage.speakers import CaseSpeakerRepository
 from aima.storage.transcripts import TranscriptRepository
@@ -102,16 +103,24 @@ async def run_analysis(
     context: str | None = None,
     language: str | None = None,
 ) -> Path | None:
-    """Create a case from ``files``, run every analysis step on it (embedded profile only) and write
-    its report in every format to ``out`` (default: ``DATA_DIR/reports/CASE/vN``); returns that folder."""
-    if settings.profile != "embedded":
-        raise AnalysisRefused("aima analyze runs the embedded profile; in a cluster, upload through the API")
+    """Create a case from ``files``, run every analysis step on it and write its report in every format
+    to ``out`` (default: ``DATA_DIR/reports/CASE/vN``); returns that folder.
+
+    On the embedded profile every step runs in this process. On the cluster profile (``aima dev up``,
+    or a cluster whose stores this process can reach) the files are stored the way ingest stores them
+    and announced on the cluster's bus; the running functions analyse them, and this process follows
+    the steps' outcomes and waits for the report fuse stores."""
+    cluster = settings.profile == "cluster"
     setup_logging(level="WARNING", json_logs=settings.log_json, service="aima-cli")
     started = time.perf_counter()
     specs = discover()
     steps = analysis_steps(specs)
-    deps = Deps(settings.model_copy(update={"bus": "memory", "delivery": "bus"}))
-    host = Host(deps, steps)
+    if cluster:
+        await _reachable(settings)
+        deps = Deps(settings)
+    else:
+        deps = Deps(settings.model_copy(update={"bus": "memory", "delivery": "bus"}))
+    host = Host(deps, [] if cluster else steps)
     results: dict[str, list[CloudEvent]] = {}
     board = Board([spec.name for spec in sorted(steps, key=_pipeline_order)])
 
@@ -147,8 +156,9 @@ async def run_analysis(
             ),
         )
         await host.start()
-        emitted = tuple(sorted({payload.TYPE for spec in steps for payload in spec.emits}))
-        await deps.bus.subscribe(Subscription("analyze-summary", emitted, collect, deps.retry_policy))
+        if not cluster:
+            emitted = tuple(sorted({payload.TYPE for spec in steps for payload in spec.emits}))
+            await deps.bus.subscribe(Subscription("analyze-summary", emitted, collect, deps.retry_policy))
         from functions.ingest.spec import build_core  # the composition root may name a function
 
         ingest = build_core(deps)
@@ -158,16 +168,29 @@ async def run_analysis(
             for item in bulk.results:
                 if item.result is not None and item.result.duplicate_of is None:
                     board.file(item.result.media_id, item.filename or item.result.media_id)
-            await _settle(deps)
-            any_stored = any(item.result is not None and item.result.duplicate_of is None for item in bulk.results)
-            report = (
-                await asyncio.to_thread(_report_of, deps, owner.tenant_id, case_id, bulk.parent_job_id)
-                if any_stored
-                else None
+            any_stored = any(
+                item.result is not None and item.result.duplicate_of is None for item in bulk.results
             )
+            if cluster:
+                await deps.relay.flush()
+                report = (
+                    await _followed(deps, board, owner.tenant_id, case_id, bulk.parent_job_id)
+                    if any_stored
+                    else None
+                )
+            else:
+                await _settle(deps)
+                report = (
+                    await asyncio.to_thread(_report_of, deps, owner.tenant_id, case_id, bulk.parent_job_id)
+                    if any_stored
+                    else None
+                )
         registered = {file.id: file for file in MediaRepository(stores.db).list(scope, case_id)}
         transcripts = TranscriptRepository(stores.documents)
-        echo(f"case {case['id']}  {name!r}  (embedded, data in {settings.data_dir})")
+        where = (
+            "cluster profile: the running functions" if cluster else f"embedded, data in {settings.data_dir}"
+        )
+        echo(f"case {case['id']}  {name!r}  ({where})")
         echo(f"job {bulk.parent_job_id}: {len(files)} file(s)")
         for item in bulk.results:
             echo("")
@@ -184,17 +207,28 @@ async def run_analysis(
                 f"{item.filename}: {stored.kind} {stored.content_type}, {stored.size:,} bytes, "
                 f"sha256 {stored.sha256[:16]}…, media {stored.media_id}, status {status}"
             )
-            for line in _describe(results.get(stored.media_id, [])):
+            lines = (
+                _describe(results.get(stored.media_id, []))
+                if not cluster
+                else _outcome_lines(report, stored.media_id)
+            )
+            for line in lines:
                 echo("  " + line)
             transcript = transcripts.latest(owner.tenant_id, case_id, stored.media_id)
             for line in _transcript_lines(transcript):
                 echo("    " + line)
-        echo("")
-        counts = {
-            spec.name: sum(1 for evs in results.values() for e in evs if e.source.endswith("/" + spec.name))
-            for spec in sorted(steps, key=_pipeline_order)
-        }
-        echo("steps run: " + ", ".join(f"{n} ({c} result{'s' if c != 1 else ''})" for n, c in counts.items()))
+        if not cluster:
+            echo("")
+            counts = {
+                spec.name: sum(
+                    1 for evs in results.values() for e in evs if e.source.endswith("/" + spec.name)
+                )
+                for spec in sorted(steps, key=_pipeline_order)
+            }
+            echo(
+                "steps run: "
+                + ", ".join(f"{n} ({c} result{'s' if c != 1 else ''})" for n, c in counts.items())
+            )
         folder = None
         if report is not None:
             folder = out or settings.data_dir / "reports" / case_id / f"v{report.version}"
@@ -206,6 +240,53 @@ async def run_analysis(
         return folder
     finally:
         await host.stop()
+
+
+async def _reachable(settings: Settings) -> None:
+    """Refuse at once, in one line, when a store or the bus of the cluster profile does not answer."""
+    from aima.cli.health import check_all
+
+    health = await check_all(settings)
+    down = [(name, c.error) for name, c in health.components.items() if c.status != "up"]
+    if down:
+        name, error = down[0]
+        raise AnalysisRefused(
+            f"the cluster profile's {name} does not answer ({error}); start a stack with `aima dev up` "
+            "and source its env file, or set the AIMA_* addresses of your cluster"
+        )
+
+
+async def _followed(
+    deps: Deps,
+    board: Board,
+    tenant_id: str,
+    case_id: str,
+    job_id: str,
+    timeout: float = 1800.0,  # noqa: ASYNC109
+) -> CaseReport:
+    """Follow the running functions' outcomes on the board until fuse stores the job's report."""
+    outcomes = OutcomeRepository(deps.stores.documents)
+    reports = ReportRepository(deps.stores.documents)
+    deadline = time.monotonic() + timeout
+    while True:
+        for media_id, steps in (await asyncio.to_thread(outcomes.for_case, tenant_id, case_id)).items():
+            for step, outcome in steps.items():
+                board.outcome(media_id, step, outcome.status)
+        latest = await asyncio.to_thread(reports.latest, tenant_id, case_id)
+        if latest is not None and latest.job_id == job_id:
+            board.outcome_all("fuse", "succeeded")
+            return latest
+        if time.monotonic() > deadline:
+            raise AnalysisRefused(f"no report for job {job_id} after {timeout:.0f} s; see `aima dev status`")
+        await asyncio.sleep(0.5)
+
+
+def _outcome_lines(report: CaseReport | None, media_id: str) -> Iterator[str]:
+    """A file's step outcomes as the report records them (the cluster profile's summary)."""
+    file = next((f for f in report.files if f.media_id == media_id), None) if report else None
+    for step in file.steps if file else []:
+        reason = f": {step.reason}" if step.reason else ""
+        yield f"{step.step}: {step.status.replace('_', ' ')}{reason}"
 
 
 def _report_of(deps: Deps, tenant_id: str, case_id: str, job_id: str | None) -> CaseReport | None:

@@ -51,6 +51,12 @@ class Board:
         self._cells[(media_id, step)] = status
         self._redraw()
 
+    def outcome_all(self, step: str, status: str) -> None:
+        """Mark ``step`` with ``status`` for every file (a step of the whole job, such as fuse)."""
+        for media_id in self._files:
+            self._cells[(media_id, step)] = status
+        self._redraw()
+
     def _redraw(self) -> None:
         if self._live is not None:
             self._live.update(self._table())
