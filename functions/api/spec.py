@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
-from events.catalogue import CaseCreated, CaseDeleted, ConfigChanged
+from events.catalogue import CaseCreated, CaseDeleted, ConfigChanged, ReportRequested
 from functions.api.app import create_app
 from functions.api.services import ApiServices
 from functions.runtime.deps import Deps
@@ -33,7 +33,7 @@ def app(deps: Deps) -> FastAPI:
 SPEC = FunctionSpec(
     name="api",
     description="the public gateway: authentication, case-scoped authorisation, audit, uploads to ingest",
-    emits=(CaseCreated, CaseDeleted, ConfigChanged),
+    emits=(CaseCreated, CaseDeleted, ConfigChanged, ReportRequested),
     app=app,
     needs=("database", "objects", "documents", "vectors", "cache", "bus"),
     resources=Resources(cpu="1", memory="1Gi", concurrency=64, timeout_s=3600, min_scale=1),

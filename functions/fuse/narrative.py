@@ -27,6 +27,8 @@ def deterministic(report: CaseReport) -> NarrativeSection:
     out: list[Statement] = []
     kinds = Counter(f.kind or "file" for f in report.files)
     parts = ", ".join(f"{n} {KINDS.get(k, k)}{'s' if n != 1 else ''}" for k, n in sorted(kinds.items()))
+    if not report.files:
+        return NarrativeSection(generator="deterministic", statements=[])
     out.append(
         Statement(
             text=f"The case holds {len(report.files)} file(s): {parts}.",

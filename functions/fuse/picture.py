@@ -516,10 +516,10 @@ def _indicators(facts: CaseFacts, ids: _Ids) -> tuple[list[Indicator], list[Time
             continue
         evidence = [EvidenceRef.model_validate(e) for e in doc["evidence"]]
         start = doc.get("timestamp_s", evidence[0].start_s)
-        rows.append(
-            (ids.files[media_id], start if start is not None else -1.0, str(doc["_id"]), doc, evidence)
-        )
-    rows.sort(key=lambda row: (_natural(row[0]), row[1], row[2]))
+        # ties broken by what the finding says, never by its id (run-specific): equal runs, equal order
+        what = f"{doc.get('step')}|{doc.get('label')}|{doc.get('kind')}|{doc.get('confidence')}"
+        rows.append((ids.files[media_id], start if start is not None else -1.0, what, doc, evidence))
+    rows.sort(key=lambda row: (_natural(row[0]), row[1], row[2], str(row[3]["_id"])))
     indicators: list[Indicator] = []
     entries: list[TimelineEntry] = []
     for n, (file_id, start, _, doc, evidence) in enumerate(rows, 1):
