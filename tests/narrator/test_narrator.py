@@ -169,7 +169,7 @@ def test_the_narrator_configured_as_in_production_gets_constrained_cited_stateme
     monkeypatch.setenv("AIMA_MODELS__NARRATOR__ENDPOINT", f"{llama_server.base}/v1")
     monkeypatch.setenv("AIMA_MODELS__NARRATOR__MODEL", llama_server.model)
     # bounded: two statements of at most 120 characters fit in max_tokens whatever the model repeats
-    options = {"max_tokens": 320, "seed": 7, "max_statements": 2, "max_statement_chars": 120}
+    options = {"max_tokens": 400, "seed": 7, "max_statements": 2, "max_statement_chars": 120}
     monkeypatch.setenv("AIMA_MODELS__NARRATOR__OPTIONS", json.dumps(options))
     settings = load_settings(data_dir=tmp_path)
     check_models(settings.models, [ModelTask.NARRATOR])
