@@ -35,6 +35,7 @@ VOLATILE = {
     "signature",
     "key_id",
     "audit_head",
+    "indicator_key",  # a digest over the media id, among others
 }
 
 
