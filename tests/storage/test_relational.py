@@ -136,8 +136,9 @@ def case_columns(db: Database) -> set[str]:
 
 
 def test_the_case_language_migration_keeps_every_case_and_its_media(db: Database) -> None:
-    """0004 adds ``cases.language`` (0005 ``cases.context``); their downgrades drop them in place (no table recreate, which on
-    SQLite with foreign keys on would cascade-delete the cases' media): both ways keep the rows."""
+    """0004 adds ``cases.language`` (0005 ``cases.context``); their downgrades drop them in place (no
+    table recreate, which on SQLite with foreign keys on would cascade-delete the cases' media): both
+    ways keep the rows."""
     with db.engine.begin() as connection:
         command.upgrade(alembic_config(connection), "0003")
     assert "language" not in case_columns(db)
