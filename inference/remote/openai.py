@@ -187,11 +187,15 @@ class OpenAIBackend(RemoteBackend):
         return vectors
 
 
+MAX_CITATIONS = 12
+"""Fact ids one narrative statement may cite."""
+
+
 def narrative_schema(
     inputs: NarrativeInput, max_statements: int | None = None, max_chars: int | None = None
 ) -> dict[str, Any]:
     """The strict schema of a narrator's answer to ``inputs``: every statement has text and cites
-    one or more of the given fact ids (an ``enum``); at most ``max_statements`` statements of at
+    one to `MAX_CITATIONS` of the given fact ids (an ``enum``); at most ``max_statements`` statements of at
     most ``max_chars`` characters each (``maxLength``, which vLLM and llama.cpp honour and OpenAI's
     strict mode refuses), if given.
 
@@ -205,7 +209,8 @@ def narrative_schema(
     if max_chars is not None:
         properties["text"]["maxLength"] = max_chars
     ids = list(dict.fromkeys(fact.id for fact in inputs.facts))
-    properties["citations"].update(minItems=1, maxItems=len(ids), items={"type": "string", "enum": ids})
+    cap = min(len(ids), MAX_CITATIONS)  # a small model left unbounded may list ids until max_tokens
+    properties["citations"].update(minItems=1, maxItems=cap, items={"type": "string", "enum": ids})
     return schema
 
 
