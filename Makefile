@@ -8,7 +8,7 @@ SAMPLES := .aima-samples
 # PyTorch's CPU wheel lies on disk on our machines (constraints.txt pins it); PyPI's is a CUDA build
 WHEELS := --find-links /opt/wheels
 
-.PHONY: run test lint schemas bench clean env services tools lock
+.PHONY: run test lint schemas bench clean env services tools test-tools lock
 
 env: $(STAMP)
 
@@ -33,10 +33,13 @@ services:
 tools:
 	@bash scripts/ensure-tools.sh
 
+test-tools:
+	@bash scripts/ensure-tools.sh --test
+
 run: env tools
 	@$(BIN)/aima analyze --generate-samples $(SAMPLES)
 
-test: env tools services lint
+test: env test-tools services lint
 	@$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: env

@@ -2,9 +2,11 @@
 # Make sure the media tools the pipeline shells out to are installed (from Debian if absent):
 # ffmpeg/ffprobe (probe, frames, audio), espeak-ng (spoken sample and test media), tesseract with
 # its English and German models (ocr), the DejaVu fonts (text the OCR tests render), Pango (WeasyPrint
-# lays out the PDF report with it), and Chromium and poppler-utils (the report tests open the HTML
-# and the PDF as a person would: a headless screenshot, pdftoppm and pdftotext).
+# lays out the PDF report with it), and with --test also Chromium and poppler-utils (the report
+# tests open the HTML and the PDF as a person would: a headless screenshot, pdftoppm and pdftotext).
 set -euo pipefail
+for_tests=false
+[ "${1:-}" = "--test" ] && for_tests=true
 missing=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
@@ -16,8 +18,10 @@ grep -qx deu <<<"$langs" || missing+=(tesseract-ocr-deu)
 libs=$(ldconfig -p 2>/dev/null || true)
 grep -q 'libpango-1\.0\.so\.0' <<<"$libs" || missing+=(libpango-1.0-0)
 grep -q 'libpangoft2-1\.0\.so\.0' <<<"$libs" || missing+=(libpangoft2-1.0-0)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v pdftoppm >/dev/null 2>&1 && command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
+if $for_tests; then
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v pdftoppm >/dev/null 2>&1 && command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "ensure-tools: installing ${missing[*]} from Debian"
   apt-get update -qq
