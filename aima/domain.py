@@ -102,6 +102,7 @@ class Case(_Model):
     status: str = "open"
     retention_days: int | None = Field(default=None, ge=1)
     language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$")
+    context: str | None = Field(default=None, max_length=8000, description="the analyst's context")
     created_at: datetime = Field(default_factory=utcnow)
 
 

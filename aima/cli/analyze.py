@@ -12,6 +12,7 @@ written to ``--out`` (an audited export), and the summary shows what each step c
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import Counter
@@ -246,10 +247,16 @@ async def _reachable(settings: Settings) -> None:
     """Refuse at once, in one line, when a store or the bus of the cluster profile does not answer."""
     from aima.cli.health import check_all
 
+    # the clients log each refusal, some from threads that outlive the check: quiet until the one
+    # line below, which says what matters
+    logging.disable(logging.CRITICAL)
     health = await check_all(settings)
     down = [(name, c.error) for name, c in health.components.items() if c.status != "up"]
-    if down:
+    if not down:
+        logging.disable(logging.NOTSET)
+    else:
         name, error = down[0]
+        error = (error or "no answer").splitlines()[0]
         raise AnalysisRefused(
             f"the cluster profile's {name} does not answer ({error}); start a stack with `aima dev up` "
             "and source its env file, or set the AIMA_* addresses of your cluster"

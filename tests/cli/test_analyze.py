@@ -24,7 +24,7 @@ from aima.reports.model import CaseReport
 from aima.samples import CONVERSATION, NOTICE, Utterance
 from aima.storage.audit import GENESIS, record_hash
 from aima.storage.schema import audit_heads, audit_log
-from tests.support import run_aima
+from tests.support import free_port, run_aima
 
 FILES = (
     ("tones.wav", "audio"),
@@ -254,14 +254,19 @@ def test_analyze_reports_bad_input_in_one_line(tmp_path: Path) -> None:
     occupied = run_aima("analyze", "notes.txt", "--out", "full", cwd=tmp_path)
     assert occupied.returncode == 1
     assert occupied.stderr == "aima: --out full is not empty; give a new or empty folder\n"
+    closed = free_port()
     cluster_env = {
         "AIMA_PROFILE": "cluster",
-        "AIMA_DATABASE_URL": "postgresql://x/y",
-        "AIMA_VECTOR_URI": "http://m",
-        "AIMA_DOCUMENTS_URI": "mongodb://m",
-        "AIMA_CACHE_URL": "redis://r",
+        "AIMA_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{closed}/nothing",
+        "AIMA_VECTOR_URI": f"http://127.0.0.1:{closed}",
+        "AIMA_DOCUMENTS_URI": f"mongodb://127.0.0.1:{closed}/?serverSelectionTimeoutMS=500",
+        "AIMA_CACHE_URL": f"redis://127.0.0.1:{closed}/0",
+        "AIMA_NATS_URL": f"nats://127.0.0.1:{closed}",
+        "AIMA_S3_ENDPOINT_URL": f"http://127.0.0.1:{closed}",
         "AIMA_KEY_ENCRYPTION_SECRET": "k" * 40,
     }
     cluster = run_aima("analyze", "notes.txt", cwd=tmp_path, env=cluster_env)
     assert cluster.returncode == 1
-    assert cluster.stderr.startswith("aima: aima analyze runs the embedded profile")
+    assert cluster.stderr.startswith("aima: the cluster profile's "), cluster.stderr
+    assert "start a stack with `aima dev up`" in cluster.stderr
+    assert len(cluster.stderr.splitlines()) == 1, cluster.stderr
