@@ -445,6 +445,8 @@ def _wait_ready(processes: Sequence[DevProcess], *, deadline: float) -> None:
     exits, or the ones not ready by ``deadline`` with what their last answer said."""
     pending = {p.name: p for p in processes}
     said: dict[str, str] = {}
+    if time.monotonic() > deadline:  # readiness is only known once asked, and that is too late
+        raise DevStackError(f"not ready in time: {', '.join(sorted(pending))} not asked before the deadline")
     with httpx.Client(timeout=5) as client:
         while pending:
             for name, process in list(pending.items()):
@@ -534,7 +536,7 @@ def dev() -> None:
     show_default=True,
     help="bus: each function pulls its JetStream consumer; http: a trigger POSTs events to each function.",
 )
-@click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=0), default=300.0, show_default=True)
 @click.option(
     "--port-base",
     type=click.IntRange(1024, 65000),

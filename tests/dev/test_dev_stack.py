@@ -3,12 +3,14 @@ JetStream, Redis, moto's S3 server, a Milvus Lite server, a shared litemongo fol
 
 One stack is started for the whole module (about 30-50 s on two cores) and stopped by its last
 test; each stack gets a database, a JetStream stream and a Redis database of its own, removed
-afterwards."""
+afterwards. On it, `aima analyze --profile cluster` gives the report the embedded profile gives."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
+import json
 import os
 import re
 import subprocess
@@ -18,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import nats
@@ -28,12 +31,15 @@ from aima.access.scope import Scope
 from aima.cli.dev import DevStack, read_state
 from aima.cli.devstack import DevProcess, start_time_of, write_state
 from aima.identity.users import UserDirectory
-from aima.samples import write_pattern_png
+from aima.reports.model import CaseReport
+from aima.samples import CONVERSATION, write_notice_png, write_pattern_png, write_script_wav
+from aima.samples_faces import write_face_samples
 from aima.storage.cases import CaseRepository
 from aima.storage.databases import drop_database
 from aima.storage.factory import Stores
 from functions.runtime.spec import discover
 from tests.conftest import NATS_URL, PG_ADMIN_DSN
+from tests.support import run_aima
 
 pytestmark = pytest.mark.services
 
@@ -233,6 +239,82 @@ def test_an_upload_through_the_gateway_is_probed_by_the_probe_process(running: S
     assert [line.split("\t")[1] for line in media.stdout.splitlines()] == ["probed"]
 
 
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)?")
+VOLATILE = {
+    "report_id",
+    "created_at",
+    "job_id",
+    "uploaded_at",
+    "signed_at",
+    "signature",
+    "key_id",
+    "audit_head",
+    "indicator_key",  # a digest over the media id, among others
+}
+
+
+def comparable(report: CaseReport) -> Any:
+    """The report without what differs between any two runs: ids, times, the signature."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if k not in VOLATILE}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, str):
+            return TIME.sub("<time>", UUID.sub("<id>", value))
+        return value
+
+    return clean(json.loads(report.model_dump_json()))
+
+
+def equal_media(folder: Path) -> list[Path]:
+    folder.mkdir()
+    conversation = folder / "conversation.wav"
+    write_script_wav(conversation, CONVERSATION)
+    notice = write_notice_png(folder / "notice.png")
+    [people] = [p for p in write_face_samples(folder) if p.name == "people.jpg"]
+    return [conversation, notice, people]
+
+
+def test_embedded_and_dev_up_give_equal_reports(running: Stack, tmp_path: Path) -> None:
+    """The same media through the embedded profile (every step in the `aima analyze` process, SQLite,
+    a local folder, litemongo, Milvus Lite, the in-process bus) and through this stack (`aima analyze
+    --profile cluster`: PostgreSQL, S3, NATS JetStream, one process per function) give equal reports,
+    ids, times and signatures aside."""
+    files = [str(p) for p in equal_media(tmp_path / "media")]
+    embedded = run_aima("analyze", *files, "--case", "Equal", "--out", "embedded", cwd=tmp_path, timeout=300)
+    assert embedded.returncode == 0, embedded.stderr[-3000:]
+    first = CaseReport.model_validate_json((tmp_path / "embedded" / "report.json").read_bytes())
+
+    client = running.stack.client_env({k: v for k, v in running.env.items() if k.startswith("AIMA_")})
+    cluster = run_aima(
+        "analyze",
+        "--profile",
+        "cluster",
+        *files,
+        "--case",
+        "Equal",
+        "--out",
+        "cluster",
+        cwd=tmp_path,
+        env=client,
+        timeout=400,
+    )
+    assert cluster.returncode == 0, cluster.stderr[-3000:]
+    assert "cluster profile: the running functions" in cluster.stdout
+    second = CaseReport.model_validate_json((tmp_path / "cluster" / "report.json").read_bytes())
+
+    assert len(first.files) == 3
+    assert first.speakers
+    assert any(e.kind == "text" for e in first.timeline)
+    left, right = (json.dumps(comparable(r), indent=1, sort_keys=True).splitlines() for r in (first, second))
+    assert left == right, "\n".join(
+        difflib.unified_diff(left, right, "embedded", "cluster", n=2, lineterm="")
+    )
+
+
 def test_a_second_up_in_the_same_folder_is_refused_with_one_line(running: Stack) -> None:
     again = aima(running.env, "dev", "up", "--dir", str(running.stack.dir))
     assert again.returncode == 1
@@ -291,7 +373,7 @@ def test_a_stack_not_ready_in_time_is_stopped_again_with_one_line(tmp_path: Path
     folder = tmp_path / "stack"
     env = stack_env(uuid.uuid4().hex[:8])
     try:
-        result = aima(env, "dev", "up", "--dir", str(folder), "--only", "probe", "--timeout", "1")
+        result = aima(env, "dev", "up", "--dir", str(folder), "--only", "probe", "--timeout", "0")
         assert result.returncode == 1
         [line] = result.stderr.strip().splitlines()
         assert line.startswith("aima: not ready in time: ")
@@ -299,6 +381,8 @@ def test_a_stack_not_ready_in_time_is_stopped_again_with_one_line(tmp_path: Path
         # every process it started ran in the folder; none is left
         assert soon(lambda: not any(working_in(pid, folder) for pid in os.listdir("/proc") if pid.isdigit()))
     finally:
+        if (folder / "state.json").exists():  # it came up after all: leave no process behind
+            aima(env, "dev", "down", "--dir", str(folder), "--grace", "5")
         drop_database(env["AIMA_DATABASE_URL"])
         asyncio.run(_delete_streams([env["AIMA_NATS_STREAM"], f"{env['AIMA_NATS_STREAM']}_DLQ"]))
 
