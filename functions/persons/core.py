@@ -14,7 +14,9 @@
      track already linked to a person, if at least ``join`` similar, brings the track into that
      person (merged persons resolve to the one they were merged into);
    * otherwise a track of good quality (at least ``min_new_quality``) that is less than ``new``
-     similar to every face of the case starts a new person;
+     similar to every face of the case starts a new person. The file's own tracks that no person
+     holds yet do not count here: a person seen in two scenes of one video has two tracks nearly
+     alike, and the second must not stop the first from starting the person it then joins;
    * otherwise it stays **unassigned**, with the reason (too close to call, or too poor a face to
      start a person): it is never forced into the nearest person;
 
@@ -146,6 +148,7 @@ class PersonsCore:
         resolution = self._persons.resolution(tenant_id, case_id)
         decided: dict[str, PersonTrack] = {}
         new_persons = 0
+        own = {track.id for track in tracks}
         for track in sorted(tracks, key=lambda t: (-t.quality, t.label)):
             vector = decode_vector(track.embedding)
             base = _person_track(data, version, track)
@@ -169,7 +172,12 @@ class PersonsCore:
                 if hit.id != track.id
             ]
             best = _best_person(hits, self._linked(tenant_id, case_id, (hit.id for hit in hits), decided))
-            nearest = max((hit.score for hit in hits), default=0.0)
+            # this file's other tracks that no person holds yet do not make a new person "too close to
+            # call": they are the same person seen again (they join it next), or they wait their turn
+            nearest = max(
+                (hit.score for hit in hits if hit.id not in own or decided.get(hit.id, base).person_id),
+                default=0.0,
+            )
             if best is not None and best[0] >= rules.join:
                 person = resolution.get(best[1])
                 decided[track.id] = base.model_copy(

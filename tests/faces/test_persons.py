@@ -180,3 +180,29 @@ async def test_faces_not_run_is_persons_not_run(env: Env) -> None:
     )
     done = await env.link(event)
     assert (done.status, done.reason) == ("not_run", "faces were not found: no face model")
+
+
+@pytest.mark.asyncio
+async def test_someone_seen_in_two_scenes_of_one_video_is_one_person(
+    env: Env, analyzer: DlibFaceAnalyzer, pool: list[Head]
+) -> None:
+    """Two tracks of one face in one file (the person leaves and comes back) make one person: the
+    second track does not leave the first "too close to call" (found by benchmarks/pipeline.py)."""
+    import random
+
+    from PIL import Image
+
+    head = next(h for h in pool if h.person == "obama")
+    face = degrade(head, "plain", 140, random.Random(3))
+    frames = []
+    for n, x in enumerate([200, 230, None, None, None, 820, 850]):
+        frame = Image.new("RGB", (1280, 720), (118 + n, 124, 130))
+        if x is not None:
+            frame.paste(face, (x, 220))
+        frames.append(jpeg(frame))
+    event = await env.analyse(analyzer, env.frames(frames, step_s=10.0))
+    tracks = env.persons.tracks(env.tenant_id, env.case_id, event.media_id)
+    assert len(tracks) == 2, tracks  # the gap ends the first track
+    assert all(t.person_id is not None for t in tracks), [t.reason for t in tracks]
+    assert len({t.person_id for t in tracks}) == 1
+    assert len(env.persons.persons(env.tenant_id, env.case_id)) == 1
