@@ -24,7 +24,9 @@ to change it).
 * **platform overhead**: the share of that wall time during which no model call and no media tool
   ran. Every model call passes through ``InferenceModel.predict`` (and ``load``, which the faces
   step also calls alone); the benchmark wraps both, and the probe's ffprobe/ffmpeg calls
-  (``functions.probe.ffmpeg._run``), and records each call's start and end. Steps run side by side
+  (``functions.probe.ffmpeg._run``), and the rendering of the report's formats (``write_all``:
+  HTML, the PDF from it, CSV, WebVTT: a deliverable like the probe's transcoding, not platform
+  plumbing), and records each call's start and end. Steps run side by side
   on the 2 cores, so the work time is the length of the *union* of those intervals, not their sum:
   overhead = (wall - union) ÷ wall. Loading a model's weights counts as model work (it is printed
   apart).
@@ -279,7 +281,7 @@ _STEP: contextvars.ContextVar[str | None] = contextvars.ContextVar("bench_step",
 class Call:
     """One interval of pipeline work: a model call, a model load or a media tool run."""
 
-    kind: str  # "model", "load" or "tool"
+    kind: str  # "model", "load", "tool" or "render"
     what: str  # the model task or the tool
     step: str
     start: float
@@ -385,6 +387,16 @@ def instrument(recorder: Recorder) -> Callable[[], None]:
 
         return timed
 
+    def rendering(render: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return render(*args, **kwargs)
+            finally:
+                recorder.add("render", "report formats", "report", started)
+
+        return timed
+
     def counted(sample: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
             found = sample(*args, **kwargs)
@@ -428,6 +440,7 @@ def instrument(recorder: Recorder) -> Callable[[], None]:
     replace(ProbeCore, "_store", phase("probe: storing the frames, audio and metadata"))
     replace(ReportBuilder, "build", phase("fuse: building and signing the report"))
     replace(analyze, "_export", phase("export (json, csv, html, pdf, vtt)"))
+    replace(analyze, "write_all", rendering)
     replace(exports, "html_to_pdf", phase("  of it the PDF (WeasyPrint)"))
     replace(Host, "stop", phase("stopping (stores closed)"))
 
