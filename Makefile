@@ -39,8 +39,10 @@ test-tools:
 run: env tools
 	@$(BIN)/aima analyze --generate-samples $(SAMPLES)
 
+# two workers, each taking a whole test file at a time (module fixtures such as a running dev stack
+# stay on one worker); much of the suite waits on subprocesses and services, not on the CPU
 test: env test-tools services lint
-	@$(BIN)/python -m pytest -q -p no:cacheprovider
+	@$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 lint: env
 	@$(BIN)/ruff check .

@@ -21,7 +21,10 @@ from aima.storage.relational import Database
 from tests.support import RedisServer
 
 PG_ADMIN_DSN = os.environ.get("AIMA_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("AIMA_TEST_REDIS", "redis://127.0.0.1:6379/15")
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+REDIS_URL = os.environ.get("AIMA_TEST_REDIS", f"redis://127.0.0.1:6379/{15 - _WORKER}")
+"""Redis database 15 for the first pytest-xdist worker, 14 for the second, ...: a test that empties
+its database never empties another worker's (`tests/dev` takes 13 and stays on one worker)."""
 NATS_URL = os.environ.get("AIMA_TEST_NATS", "nats://127.0.0.1:4222")
 
 
@@ -66,7 +69,7 @@ def private_pg_database() -> Iterator[str]:
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """Redis database 15, emptied before and after the test."""
+    """The worker's Redis database (`REDIS_URL`), emptied before and after the test."""
     client = redis.Redis.from_url(REDIS_URL)
     client.flushdb()
     yield REDIS_URL

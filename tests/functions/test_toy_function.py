@@ -17,7 +17,7 @@ import pytest
 
 import functions
 from aima.cli.analyze import run_analysis
-from aima.samples import generate
+from aima.samples import write_pattern_png, write_tone_wav
 from aima.settings import Settings, load_settings
 from events.bus import Subscription
 from events.bus_memory import MemoryBus
@@ -214,7 +214,11 @@ def test_aima_serve_runs_the_toy_on_nats_from_its_spec(
 
 async def test_aima_analyze_runs_and_counts_the_toy(toy_path: Path, tmp_path: Path) -> None:
     lines: list[str] = []
-    files = generate(tmp_path / "samples")[:2]
+    (tmp_path / "samples").mkdir()
+    files = [
+        write_tone_wav(tmp_path / "samples" / "tones.wav"),
+        write_pattern_png(tmp_path / "samples" / "p.png"),
+    ]
     await run_analysis(settings_for(tmp_path), files, case_name="toy", echo=lines.append)
     [steps] = [line for line in lines if line.startswith("steps run:")]
     assert "probe (" in steps
