@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from inference.cpu.images import load_upright
+from inference.cpu.mediapipe_graphs import GRAPHS
 from inference.errors import InvalidModelOutput, ModelNotConfigured
 from inference.tasks.common import Box, Point
 from inference.tasks.vision import Face, FaceAnalyzer, FaceInput, Faces
@@ -119,8 +120,9 @@ class DlibFaceAnalyzer(FaceAnalyzer):
         if found is None:
             from mediapipe.python.solutions import face_detection
 
-            full = face_detection.FaceDetection(model_selection=1, min_detection_confidence=MIN_SCORE)
-            short = face_detection.FaceDetection(model_selection=0, min_detection_confidence=MIN_SCORE)
+            with GRAPHS:
+                full = face_detection.FaceDetection(model_selection=1, min_detection_confidence=MIN_SCORE)
+                short = face_detection.FaceDetection(model_selection=0, min_detection_confidence=MIN_SCORE)
             found = self._local.detectors = (full, short)
         return found
 

@@ -26,6 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
+from inference.cpu.mediapipe_graphs import GRAPHS
 from inference.errors import InvalidModelOutput, ModelNotConfigured
 from inference.tasks.common import Box, ImageInput
 from inference.tasks.vision import Keypoint, Pose, PoseEstimator, PoseInput, Poses
@@ -81,19 +82,21 @@ class MediaPipePoseEstimator(PoseEstimator):
         self._check_available()
         from mediapipe.python.solutions import pose
 
-        self._solution = pose.Pose(
-            static_image_mode=True,
-            model_complexity=1,
-            enable_segmentation=False,
-            min_detection_confidence=0.5,
-        )
+        with GRAPHS:
+            self._solution = pose.Pose(
+                static_image_mode=True,
+                model_complexity=1,
+                enable_segmentation=False,
+                min_detection_confidence=0.5,
+            )
         self._names = [landmark.name.lower() for landmark in pose.PoseLandmark]
 
     def _unload(self) -> None:
         solution, self._solution = self._solution, None
         self._cached = None
         if solution is not None:
-            solution.close()
+            with GRAPHS:
+                solution.close()
 
     def _predict(self, inputs: ImageInput) -> Poses:
         import numpy as np

@@ -81,7 +81,7 @@ def test_every_file_is_stored_probed_and_summarised(analysis: Analysis) -> None:
     assert re.search(r"sensitivity: v1, 10 frame\(s\) scored, 0 at or above 0.8", out), out
     assert "not in this build yet" not in out
     assert f"report v1: {Path('report') / 'report.html'}" in out
-    assert re.search(r"8 file\(s\), \d speaker\(s\), 2 person\(s\), \d+ timeline entries", out), out
+    assert re.search(r"8 file\(s\), \d speaker\(s\), 3 person\(s\), \d+ timeline entries", out), out
 
 
 def test_the_report_has_every_format(analysis: Analysis) -> None:
@@ -128,17 +128,43 @@ def test_transcript_words_per_language_and_two_speakers(analysis: Analysis) -> N
 
 def test_persons_text_and_indicators(analysis: Analysis) -> None:
     report = analysis.report
-    assert len(report.persons) == 2
+    # people.jpg shows three faces of two people (two photographs of one of them), walk.mp4 two people,
+    # one of whom is in the photograph too: three persons in all
+    assert len(report.persons) == 3
     walk = next(f for f in report.files if f.filename == "walk.mp4")
-    assert all(any(a.media_id == walk.media_id for a in p.appearances) for p in report.persons)
+    people = next(f for f in report.files if f.filename == "people.jpg")
+    seen_in = {p.id: {a.media_id for a in p.appearances} for p in report.persons}
+    assert sum(walk.media_id in files for files in seen_in.values()) == 2
+    assert sum(people.media_id in files for files in seen_in.values()) == 2
+    assert sum(len(files) == 2 for files in seen_in.values()) == 1
+    assert sum(a.media_id == people.media_id for p in report.persons for a in p.appearances) == 3
     assert all(p.best_crop is not None and p.best_crop.crop_key for p in report.persons)
     notice = next(f for f in report.files if f.filename == "notice.png")
     text = " ".join(e.text for e in report.timeline if e.kind == "text" and e.media_id == notice.media_id)
     assert all(line in text for line in NOTICE[:2]), text
     spoken = [i for i in report.indicators if i.category == "distress"]
+    plea = next(e for e in report.timeline if e.kind == "speech" and "let me go" in e.text.lower())
+    # the plea is flagged, and only the plea: none of the statements before it
+    assert {ref.segment_id for i in spoken for ref in i.evidence} == {plea.evidence[0].segment_id}
     assert spoken
     assert all(i.review.decision == "unreviewed" for i in spoken)
     assert any("not run" in g.text and g.step == "vision" for g in report.gaps)
+
+
+def test_what_was_said_is_searchable_by_meaning(analysis: Analysis) -> None:
+    found = run_aima(
+        "search",
+        analysis.report.case_id,
+        "a lady was heard screaming",
+        "--json",
+        "--limit",
+        "1",
+        cwd=analysis.home,
+    )
+    assert found.returncode == 0, found.stderr
+    [first] = json.loads(found.stdout)["results"]
+    assert first["filename"] == "conversation.wav"
+    assert "woman" in first["text"].lower()
 
 
 def test_timeline_is_in_file_and_time_order(analysis: Analysis) -> None:
