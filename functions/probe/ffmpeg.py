@@ -17,6 +17,7 @@ import os
 import re
 import resource
 import selectors
+import shutil
 import signal
 import struct
 import subprocess
@@ -567,18 +568,26 @@ def _run(
         (resource.RLIMIT_CORE, 0),
     )
 
-    def confine() -> None:  # runs in the child between fork and exec: no allocation-heavy work
+    def confine() -> None:  # runs in the child between fork and exec (only without prlimit)
         for which, value in rlimits:
             resource.setrlimit(which, (value, value))
 
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
+    # util-linux's prlimit sets the limits and execs the tool, so no Python runs in the forked child:
+    # a preexec_fn there can deadlock the fork when another thread holds a lock (an import, say),
+    # which hung `aima analyze` for good while other steps loaded their models
+    prlimit = shutil.which("prlimit")
+    if prlimit is not None:
+        flags = {resource.RLIMIT_AS: "as", resource.RLIMIT_CPU: "cpu", resource.RLIMIT_FSIZE: "fsize"}
+        limited = [prlimit, *(f"--{flags[which]}={value}" for which, value in rlimits if which in flags)]
+        command = [*limited, "--core=0", "--", *command]
     process = subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=env,
-        preexec_fn=confine,  # setrlimit only: safe between fork and exec
+        preexec_fn=None if prlimit is not None else confine,
         start_new_session=True,
         close_fds=True,
     )
