@@ -470,18 +470,8 @@ def _vision_summary(data: FacesDetected | PersonsClustered | PoseEstimated | Sen
 
 
 def _pipeline_order(spec: FunctionSpec) -> tuple[int, str]:
-    order = (
-        "probe",
-        "transcribe",
-        "speakers",
-        "cues",
-        "ocr",
-        "faces",
-        "persons",
-        "pose",
-        "sensitivity",
-        "vision",
-    )
+    from functions.fuse.picture import STEP_ORDER as order  # one order for the summary and the report
+
     return (order.index(spec.name) if spec.name in order else len(order), spec.name)
 
 
