@@ -24,7 +24,7 @@ $(STAMP): requirements.lock pyproject.toml
 # Regenerate the lock after changing dependencies in pyproject.toml.
 lock:
 	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/pip install -q "uv==0.13.8"; }
-	$(BIN)/uv pip compile -q pyproject.toml --extra dev --extra speech --extra text --extra ocr --extra vision -c constraints.txt $(WHEELS) \
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev --extra speech --extra text --extra ocr --extra vision --extra operator -c constraints.txt $(WHEELS) \
 		--python-version 3.11 --generate-hashes -o requirements.lock
 
 services:
