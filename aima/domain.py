@@ -41,41 +41,115 @@ class MediaStatus(StrEnum):
     FAILED = "failed"
 
 
-class JobState(StrEnum):
-    PENDING = "pending"
-    AWAITING_APPROVAL = "awaiting_approval"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+class JobPhase(StrEnum):
+    """Where a job stands, derived from its files' step states (names as Kubernetes shows them)."""
+
+    QUEUED = "Queued"
+    ESTIMATING = "Estimating"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    PARTIALLY_SUCCEEDED = "PartiallySucceeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
 
     @property
     def final(self) -> bool:
-        return self in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
+        """No step of the job runs any more (`resume` may still queue a cancelled or failed one)."""
+        return self in FINAL_PHASES
 
-    def can_become(self, other: JobState) -> bool:
-        """Whether a job in this state may move to ``other`` (`JOB_TRANSITIONS`)."""
-        return other in JOB_TRANSITIONS[self]
+    @property
+    def active(self) -> bool:
+        """Admitted and holding one of the tenant's running slots."""
+        return self in (JobPhase.ESTIMATING, JobPhase.RUNNING)
+
+    def can_become(self, other: JobPhase) -> bool:
+        """Whether a job in this phase may move to ``other`` (`PHASE_TRANSITIONS`)."""
+        return other in PHASE_TRANSITIONS[self]
 
 
-JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.PENDING: frozenset(
-        {
-            JobState.AWAITING_APPROVAL,
-            JobState.RUNNING,
-            JobState.COMPLETED,
-            JobState.FAILED,
-            JobState.CANCELLED,
-        }
+FINAL_PHASES = frozenset(
+    {JobPhase.SUCCEEDED, JobPhase.PARTIALLY_SUCCEEDED, JobPhase.FAILED, JobPhase.CANCELLED}
+)
+
+PHASE_TRANSITIONS: dict[JobPhase, frozenset[JobPhase]] = {
+    JobPhase.QUEUED: frozenset(
+        {JobPhase.ESTIMATING, JobPhase.CANCELLED, JobPhase.FAILED, JobPhase.SUCCEEDED}
     ),
-    JobState.AWAITING_APPROVAL: frozenset({JobState.PENDING, JobState.RUNNING, JobState.CANCELLED}),
-    JobState.RUNNING: frozenset({JobState.PENDING, JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED}),
-    JobState.COMPLETED: frozenset(),
-    JobState.FAILED: frozenset(),
-    JobState.CANCELLED: frozenset(),
+    JobPhase.ESTIMATING: frozenset(
+        {JobPhase.AWAITING_APPROVAL, JobPhase.RUNNING, JobPhase.QUEUED, JobPhase.CANCELLED, JobPhase.FAILED}
+    ),
+    JobPhase.AWAITING_APPROVAL: frozenset({JobPhase.QUEUED, JobPhase.CANCELLED}),
+    JobPhase.RUNNING: frozenset(
+        {JobPhase.SUCCEEDED, JobPhase.PARTIALLY_SUCCEEDED, JobPhase.FAILED, JobPhase.CANCELLED}
+    ),
+    JobPhase.SUCCEEDED: frozenset(),
+    JobPhase.PARTIALLY_SUCCEEDED: frozenset(),
+    JobPhase.FAILED: frozenset({JobPhase.QUEUED}),
+    JobPhase.CANCELLED: frozenset({JobPhase.QUEUED}),
 }
-"""The job state machine, in one place that the kernel, the functions and the operator all import:
-``running -> pending`` is a resume after a crash; a final state is never left."""
+"""The job state machine, in one place that the kernel, the functions and the operator all import.
+A job with nothing to analyse (every file a duplicate) succeeds from the queue.
+An approved job goes back to the queue (it is admitted under the tenant's limits like any other);
+``resume`` queues a cancelled or failed job again, and only its unfinished steps run."""
+
+
+class StepState(StrEnum):
+    """One step of one file (a child job)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    NOT_RUN = "not_run"
+    CANCELLED = "cancelled"
+
+    @property
+    def ended(self) -> bool:
+        return self not in (StepState.PENDING, StepState.RUNNING)
+
+    def can_become(self, other: StepState) -> bool:
+        """Whether a step in this state may move to ``other`` (`STEP_TRANSITIONS`)."""
+        return other in STEP_TRANSITIONS[self]
+
+
+STEP_TRANSITIONS: dict[StepState, frozenset[StepState]] = {
+    StepState.PENDING: frozenset(
+        {StepState.RUNNING, StepState.NOT_RUN, StepState.CANCELLED, StepState.FAILED, StepState.SUCCEEDED}
+    ),
+    StepState.RUNNING: frozenset(
+        {StepState.SUCCEEDED, StepState.FAILED, StepState.NOT_RUN, StepState.CANCELLED, StepState.PENDING}
+    ),
+    StepState.SUCCEEDED: frozenset(),
+    StepState.NOT_RUN: frozenset(),
+    StepState.FAILED: frozenset({StepState.PENDING}),
+    StepState.CANCELLED: frozenset({StepState.PENDING}),
+}
+"""``pending -> running -> succeeded | failed | not_run | cancelled``. ``running -> pending`` is a
+worker that died mid-step (its lease ran out, or a resume); ``pending -> succeeded`` a step that
+ended without being seen to start (its event was handled before the ledger existed, or by a
+worker that recorded only its end); ``failed`` and ``cancelled`` go back to ``pending`` on resume."""
+
+
+class Priority(StrEnum):
+    """A job's priority class; FIFO within a class, and ``urgent`` jumps every queue."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+    @property
+    def rank(self) -> int:
+        """Higher runs first (the stored value)."""
+        return _RANKS[self]
+
+    @classmethod
+    def of_rank(cls, rank: int) -> Priority:
+        return next((p for p, r in _RANKS.items() if r == rank), Priority.NORMAL)
+
+
+_RANKS = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2, Priority.URGENT: 3}
 
 
 class Step(StrEnum):
@@ -123,16 +197,31 @@ class Media(_Model):
 
 
 class Job(_Model):
+    """A parent job (one request, ``media_id`` None) or a child job (one file of it)."""
+
     id: str = Field(default_factory=new_id)
     tenant_id: str
     case_id: str
     parent_job_id: str | None = None
     media_id: str | None = None
-    state: JobState = JobState.PENDING
+    phase: JobPhase = JobPhase.QUEUED
     steps: list[Step] = Field(default_factory=list)
-    priority: int = 0
+    priority: Priority = Priority.NORMAL
+    hold_until: datetime | None = Field(default=None, description="low priority: not before this time")
+    require_approval: bool = False
+    approved_by: str | None = None
+    approved_at: datetime | None = None
+    context: str | None = Field(default=None, max_length=8000)
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$")
+    reference: str | None = Field(default=None, max_length=300, description="the submitter's own id")
+    estimate: dict[str, Any] | None = None
+    actual: dict[str, Any] | None = None
+    reason: str | None = None
+    submitted_by: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 class EvidenceRef(_Model):

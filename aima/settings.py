@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     # how a function receives its events: its durable bus consumer, or CloudEvents at POST / (a
     # Knative Trigger); one path per deployment, never both in one process
     delivery: Literal["bus", "http"] = "bus"
+    # seconds one call of a function's core may take, by function (default: its spec's timeout);
+    # a step past it is given back and retried with the bus' backoff
+    step_timeouts: dict[str, float] = Field(default_factory=dict)
 
     # identity and tokens (secrets stay here, never in the configuration service)
     jwt_issuer: str = "aima"

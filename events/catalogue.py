@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from aima.domain import JobState, MediaKind
+from aima.domain import JobPhase, MediaKind, StepState
 from events.envelope import CloudEvent, new_event_id
 
 
@@ -321,28 +321,43 @@ class ReportGenerated(CaseScoped):
 
 class JobCreated(CaseScoped):
     TYPE = "io.aima.job.created.v1"
-    DESCRIPTION = "An analysis job (a parent, or one child per file) was created."
+    DESCRIPTION = (
+        "An analysis job (a parent, or one child per file) was created; a parent waits in the queue "
+        "until the scheduler admits it."
+    )
     job_id: str
     parent_job_id: str | None = None
     media_id: str | None = None
     steps: list[str] = Field(default_factory=list)
-    priority: int = 0
+    priority: str = Field(default="normal", description="low, normal, high or urgent")
+
+
+class SchedulingRequested(EventData):
+    TYPE = "io.aima.job.scheduling.requested.v1"
+    DESCRIPTION = (
+        "Something that may free or fill a running slot happened (a job was approved, resumed or "
+        "cancelled; a hold window opened; a schedule ticked): the scheduler looks at the queue again."
+    )
+    tenant_id: str | None = Field(default=None, description="only this tenant's queue; none: all")
+    reason: str = Field(default="tick", max_length=200)
 
 
 class JobProgressed(CaseScoped):
     TYPE = "io.aima.job.progressed.v1"
-    DESCRIPTION = "A job's step changed state."
+    DESCRIPTION = "A job's phase changed, or a step of one of its files changed state."
     job_id: str
-    step: str
-    state: JobState
+    phase: JobPhase
+    media_id: str | None = None
+    step: str | None = None
+    state: StepState | None = None
     progress: float = Field(ge=0, le=1)
 
 
 class JobFinished(CaseScoped):
     TYPE = "io.aima.job.finished.v1"
-    DESCRIPTION = "A job reached a final state (completed, failed or cancelled)."
+    DESCRIPTION = "A job reached a final phase (succeeded, partially succeeded, failed or cancelled)."
     job_id: str
-    state: Literal["completed", "failed", "cancelled"]
+    phase: Literal["Succeeded", "PartiallySucceeded", "Failed", "Cancelled"]
     reason: str | None = None
     finished_at: datetime | None = None
 
@@ -398,6 +413,7 @@ CATALOGUE: dict[str, type[EventData]] = {
         ReportRequested,
         ReportGenerated,
         JobCreated,
+        SchedulingRequested,
         JobProgressed,
         JobFinished,
         ConfigChanged,

@@ -63,23 +63,84 @@ class Limits(_Section):
     max_duration_s: int = Field(default=4 * 3600, ge=1)
 
 
+Rates = dict[str, Annotated[float, Field(ge=0.0)]]
+
+CPU_RATES: dict[str, float] = {
+    # seconds per unit of work on this project's 2-core reference machine, from the pipeline
+    # benchmark's run of record (docs/benchmarks.md): wall time per step while steps share the cores
+    "probe": 2.0,  # per file, plus the decode below
+    "probe_media_s": 0.01,  # per second of media: ffmpeg's decode and frame sampling
+    "transcribe": 0.28,  # per second of audio
+    "speakers": 0.1,  # per second of audio
+    "cues": 3.0,  # per file
+    "faces": 0.46,  # per frame
+    "persons": 0.2,  # per file
+    "pose": 0.05,  # per frame
+    "vision": 0.0,  # no vision-language model runs on a CPU here
+    "ocr": 0.62,  # per frame
+    "sensitivity": 0.35,  # per frame
+    "fuse": 3.0,  # per file: the report in every format
+}
+
+
 class GpuProfile(_Section):
-    """A GPU machine type the scheduler may request, with its (estimated) hourly price."""
+    """A machine type jobs are estimated and billed for: its GPUs, price and measured throughput.
+
+    ``seconds_per_unit`` is the measured model time per unit of each step's work (a second of
+    audio, a frame, a file; see `aima.estimates`) on this machine type; ``gpu_steps`` are the steps
+    that hold its GPUs, whose seconds count against a tenant's GPU-seconds per day and its cost.
+    """
 
     gpu: str = Field(min_length=1, max_length=100)
-    count: int = Field(ge=1, le=64)
+    count: int = Field(ge=0, le=64)
     price_per_hour: float = Field(ge=0.0)
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    seconds_per_unit: Rates = Field(default_factory=lambda: dict(CPU_RATES))
+    gpu_steps: list[str] = Field(default_factory=lambda: ["transcribe", "vision", "fuse"])
+
+
+def _gpu_rates(speedup: float, vision: float) -> dict[str, float]:
+    rates = {step: rate / speedup for step, rate in CPU_RATES.items()}
+    rates["vision"] = vision
+    return rates
 
 
 class Gpu(_Section):
-    """GPU profiles by name."""
+    """GPU profiles by name (the prices are list prices to start from; set your own)."""
 
     profiles: dict[str, GpuProfile] = Field(
         default_factory=lambda: {
-            "standard": GpuProfile(gpu="nvidia-l4", count=1, price_per_hour=0.8),
-            "large": GpuProfile(gpu="nvidia-a100-80gb", count=1, price_per_hour=3.5),
+            "cpu": GpuProfile(gpu="none", count=0, price_per_hour=0.0, gpu_steps=[]),
+            "l4": GpuProfile(
+                gpu="nvidia-l4", count=1, price_per_hour=0.8, seconds_per_unit=_gpu_rates(8.0, 1.2)
+            ),
+            "a100": GpuProfile(
+                gpu="nvidia-a100-80gb", count=1, price_per_hour=3.5, seconds_per_unit=_gpu_rates(20.0, 0.5)
+            ),
+            "h100": GpuProfile(
+                gpu="nvidia-h100-80gb", count=1, price_per_hour=6.5, seconds_per_unit=_gpu_rates(30.0, 0.3)
+            ),
         }
     )
+
+
+class Jobs(_Section):
+    """How a tenant's jobs are queued, estimated, approved and bounded."""
+
+    gpu_profile: str = Field(
+        default="cpu", min_length=1, max_length=100, description="a name in gpu.profiles"
+    )
+    max_running: int = Field(default=2, ge=1, le=1000, description="jobs of the tenant admitted at once")
+    gpu_seconds_per_day: float | None = Field(
+        default=None, ge=0, description="estimated GPU-seconds the tenant's jobs may start per UTC day"
+    )
+    approval_above_cost: float | None = Field(
+        default=None, ge=0, description="a job estimated to cost more waits for approval"
+    )
+    low_priority_hours: tuple[int, int] | None = Field(
+        default=None, description="UTC hours [start, end) in which low-priority jobs are admitted"
+    )
+    parallel_files: int = Field(default=2, ge=1, le=1000, description="files analysed at once (wall time)")
 
 
 def _no_phrases() -> dict[str, list[str]]:
@@ -106,6 +167,7 @@ class RuntimeConfig(_Section):
     retention: Retention = Field(default_factory=Retention)
     limits: Limits = Field(default_factory=Limits)
     gpu: Gpu = Field(default_factory=Gpu)
+    jobs: Jobs = Field(default_factory=Jobs)
     phrases: Phrases = Field(default_factory=Phrases)
 
 
@@ -115,6 +177,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "retention": Retention,
     "limits": Limits,
     "gpu": Gpu,
+    "jobs": Jobs,
     "phrases": Phrases,
 }
 """Section name (the configuration key) -> its model; the names match `RuntimeConfig`'s fields."""

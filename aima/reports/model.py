@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aima.domain import EvidenceRef, ModelRef
 
 SCHEMA_VERSION = "1"
-StepStatus = Literal["succeeded", "failed", "not_run"]
+StepStatus = Literal["succeeded", "failed", "not_run", "cancelled"]
 EntryKind = Literal[
     "file_created",
     "speech",

@@ -74,7 +74,13 @@ class Outbox:
         """
         written = list(events)
         rows = [
-            {"event_id": e.id, "type": e.type, "body": e.to_json().decode(), "created_at": utcnow()}
+            {
+                "event_id": e.id,
+                "type": e.type,
+                "body": e.to_json().decode(),
+                "created_at": utcnow(),
+                "job_id": _job_of(e),
+            }
             for e in written
         ]
         if not rows:
@@ -138,6 +144,31 @@ class Outbox:
                 .values(published_at=utcnow())
             )
 
+    def for_jobs(self, job_ids: Sequence[str]) -> list[CloudEvent]:
+        """Every event kept about these jobs (their data's ``job_id``), in the order they were written."""
+        if not job_ids:
+            return []
+        with self._db.session(readonly=True) as session:
+            rows = session.execute(
+                select(outbox.c.body).where(outbox.c.job_id.in_(list(job_ids))).order_by(outbox.c.seq)
+            ).all()
+        return [CloudEvent.from_json(row.body) for row in rows]
+
+    def forget(self, consumer: str, event_ids: Sequence[str]) -> int:
+        """Drop ``consumer``'s processed claims of these events, so a resume runs them again (for a
+        step that failed); returns how many were dropped."""
+        if not event_ids:
+            return 0
+        with self._db.session() as session:
+            result = session.execute(
+                delete(processed_events)
+                .where(
+                    processed_events.c.consumer == consumer, processed_events.c.event_id.in_(list(event_ids))
+                )
+                .returning(processed_events.c.event_id)
+            )
+            return len(result.all())
+
     def purge(self, published_before: datetime) -> int:
         """Delete rows published before ``published_before``; returns how many."""
         with self._db.session() as session:
@@ -147,3 +178,10 @@ class Outbox:
                 .returning(outbox.c.seq)
             )
             return len(result.all())
+
+
+def _job_of(event: CloudEvent) -> str | None:
+    """The job an event is about: its data's ``job_id`` (None for one about no job)."""
+    data = event.data
+    job_id = data.get("job_id") if isinstance(data, dict) else None
+    return job_id if isinstance(job_id, str) and len(job_id) <= 36 else None

@@ -22,7 +22,7 @@ from aima.storage.documents import DocumentStore, DuplicateDocument
 
 OUTCOMES = "step_outcomes"
 FUSIONS = "fusions"
-Status = Literal["succeeded", "failed", "not_run"]
+Status = Literal["succeeded", "failed", "not_run", "cancelled"]
 
 
 class Outcome(BaseModel):

@@ -38,7 +38,7 @@ SQLITE_MIN_POOL = 40
 """SQLite connections kept open at least: as many as threads may use the database at once (anyio's
 default threadpool has 40). An overflow connection is closed when returned, and reopening one (file,
 WAL and foreign-key pragmas) costs more than the query it serves; an open one costs a file handle."""
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 """The newest migration's revision (a test checks it against Alembic's head)."""
 READ_ONLY = "aima_read_only"  # execution option: the transaction only reads
 _SQLITE_UNAVAILABLE = ("database is locked", "database is busy", "unable to open", "disk i/o error")

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -126,14 +127,49 @@ jobs = Table(
     Column("case_id", String(36), ForeignKey("cases.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("parent_job_id", String(36), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=True),
     Column("media_id", String(36), ForeignKey("media.id", ondelete="CASCADE"), nullable=True),
-    Column("state", String(20), nullable=False),
+    Column("state", String(20), nullable=False),  # a JobPhase
     Column("steps", Json, nullable=False, default=lambda: []),
-    Column("priority", Integer, nullable=False, server_default=text("0")),
+    Column("priority", Integer, nullable=False, server_default=text("1")),  # Priority.rank
     _created(),
     _updated(),
+    # the lifecycle (migration 0006)
+    Column("hold_until", UTCDateTime(), nullable=True),
+    Column("require_approval", Boolean(), nullable=False, server_default=false()),
+    Column("approved_by", String(200), nullable=True),
+    Column("approved_at", UTCDateTime(), nullable=True),
+    Column("context", Text(), nullable=True),
+    Column("language", String(3), nullable=True),
+    Column("reference", String(300), nullable=True),
+    Column("estimate", Json, nullable=True),
+    Column("actual", Json, nullable=True),
+    Column("reason", Text(), nullable=True),
+    Column("submitted_by", String(200), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
     Index(None, "parent_job_id"),
     Index(None, "media_id"),
     Index(None, "state", "priority"),
+    Index("uq_jobs_reference", "tenant_id", "reference", unique=True),
+)
+
+job_steps = Table(
+    "job_steps",
+    metadata,
+    Column("job_id", String(36), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("step", String(40), primary_key=True),
+    _tenant(),
+    Column("case_id", String(36), ForeignKey("cases.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("parent_job_id", String(36), nullable=False, index=True),
+    Column("state", String(20), nullable=False),  # a StepState
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("worker", String(200), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("seconds", Float(), nullable=True),  # time the last attempt ran
+    Column("units", Float(), nullable=True),  # what it worked on: audio seconds, frames or files
+    Column("reason", Text(), nullable=True),
+    _updated(),
 )
 
 processed_events = Table(
@@ -156,7 +192,10 @@ outbox = Table(
     Column("body", Text(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
     Column("published_at", UTCDateTime(), nullable=True),
+    # the job the event is about (its data's job_id), so a resume finds what a job's steps emitted
+    Column("job_id", String(36), nullable=True),
     Index(None, "published_at", "seq"),
+    Index(None, "job_id"),
 )
 
 

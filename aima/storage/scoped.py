@@ -61,9 +61,17 @@ from sqlalchemy.sql.selectable import (
 from aima.access.scope import Scope
 from aima.storage.relational import Database
 
-TENANT_TABLES = frozenset({"cases", "media", "jobs", "case_members", "users", "audit_log", "audit_heads"})
+TENANT_TABLES = frozenset(
+    {"cases", "media", "jobs", "job_steps", "case_members", "users", "audit_log", "audit_heads"}
+)
 """Tables whose rows belong to a tenant; each has a ``tenant_id`` column."""
-CASE_COLUMNS = {"cases": "id", "media": "case_id", "jobs": "case_id", "case_members": "case_id"}
+CASE_COLUMNS = {
+    "cases": "id",
+    "media": "case_id",
+    "jobs": "case_id",
+    "job_steps": "case_id",
+    "case_members": "case_id",
+}
 """Tables whose rows belong to a case, and the column naming it."""
 
 SCOPE_KEY = "scope"

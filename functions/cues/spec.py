@@ -80,4 +80,5 @@ SPEC = FunctionSpec(
     resources=Resources(cpu="1", memory="1Gi", concurrency=2, timeout_s=900),
     port=8086,
     analysis=True,
+    step="cues",
 )

@@ -33,4 +33,5 @@ SPEC = FunctionSpec(
     resources=Resources(cpu="1", memory="1Gi", concurrency=1, timeout_s=1800, max_scale=8),
     port=8089,
     analysis=True,
+    step="faces",
 )

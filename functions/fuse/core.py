@@ -37,6 +37,8 @@ from events.catalogue import (
     EventData,
     FramesExtracted,
     FusionCompleted,
+    JobFinished,
+    JobProgressed,
     MediaFailed,
     MediaProbed,
     PersonsClustered,
@@ -81,6 +83,9 @@ class Pipeline:
 
 BuildReport = Callable[[str, str, str | None], CaseReport]
 """``(tenant_id, case_id, job_id) -> the stored, signed report``."""
+FinishJob = Callable[[str, str, str], None]
+"""``(tenant_id, case_id, job_id)``: give a job whose report was built its final phase."""
+CANCELLED = "the job was cancelled before this step ran"
 
 
 class FuseCore:
@@ -94,6 +99,7 @@ class FuseCore:
         *,
         extracted: Callable[[str, str, str], set[str] | None],
         build_report: BuildReport,
+        finish_job: FinishJob | None = None,
     ) -> None:
         """``extracted(tenant, case, media)`` is the event types the probe extracted for the file
         (None before the probe stored its result); ``build_report`` builds and stores a report."""
@@ -102,6 +108,7 @@ class FuseCore:
         self._pipeline = pipeline
         self._extracted = extracted
         self._build_report = build_report
+        self._finish_job = finish_job
 
     async def handle(self, data: EventData, ctx: Context) -> list[EventData]:
         return await asyncio.to_thread(self._handle, data, ctx)
@@ -109,6 +116,15 @@ class FuseCore:
     def _handle(self, data: EventData, ctx: Context) -> list[EventData]:
         if isinstance(data, ReportRequested):
             return self.fuse_job(data.tenant_id, data.case_id, None)
+        if isinstance(data, JobFinished):
+            return self.cancelled(data) if data.phase == "Cancelled" else []
+        if isinstance(data, JobProgressed):
+            # a job (re)started: one whose files are all done already (a resume with nothing left) ends now
+            if data.phase != "Running" or data.step is not None:
+                return []
+            if not self.job_done(data.tenant_id, data.case_id, data.job_id):
+                return []
+            return self.fuse_job(data.tenant_id, data.case_id, data.job_id)
         outcome = self.outcome_of(data, ctx)
         if outcome is None:
             return []
@@ -164,8 +180,29 @@ class FuseCore:
             child.media_id is None or self.file_done(tenant_id, case_id, child.media_id) for child in children
         )
 
-    def fuse_job(self, tenant_id: str, case_id: str, parent_id: str | None) -> list[EventData]:
-        """Build and store the case's report for ``parent_id`` (once per job)."""
+    def cancelled(self, data: JobFinished) -> list[EventData]:
+        """A cancelled job: its files' steps that never ended are recorded ``cancelled`` and the
+        report of what finished is built at once (partial)."""
+        tenant_id, case_id = data.tenant_id, data.case_id
+        scope = Scope.for_case(tenant_id, case_id, ACTOR)
+        for child in self._jobs.children(scope, data.job_id):
+            if child.media_id is None:
+                continue
+            outcomes = self._outcomes.for_media(tenant_id, case_id, child.media_id)
+            extracted = self._extracted(tenant_id, case_id, child.media_id) or set()
+            missing = self._pipeline.expected(extracted, outcomes) - outcomes.keys()
+            for step in sorted(missing):
+                outcome = Outcome(
+                    media_id=child.media_id, step=step, status="cancelled", reason=CANCELLED, job_id=child.id
+                )
+                self._outcomes.record(tenant_id, case_id, outcome)
+        return self.fuse_job(tenant_id, case_id, data.job_id, finish=False)
+
+    def fuse_job(
+        self, tenant_id: str, case_id: str, parent_id: str | None, *, finish: bool = True
+    ) -> list[EventData]:
+        """Build and store the case's report for ``parent_id`` (once per job), then give the job its
+        final phase (``finish``)."""
         if parent_id is not None and not self._outcomes.claim_fusion(tenant_id, case_id, parent_id):
             return []
         try:
@@ -174,6 +211,8 @@ class FuseCore:
             if parent_id is not None:
                 self._outcomes.release_fusion(tenant_id, case_id, parent_id)
             raise
+        if finish and parent_id is not None and self._finish_job is not None:
+            self._finish_job(tenant_id, case_id, parent_id)
         return [
             FusionCompleted(
                 tenant_id=tenant_id,

@@ -147,7 +147,9 @@ def build(facts: CaseFacts, version: int) -> CaseReport:
         job_id=facts.job_id,
         context=facts.context,
         partial=any(
-            step.status == "failed" and step.reason == NO_REPORT for f in report_files for step in f.steps
+            (step.status == "failed" and step.reason == NO_REPORT) or step.status == "cancelled"
+            for f in report_files
+            for step in f.steps
         ),
         files=report_files,
         timeline=timeline,
@@ -663,7 +665,7 @@ def _gaps(
     not_run: dict[tuple[str, str], list[ReportFile]] = defaultdict(list)
     for file in files:
         for outcome in file.steps:
-            if outcome.status == "not_run":
+            if outcome.status in ("not_run", "cancelled"):
                 not_run[(outcome.step, outcome.reason or "no reason given")].append(file)
             elif outcome.status == "failed":
                 gaps.append(

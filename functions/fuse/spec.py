@@ -24,6 +24,8 @@ from events.catalogue import (
     FacesDetected,
     FramesExtracted,
     FusionCompleted,
+    JobFinished,
+    JobProgressed,
     MediaFailed,
     MediaProbed,
     PersonsClustered,
@@ -39,6 +41,7 @@ from events.catalogue import (
 )
 from functions.fuse import narrative, picture
 from functions.fuse.core import FuseCore, Pipeline
+from functions.fuse.finish import JobFinisher
 from functions.runtime.deps import Deps
 from functions.runtime.spec import FunctionSpec, Resources, discover
 from inference.errors import ModelError
@@ -171,6 +174,7 @@ def build(deps: Deps) -> FuseCore:
         pipeline,
         extracted=builder.extracted,
         build_report=builder.build,
+        finish_job=JobFinisher(deps).finish,
     )
 
 
@@ -192,6 +196,8 @@ SPEC = FunctionSpec(
         SensitivityScored,
         VisionDescribed,
         ReportRequested,
+        JobProgressed,
+        JobFinished,
     ),
     emits=(FusionCompleted, ReportGenerated),
     build=build,

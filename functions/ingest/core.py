@@ -65,7 +65,7 @@ from typing import Any
 from aima.access.scope import Scope
 from aima.config.schema import Limits, RuntimeConfig
 from aima.config.service import ConfigService
-from aima.domain import Media
+from aima.domain import JobPhase, Media
 from aima.storage.audit import AuditHook, AuditLog
 from aima.storage.cases import CaseRepository
 from aima.storage.documents import DocumentStore
@@ -355,13 +355,17 @@ class IngestCore:
                         )
                     )
                     result = replace(result, job_id=child.id)
-                    events += [job_created(child), self._uploaded(scope, case_id, result)]
+                    events.append(job_created(child))  # the scheduler starts it (media.uploaded)
                 items.append(BulkItem(name, result, None))
             if not items:
                 raise NoFiles("the request holds no file (a part with a filename)")
             if not stored:  # no child will ever finish this job
-                state = "failed" if any(item.error for item in items) else "completed"
-                await asyncio.to_thread(self._jobs.set_state, scope, parent.id, state)
+                refused = any(item.error for item in items)
+                phase = JobPhase.FAILED if refused else JobPhase.SUCCEEDED
+                reason = "every file was refused" if refused else "every file is stored already"
+                await asyncio.to_thread(
+                    functools.partial(self._jobs.move, scope, parent.id, phase, reason=reason)
+                )
             await asyncio.to_thread(self._media.outbox.write, events)
         except BaseException:
             await asyncio.shield(self._undo(scope, case_id, stored, parent_job_id=parent.id))

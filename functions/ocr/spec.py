@@ -37,4 +37,5 @@ SPEC = FunctionSpec(
     resources=Resources(cpu="1", memory="1Gi", concurrency=1, timeout_s=1800, max_scale=4),
     port=8087,
     analysis=True,
+    step="ocr",
 )

@@ -36,4 +36,5 @@ SPEC = FunctionSpec(
     resources=Resources(cpu="500m", memory="512Mi", concurrency=4, timeout_s=600, max_scale=4),
     port=8090,
     analysis=True,
+    step="persons",
 )

@@ -52,4 +52,5 @@ SPEC = FunctionSpec(
     resources=Resources(cpu="1", memory="1Gi", concurrency=2, timeout_s=900),
     port=8082,
     analysis=True,
+    step="probe",
 )

@@ -36,6 +36,7 @@ from events.envelope import CloudEvent, derived_event_id
 from events.relay import OutboxRelay
 from functions.runtime.context import Context
 from functions.runtime.spec import EventFunction, FunctionSpec
+from functions.runtime.steps import Entry, StepGate, Ticket
 from inference.errors import ModelError, Outcome
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,10 @@ class RefusedEvent(ValueError, Unretryable):
 
 class StepFailed(RuntimeError, Unretryable):
     """A core let a model's ``not_run`` or failed-item outcome escape: dead-lettered, not retried."""
+
+
+class StepTimeout(TimeoutError):
+    """A core ran past its step's timeout; retried like any transient error."""
 
 
 class UndeclaredEmission(TypeError):
@@ -63,13 +68,19 @@ class Dispatcher:
         *,
         outbox: Outbox | None,
         relay: OutboxRelay | None,
+        gate: StepGate | None = None,
+        timeout_s: float | None = None,
     ) -> None:
         """Without ``outbox`` (and ``relay``) nothing is recorded or published: the caller gets the
-        emitted events and does with them what it likes (tests of a core)."""
+        emitted events and does with them what it likes (tests of a core). ``gate`` records the
+        function's per-file step of jobs (`functions.runtime.steps`); ``timeout_s`` bounds one call
+        of the core (a timeout is retried like any transient error)."""
         self.spec = spec
         self.core = core
         self._outbox = outbox
         self._relay = relay
+        self._gate = gate
+        self._timeout_s = timeout_s
 
     @property
     def source(self) -> str:
@@ -99,19 +110,36 @@ class Dispatcher:
                 "event settled before; skipped", extra={"event_id": event.id, "consumer": self.spec.name}
             )
             return []
+        ticket = await self._gate.enter(data) if self._gate is not None else None
+        if ticket is not None and ticket.entry is Entry.SKIP:
+            log.info("step not run for this job", extra={"event_id": event.id, "consumer": self.spec.name})
+            return []  # not settled: a resume delivers it again
         try:
-            payloads = await self.core.handle(data, Context(self.spec.name, event))
+            call = self.core.handle(data, Context(self.spec.name, event))
+            payloads = await (asyncio.wait_for(call, self._timeout_s) if self._timeout_s else call)
         except ModelError as exc:
             if exc.outcome is Outcome.RETRY:
+                await self._give_back(ticket, f"model unavailable, retried: {exc.reason}")
                 raise  # the model is down: the bus redelivers with backoff, HTTP answers 503
             # a core records not_run and failed items itself; one that lets them escape cannot
             # succeed on a redelivery either
-            raise StepFailed(f"{self.spec.name}: {exc.outcome.value}: {exc.reason}") from exc
+            failed = StepFailed(f"{self.spec.name}: {exc.outcome.value}: {exc.reason}")
+            if self._gate is not None:
+                await self._gate.fail(data, str(failed))
+            raise failed from exc
+        except TimeoutError as exc:
+            await self._give_back(ticket, f"timed out after {self._timeout_s:g} s")
+            raise StepTimeout(f"{self.spec.name}: timed out after {self._timeout_s:g} s") from exc
+        except Exception as exc:
+            await self._give_back(ticket, repr(exc)[:500])
+            raise
         emitted = self.envelopes(event, payloads)
         if outbox is None:
             return emitted
         if not await asyncio.to_thread(outbox.settle, self.spec.name, event.id, emitted):
             return []  # a concurrent delivery of the same event settled it first
+        if ticket is not None and self._gate is not None:
+            await self._gate.leave(ticket, payloads)
         if self._relay is not None:
             try:
                 await self._relay.publish(emitted)
@@ -133,6 +161,8 @@ class Dispatcher:
         if not isinstance(data, MediaScoped) or self._outbox is None:
             return []
         reason = f"gave up after repeated failures: {error}"[:2000]
+        if self._gate is not None:
+            await self._gate.fail(data, reason)
         failed = MediaFailed(**data.media_ids(), step=self.spec.name, reason=reason)
         emitted = self._envelopes(event, [failed], declared=False)
         if not await asyncio.to_thread(self._outbox.settle, self.spec.name, event.id, emitted):
@@ -143,6 +173,13 @@ class Dispatcher:
             except Exception as exc:
                 log.warning("media.failed stays in the outbox until the bus takes it: %r", exc)
         return emitted
+
+    async def _give_back(self, ticket: Ticket | None, error: str) -> None:
+        if ticket is not None and self._gate is not None:
+            try:
+                await self._gate.give_back(ticket, error)
+            except Exception as exc:  # the retry must not be lost to a ledger error
+                log.warning("could not give the step back: %r", exc)
 
     async def __call__(self, event: CloudEvent) -> Sequence[CloudEvent]:
         """As a bus handler: the emitted events are published already, so the bus gets none."""

@@ -28,6 +28,7 @@ from functions.runtime.app import create_function_app
 from functions.runtime.deps import Deps
 from functions.runtime.dispatch import Dispatcher
 from functions.runtime.spec import FunctionSpec
+from functions.runtime.steps import StepGate
 from functions.runtime.worker import instrument
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,19 @@ class Host:
             raise CannotServe(f"{spec.name} is not an event function")
         found = self._dispatchers.get(spec.name)
         if found is None:
-            found = Dispatcher(spec, spec.build(self.deps), outbox=self.deps.outbox, relay=self.deps.relay)
+            settings = self.deps.settings
+            timeout = settings.step_timeouts.get(spec.name, float(spec.resources.timeout_s))
+            gate = None
+            if spec.step is not None:
+                gate = StepGate(self.deps.db, spec.name, spec.step, lease_s=timeout + settings.bus_ack_wait)
+            found = Dispatcher(
+                spec,
+                spec.build(self.deps),
+                outbox=self.deps.outbox,
+                relay=self.deps.relay,
+                gate=gate,
+                timeout_s=timeout,
+            )
             self._dispatchers[spec.name] = found
         return found
 

@@ -85,6 +85,9 @@ class FunctionSpec:
     """The port ``aima serve NAME`` listens on by default."""
     analysis: bool = False
     """A step of the analysis pipeline: ``aima analyze`` runs it and counts its results."""
+    step: str | None = None
+    """The per-file step it runs (its state kept per file of a job, `aima.storage.job_steps`);
+    None for a function that is not one (the gateway, fuse, the scheduler)."""
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):

@@ -56,4 +56,5 @@ SPEC = FunctionSpec(
     resources=Resources(cpu="1", memory="1536Mi", concurrency=2, timeout_s=1800, max_scale=4),
     port=8085,
     analysis=True,
+    step="speakers",
 )

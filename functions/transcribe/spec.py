@@ -45,4 +45,5 @@ SPEC = FunctionSpec(
     resources=Resources(cpu="2", memory="2Gi", concurrency=1, timeout_s=3600, max_scale=4),
     port=8084,
     analysis=True,
+    step="transcribe",
 )

@@ -58,4 +58,5 @@ SPEC = FunctionSpec(
     resources=Resources(cpu="500m", memory="512Mi", concurrency=4, timeout_s=1800),
     port=8088,
     analysis=True,
+    step="vision",
 )
