@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from aima.config.schema import GpuProfile
-from aima.domain import MediaKind
+from aima.domain import Media, MediaKind
 
 AUDIO_STEPS = ("transcribe", "speakers", "cues")
 FRAME_STEPS = ("faces", "persons", "pose", "vision", "ocr", "sensitivity")
@@ -66,6 +66,21 @@ class MediaFacts:
             self.kind.value if self.kind else "", 100_000.0
         )
         return self.size / rate
+
+
+def facts_of(media: Media) -> MediaFacts:
+    """What the media row knows: kind, size, type, and the probe's duration once it ran."""
+    meta = media.metadata or {}
+    duration = meta.get("duration_s")
+    audio = meta.get("has_audio")
+    return MediaFacts(
+        media_id=media.id,
+        kind=media.kind,
+        size=media.size,
+        content_type=media.content_type,
+        duration_s=float(duration) if isinstance(duration, int | float) else None,
+        has_audio=audio if isinstance(audio, bool) else None,
+    )
 
 
 def function_steps(steps: Iterable[str]) -> list[str]:

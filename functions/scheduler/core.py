@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 
 from aima.access.scope import Scope
 from aima.config.schema import RuntimeConfig
-from aima.domain import Job, JobPhase, MediaKind, Priority
-from aima.estimates import Estimate, MediaFacts, calibration, estimate, function_steps, units
+from aima.domain import Job, JobPhase, Priority
+from aima.estimates import Estimate, MediaFacts, calibration, estimate, facts_of, function_steps, units
 from aima.storage.job_queue import JobQueue
 from aima.storage.job_steps import JobSteps
 from aima.storage.jobs import InvalidTransition, JobRepository
@@ -179,17 +179,7 @@ class SchedulerCore:
         media = self._media.get(scope, child.media_id or "")
         if media is None:
             return MediaFacts(media_id=child.media_id or "", kind=None, size=0)
-        meta = media.metadata or {}
-        duration = meta.get("duration_s")
-        audio = meta.get("has_audio")
-        return MediaFacts(
-            media_id=media.id,
-            kind=media.kind if isinstance(media.kind, MediaKind) else None,
-            size=media.size,
-            content_type=media.content_type,
-            duration_s=float(duration) if isinstance(duration, int | float) else None,
-            has_audio=audio if isinstance(audio, bool) else None,
-        )
+        return facts_of(media)
 
     def uploaded(self, scope: Scope, child: Job) -> MediaUploaded | None:
         media = self._media.get(scope, child.media_id or "")
