@@ -57,8 +57,8 @@ def upgrade() -> None:
     op.execute(
         "UPDATE jobs SET priority = CASE WHEN priority <= 0 THEN 1 WHEN priority >= 2 THEN 3 ELSE 2 END"
     )
-    with op.batch_alter_table("jobs", schema=None, recreate="never") as batch_op:
-        batch_op.alter_column("priority", server_default=sa.text("1"))
+    if op.get_bind().dialect.name == "postgresql":  # SQLite cannot change a default in place
+        op.alter_column("jobs", "priority", server_default=sa.text("1"))
 
     op.create_table(
         "job_steps",
