@@ -195,6 +195,20 @@ class JobSteps:
                 )
             return True
 
+    def close_pending(self, scope: Scope, parent_id: str, reason: str) -> int:
+        """End the job's steps that never started as ``not_run`` (the probe found nothing for them,
+        e.g. no audio track); returns how many."""
+        with scoped_session(self._db, scope) as session:
+            result = session.execute(
+                update(job_steps)
+                .where(job_steps.c.parent_job_id == parent_id, job_steps.c.state == StepState.PENDING.value)
+                .values(
+                    state=StepState.NOT_RUN.value, reason=reason, finished_at=utcnow(), updated_at=utcnow()
+                )
+                .returning(job_steps.c.step)
+            )
+            return len(result.all())
+
     def for_parent(self, scope: Scope, parent_id: str) -> list[StepRun]:
         """Every step of every file of the job."""
         with scoped_session(self._db, scope, readonly=True) as session:
