@@ -1,1 +1,1 @@
-"""The Kopf operator for AnalysisJob custom resources (filled by the jobs issue)."""
+"""Kubernetes operators: `operators.analysisjob`, the Kopf operator for AnalysisJob resources."""
