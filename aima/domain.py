@@ -149,7 +149,7 @@ class Priority(StrEnum):
         return next((p for p, r in _RANKS.items() if r == rank), Priority.NORMAL)
 
 
-_RANKS = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2, Priority.URGENT: 3}
+_RANKS = {Priority.LOW: -1, Priority.NORMAL: 0, Priority.HIGH: 1, Priority.URGENT: 2}
 
 
 class Step(StrEnum):

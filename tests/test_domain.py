@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from aima.domain import EvidenceRef, Finding, JobState, ModelRef, Step
+from aima.domain import EvidenceRef, Finding, JobPhase, ModelRef, Step
 
 MODEL = ModelRef(name="m", version="1", backend="cpu")
 
@@ -43,20 +43,29 @@ def test_evidence_time_range_is_ordered() -> None:
         EvidenceRef(media_id="m", start_s=3, end_s=1)
 
 
-def test_final_job_states() -> None:
-    assert {s for s in JobState if s.final} == {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED}
+def test_final_job_phases() -> None:
+    assert {p for p in JobPhase if p.final} == {
+        JobPhase.SUCCEEDED,
+        JobPhase.PARTIALLY_SUCCEEDED,
+        JobPhase.FAILED,
+        JobPhase.CANCELLED,
+    }
 
 
-def test_the_job_state_machine_never_leaves_a_final_state_and_resumes_a_running_job() -> None:
-    from aima.domain import JOB_TRANSITIONS, JobState
+def test_the_job_state_machine_never_leaves_success_and_queues_a_resumed_job() -> None:
+    from aima.domain import PHASE_TRANSITIONS, STEP_TRANSITIONS, StepState
 
-    assert set(JOB_TRANSITIONS) == set(JobState)
-    for state in JobState:
-        assert not state.can_become(state)
-        if state.final:
-            assert JOB_TRANSITIONS[state] == frozenset()
-    assert JobState.RUNNING.can_become(JobState.PENDING)  # resumed after a crash
-    assert not JobState.COMPLETED.can_become(JobState.RUNNING)
+    assert set(PHASE_TRANSITIONS) == set(JobPhase)
+    assert set(STEP_TRANSITIONS) == set(StepState)
+    for phase in JobPhase:
+        assert not phase.can_become(phase)
+    assert PHASE_TRANSITIONS[JobPhase.SUCCEEDED] == frozenset()
+    assert PHASE_TRANSITIONS[JobPhase.PARTIALLY_SUCCEEDED] == frozenset()
+    assert JobPhase.CANCELLED.can_become(JobPhase.QUEUED)  # resumed
+    assert JobPhase.AWAITING_APPROVAL.can_become(JobPhase.QUEUED)  # approved
+    assert not JobPhase.SUCCEEDED.can_become(JobPhase.RUNNING)
+    assert StepState.RUNNING.can_become(StepState.PENDING)  # its worker died
+    assert not StepState.SUCCEEDED.can_become(StepState.RUNNING)
 
 
 def test_the_repository_refuses_a_move_the_state_machine_forbids(sqlite_db: object) -> None:
@@ -65,7 +74,7 @@ def test_the_repository_refuses_a_move_the_state_machine_forbids(sqlite_db: obje
     from aima.access.scope import Scope
     from aima.identity.users import UserDirectory
     from aima.storage.cases import CaseRepository
-    from aima.storage.jobs import InvalidTransition, JobRepository
+    from aima.storage.jobs import InvalidTransition, JobNotFound, JobRepository
     from aima.storage.relational import Database
 
     assert isinstance(sqlite_db, Database)
@@ -76,8 +85,10 @@ def test_the_repository_refuses_a_move_the_state_machine_forbids(sqlite_db: obje
     scope = Scope.for_case(tenant, case_id, "t")
     jobs = JobRepository(sqlite_db)
     job = jobs.create_parent(scope, case_id, ["probe"])
-    assert jobs.set_state(scope, job.id, "running")
-    assert jobs.set_state(scope, job.id, "completed")
-    with pytest.raises(InvalidTransition, match="is completed; it cannot become running"):
-        jobs.set_state(scope, job.id, "running")
-    assert jobs.set_state(scope, "no-such-job", "running") is False
+    jobs.move(scope, job.id, JobPhase.ESTIMATING)
+    jobs.move(scope, job.id, JobPhase.RUNNING)
+    jobs.move(scope, job.id, JobPhase.SUCCEEDED)
+    with pytest.raises(InvalidTransition, match="is Succeeded; it cannot become Running"):
+        jobs.move(scope, job.id, JobPhase.RUNNING)
+    with pytest.raises(JobNotFound):
+        jobs.move(scope, "no-such-job", JobPhase.RUNNING)

@@ -129,7 +129,7 @@ jobs = Table(
     Column("media_id", String(36), ForeignKey("media.id", ondelete="CASCADE"), nullable=True),
     Column("state", String(20), nullable=False),  # a JobPhase
     Column("steps", Json, nullable=False, default=lambda: []),
-    Column("priority", Integer, nullable=False, server_default=text("1")),  # Priority.rank
+    Column("priority", Integer, nullable=False, server_default=text("0")),  # Priority.rank; 0 is normal
     _created(),
     _updated(),
     # the lifecycle (migration 0006)

@@ -28,6 +28,7 @@ from functions.api.routes import (
     cases,
     config,
     health,
+    jobs,
     media,
     persons,
     reports,
@@ -110,6 +111,7 @@ def create_app(
         persons,
         reviews,
         reports,
+        jobs,
         audit,
         config,
     )

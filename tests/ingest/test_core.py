@@ -15,9 +15,10 @@ import pytest
 from sqlalchemy import func, select
 
 from aima.config.service import ConfigService
+from aima.domain import JobPhase, Priority
 from aima.storage.audit import AuditLog
 from aima.storage.documents import DocumentStore
-from aima.storage.jobs import JobNotFound, JobRepository
+from aima.storage.jobs import InvalidTransition, JobNotFound, JobOptions, JobRepository
 from aima.storage.media import MediaRepository
 from aima.storage.objects import ObjectNotFound, ObjectStore
 from aima.storage.outbox import Outbox
@@ -386,8 +387,8 @@ async def test_bulk_creates_a_parent_and_one_child_job_per_stored_file(
     parent = repo.get(world.scope(), outcome.parent_job_id)
     assert parent is not None
     steps = [step.value for step in config.effective(world.tenant_id).analysis.steps]
-    assert (parent.state, parent.parent_job_id, parent.media_id, parent.steps) == (
-        "pending", None, None, steps,
+    assert (parent.phase, parent.parent_job_id, parent.media_id, parent.steps) == (
+        "Queued", None, None, steps,
     )  # fmt: skip
     children = repo.children(world.scope(), outcome.parent_job_id)
     assert sorted(child.media_id for child in children) == sorted(r.media_id for r in stored)
@@ -398,10 +399,8 @@ async def test_bulk_creates_a_parent_and_one_child_job_per_stored_file(
     assert (created[0].data or {})["job_id"] == outcome.parent_job_id
     assert sorted((e.data or {})["job_id"] for e in created[1:]) == sorted(c.id for c in children)
     assert all((e.data or {})["parent_job_id"] == outcome.parent_job_id for e in created[1:])
-    uploaded = await recorder.of_type(MediaUploaded.TYPE)
-    assert sorted(((e.data or {})["media_id"], (e.data or {})["job_id"]) for e in uploaded) == sorted(
-        (r.media_id, r.job_id) for r in stored
-    )
+    # a job's files wait in the queue: the scheduler, not ingest, sends their media.uploaded
+    assert await recorder.of_type(MediaUploaded.TYPE) == []
 
 
 async def test_bulk_of_only_refused_files_fails_its_parent_job(
@@ -416,7 +415,7 @@ async def test_bulk_of_only_refused_files_fails_its_parent_job(
     ]
     parent = JobRepository(world.db).get(world.scope(), outcome.parent_job_id)
     assert parent is not None
-    assert parent.state == "failed"
+    assert (parent.phase, parent.reason) == ("Failed", "every file was refused")
 
 
 async def test_bulk_with_too_many_files_is_refused_and_leaves_nothing(
@@ -620,22 +619,24 @@ async def test_a_resumable_duplicate_is_dropped(
 
 def test_jobs_stay_in_their_scope_and_validate_their_values(world: World) -> None:
     repo = JobRepository(world.db)
-    parent = repo.create_parent(world.scope(), world.case_id, ["probe", "transcribe"], priority=5)
-    assert (parent.state, parent.priority, parent.steps) == ("pending", 5, ["probe", "transcribe"])
+    options = JobOptions(priority=Priority.HIGH)
+    parent = repo.create_parent(world.scope(), world.case_id, ["probe", "transcribe"], options)
+    assert (parent.phase, parent.priority, parent.steps) == ("Queued", "high", ["probe", "transcribe"])
     other = world.scope(world.other_case_id)
     assert repo.get(other, parent.id) is None
-    assert repo.set_state(other, parent.id, "running") is False
+    with pytest.raises(JobNotFound):
+        repo.move(other, parent.id, JobPhase.ESTIMATING)
     assert repo.children(other, parent.id) == []
     with pytest.raises(JobNotFound):  # a parent of another case
         repo.create_child(other, world.other_case_id, parent.id, "m", ["probe"])
     with pytest.raises(ValueError, match="not_a_step"):
         repo.create_parent(world.scope(), world.case_id, ["not_a_step"])
-    with pytest.raises(ValueError, match="finished"):
-        repo.set_state(world.scope(), parent.id, "finished")
-    assert repo.set_state(world.scope(), parent.id, "running") is True
+    with pytest.raises(InvalidTransition, match="it cannot become Running"):
+        repo.move(world.scope(), parent.id, JobPhase.RUNNING)
+    assert repo.move(world.scope(), parent.id, JobPhase.ESTIMATING).phase == "Estimating"
     row = repo.get(world.scope(), parent.id)
     assert row is not None
-    assert row.state == "running"
+    assert row.phase == "Estimating"
     assert repo.delete(world.scope(), parent.id) is True
     assert repo.get(world.scope(), parent.id) is None
 

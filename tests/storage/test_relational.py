@@ -147,7 +147,7 @@ def test_the_case_language_migration_keeps_every_case_and_its_media(db: Database
 
     db.migrate()
 
-    assert revision(db) == HEAD == "0005"
+    assert revision(db) == HEAD == SCHEMA_HEAD
     assert {"language", "context"} <= case_columns(db)
     with db.session() as s:
         assert s.scalar(select(cases.c.language).where(cases.c.id == case_id)) is None
@@ -199,12 +199,12 @@ def test_deleting_a_case_cascades_to_its_media_and_jobs(db: Database) -> None:
                 case_id=case_id,
                 parent_job_id=parent,
                 media_id=media_id,
-                state="queued",
+                state="Queued",
             )
         )
         s.execute(
             insert(jobs).values(
-                id=kept_job, tenant_id="t1", case_id=kept_case, media_id=kept_media, state="done"
+                id=kept_job, tenant_id="t1", case_id=kept_case, media_id=kept_media, state="Succeeded"
             )
         )
 

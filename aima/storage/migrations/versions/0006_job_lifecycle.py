@@ -5,7 +5,8 @@ Revises: 0005
 Create Date: 2026-12-02 13:30:00.000000
 
 Job states become the phases Kubernetes shows (``pending`` → ``Queued``, ``completed`` →
-``Succeeded``, ...); priorities become class ranks (the old default 0 is ``normal``, 1).
+``Succeeded``, ...); priorities become class ranks (-1 low, 0 normal, the old default, 1 high, 2
+urgent).
 """
 
 from __future__ import annotations
@@ -54,11 +55,10 @@ def upgrade() -> None:
     op.create_index("uq_jobs_reference", "jobs", ["tenant_id", "reference"], unique=True)
     for old, new in _PHASES.items():
         op.execute(sa.text("UPDATE jobs SET state = :new WHERE state = :old").bindparams(old=old, new=new))
+    # old priorities were free integers with 0 the default: keep 0 (normal), clamp the rest to a class
     op.execute(
-        "UPDATE jobs SET priority = CASE WHEN priority <= 0 THEN 1 WHEN priority >= 2 THEN 3 ELSE 2 END"
+        "UPDATE jobs SET priority = CASE WHEN priority < 0 THEN -1 WHEN priority > 2 THEN 2 ELSE priority END"
     )
-    if op.get_bind().dialect.name == "postgresql":  # SQLite cannot change a default in place
-        op.alter_column("jobs", "priority", server_default=sa.text("1"))
 
     op.create_table(
         "job_steps",
@@ -82,7 +82,7 @@ def upgrade() -> None:
         sa.Column("seconds", sa.Float(), nullable=True),
         sa.Column("units", sa.Float(), nullable=True),
         sa.Column("reason", sa.Text(), nullable=True),
-        sa.Column("updated_at", UTCDateTime(), nullable=True),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
     )
     with op.batch_alter_table("outbox", schema=None, recreate="never") as batch_op:
         batch_op.add_column(sa.Column("job_id", sa.String(36), nullable=True))
@@ -96,7 +96,6 @@ def downgrade() -> None:
     op.drop_table("job_steps")
     for old, new in _PHASES.items():
         op.execute(sa.text("UPDATE jobs SET state = :old WHERE state = :new").bindparams(old=old, new=new))
-    op.execute("UPDATE jobs SET priority = priority - 1")
     op.drop_index("uq_jobs_reference", table_name="jobs")
     with op.batch_alter_table("jobs", schema=None, recreate="never") as batch_op:
         for column in (
