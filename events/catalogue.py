@@ -339,6 +339,8 @@ class SchedulingRequested(EventData):
         "cancelled; a hold window opened; a schedule ticked): the scheduler looks at the queue again."
     )
     tenant_id: str | None = Field(default=None, description="only this tenant's queue; none: all")
+    case_id: str | None = None
+    job_id: str | None = Field(default=None, description="a resumed job to pick up where it stopped")
     reason: str = Field(default="tick", max_length=200)
 
 

@@ -54,6 +54,12 @@ class JobQueue:
         with unscoped_session(self._db, reason=REASON, readonly=True) as session:
             return [job_of(row) for row in session.execute(query).mappings()]
 
+    def find(self, job_id: str) -> Job | None:
+        """A job by id alone, whatever its tenant (the operator's command line names only the id)."""
+        with unscoped_session(self._db, reason="find a job by id for a local operator", readonly=True) as s:
+            row = s.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+            return None if row is None else job_of(row)
+
     def active(self, tenant_id: str) -> int:
         """The tenant's admitted jobs (estimating or running)."""
         with unscoped_session(self._db, reason=REASON, readonly=True) as session:

@@ -278,7 +278,11 @@ class JobRepository:
                 )
                 .values(state=StepState.PENDING.value, lease_until=None, worker=None, updated_at=utcnow())
             )
-            events: list[EventData] = [SchedulingRequested(tenant_id=scope.tenant_id, reason="resume")]
+            events: list[EventData] = [
+                SchedulingRequested(
+                    tenant_id=scope.tenant_id, case_id=job.case_id, job_id=job.id, reason="resume"
+                )
+            ]
             if moved is not job:
                 events += announce_phase(moved)
             self._outbox.add(session, [self._event(e) for e in events])

@@ -54,9 +54,9 @@ class JobFinisher:
             phase = JobPhase.FAILED
         else:
             phase = JobPhase.PARTIALLY_SUCCEEDED
-        steps = JobSteps(db)
-        steps.close_pending(scope, job_id, "not needed: the probe found nothing for this step in the file")
-        runs = steps.for_parent(scope, job_id)
+        ledger = JobSteps(db)
+        ledger.close_pending(scope, job_id, "not needed: the probe found nothing for this step in the file")
+        runs = ledger.for_parent(scope, job_id)
         seconds: dict[str, float] = {}
         units: dict[str, float] = {}
         for run in runs:

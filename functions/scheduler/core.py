@@ -78,6 +78,17 @@ class SchedulerCore:
         if isinstance(data, JobCreated) and data.parent_job_id is not None:
             return []  # a child: its parent's creation schedules it
         tenant = data.tenant_id if isinstance(data, JobCreated | SchedulingRequested) else None
+        if (
+            isinstance(data, SchedulingRequested)
+            and data.job_id
+            and data.case_id
+            and self._replay is not None
+        ):
+            # a running job resumed after its worker died: its unfinished steps are delivered again
+            scope = Scope.for_case(data.tenant_id or "", data.case_id, ACTOR)
+            job = await asyncio.to_thread(self._jobs.get, scope, data.job_id)
+            if job is not None and job.phase is JobPhase.RUNNING:
+                await self._replay(job)
         async with (
             self._lock
         ):  # one walk of the queue at a time per process; the lock in admit spans processes
