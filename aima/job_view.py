@@ -8,10 +8,11 @@ for it:
   job's phase is final;
 * ``eta_s``: the model time of the steps not ended yet (pending or running), each at the seconds per
   unit this job measured for the same step (the mean over its succeeded files), else at the
-  estimate's rate for that step (its model time ÷ its units); steps of neither kind are left out, and
-  when none of the remaining steps has a rate the ETA is unknown (None). 0 for a final job. It is the
-  sum of the steps' times, not divided among files analysed in parallel, and it does not count down
-  while a step runs: it changes when the ledger does, so a view changes only when the job does;
+  estimate's rate for that step (its model time ÷ its units); steps of neither kind are left out.
+  Unknown (None) while nothing is planned or none of the remaining steps has a rate; 0 for a final
+  job. It is the sum of the steps' times, not divided among files analysed in parallel, and it does
+  not count down while a step runs: it changes when the ledger does, so a view changes only when
+  the job does;
 * ``counts``: step -> state -> files, under the functions' step names (``cues`` for the phrases step,
   ``fuse`` for the report), as the ledger records them;
 * ``error``: |estimated - actual| ÷ actual model time, once the job has both.
@@ -123,6 +124,8 @@ def compute(job: Job, runs: Sequence[StepRun], *, files: int, report: ReportRef 
 def eta(runs: Iterable[StepRun], estimated: Mapping[str, Any] | None) -> float | None:
     """Model seconds the steps not ended yet need (see module docstring); None when no rate is known."""
     runs = list(runs)
+    if not runs:
+        return None  # nothing planned yet
     remaining = [run for run in runs if not run.state.ended]
     if not remaining:
         return 0.0

@@ -19,9 +19,11 @@ import pytest
 from fastapi import FastAPI
 
 from aima.access.scope import Scope
+from aima.domain import Job, JobPhase
 from aima.identity.model import UserRecord
 from aima.samples import write_pattern_png
 from aima.settings import Settings, load_settings
+from aima.storage.jobs import JobOptions, JobRepository
 from aima.storage.retention import PROBES
 from aima.storage.transcripts import TranscriptRepository
 from aima.transcripts import SpeechSegment, Transcript, segment_id
@@ -348,6 +350,49 @@ def _ask_for_report(world: World) -> Call:
     return Call("POST", f"/api/v1/cases/{world.case_id}/reports")
 
 
+def seed_job(world: World, phase: JobPhase = JobPhase.QUEUED, options: JobOptions | None = None) -> Job:
+    """A job of the shared case on its probed file (`_image`), made and moved to ``phase`` through the
+    kernel's repository (no scheduler runs in the gateway tests)."""
+    _image("thumbnail")(world)
+    jobs = JobRepository(world.services.stores.db)
+    scope = Scope.for_case(world.tenant, world.case_id, "test")
+    job = jobs.create_parent(scope, world.case_id, ["probe", "faces"], options)
+    jobs.create_child(scope, world.case_id, job.id, world.probed)
+    path = {
+        JobPhase.QUEUED: [],
+        JobPhase.AWAITING_APPROVAL: [JobPhase.ESTIMATING, JobPhase.AWAITING_APPROVAL],
+        JobPhase.RUNNING: [JobPhase.ESTIMATING, JobPhase.RUNNING],
+        JobPhase.SUCCEEDED: [JobPhase.ESTIMATING, JobPhase.RUNNING, JobPhase.SUCCEEDED],
+    }
+    if phase is JobPhase.CANCELLED:
+        return jobs.cancel(scope, job.id, by="test")
+    for step in path[phase]:
+        job = jobs.move(scope, job.id, step)
+    return job
+
+
+def _job_route(
+    suffix: str, method: str = "POST", phase: JobPhase = JobPhase.QUEUED
+) -> Callable[[World], Call]:
+    """A route of a fresh job of the shared case in ``phase`` (so that every call finds it there)."""
+
+    def call(world: World) -> Call:
+        job = seed_job(world, phase)
+        return Call(method, f"/api/v1/cases/{world.case_id}/jobs/{job.id}{suffix}")
+
+    return call
+
+
+def _submit(world: World) -> Call:
+    _image("thumbnail")(world)  # a file to analyse
+    return Call("POST", f"/api/v1/cases/{world.case_id}/jobs", json={"media_ids": [world.probed]})
+
+
+def _estimate(world: World) -> Call:
+    _image("thumbnail")(world)
+    return Call("POST", f"/api/v1/cases/{world.case_id}/jobs/estimate", json={"media_ids": [world.probed]})
+
+
 CASE = "/api/v1/cases/{case_id}"
 CALLS: dict[tuple[str, str], Callable[[World], Call | Awaitable[Call]]] = {
     ("GET", "/healthz"): lambda w: Call("GET", "/healthz"),
@@ -410,6 +455,15 @@ CALLS: dict[tuple[str, str], Callable[[World], Call | Awaitable[Call]]] = {
     ("GET", CASE + "/reports/{version}"): _report("/latest"),
     ("GET", CASE + "/reports/{version}/export"): _report("/1/export?format=csv-timeline"),
     ("GET", CASE + "/search"): lambda w: Call("GET", f"{CASE.format(case_id=w.case_id)}/search?q=fire"),
+    ("POST", CASE + "/jobs"): _submit,
+    ("GET", CASE + "/jobs"): lambda w: Call("GET", f"/api/v1/cases/{w.case_id}/jobs"),
+    ("POST", CASE + "/jobs/estimate"): _estimate,
+    ("GET", CASE + "/jobs/{job_id}"): _job_route("", "GET"),
+    ("DELETE", CASE + "/jobs/{job_id}"): _job_route("", "DELETE"),
+    ("POST", CASE + "/jobs/{job_id}/cancel"): _job_route("/cancel"),
+    ("POST", CASE + "/jobs/{job_id}/resume"): _job_route("/resume", phase=JobPhase.CANCELLED),
+    ("POST", CASE + "/jobs/{job_id}/approve"): _job_route("/approve", phase=JobPhase.AWAITING_APPROVAL),
+    ("GET", CASE + "/jobs/{job_id}/events"): _job_route("/events", "GET", JobPhase.CANCELLED),
     ("POST", CASE + "/media"): _upload,
     ("POST", CASE + "/media:bulk"): _bulk,
     ("POST", CASE + "/uploads"): _begin,
