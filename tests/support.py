@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -25,6 +27,7 @@ from fastapi import FastAPI
 
 from aima.access.scope import Scope
 from aima.identity.users import UserDirectory
+from aima.reports.model import CaseReport
 from aima.storage.cases import CaseRepository
 from aima.storage.documents import DocumentStore
 from aima.storage.media import MediaRepository
@@ -245,3 +248,35 @@ def run_aima(
             f"{err[-20000:]}\n{out[-4000:]}"
         )
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+# --- comparing reports of two runs --------------------------------------------------------------
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)?")
+VOLATILE = {
+    "report_id",
+    "created_at",
+    "job_id",
+    "uploaded_at",
+    "signed_at",
+    "signature",
+    "key_id",
+    "audit_head",
+    "indicator_key",  # a digest over the media id, among others
+}
+
+
+def comparable(report: CaseReport) -> Any:
+    """The report without what differs between any two runs: ids, times, the signature."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if k not in VOLATILE}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, str):
+            return TIME.sub("<time>", UUID.sub("<id>", value))
+        return value
+
+    return clean(json.loads(report.model_dump_json()))

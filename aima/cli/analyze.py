@@ -29,6 +29,7 @@ from aima.reports.images import ReportImages
 from aima.reports.model import CaseReport
 from aima.settings import Settings
 from aima.storage.cases import CaseRepository
+from aima.storage.jobs import JobRepository
 from aima.storage.media import MediaRepository
 from aima.storage.outcomes import OutcomeRepository
 from aima.storage.reports import ReportRepository
@@ -181,7 +182,7 @@ async def run_analysis(
                 )
             else:
                 await _settle(deps)
-                report = (
+                report = (await _ended(deps, scope, case_id, bulk.parent_job_id) if any_stored else None) or (
                     await asyncio.to_thread(_report_of, deps, owner.tenant_id, case_id, bulk.parent_job_id)
                     if any_stored
                     else None
@@ -294,6 +295,32 @@ def _outcome_lines(report: CaseReport | None, media_id: str) -> Iterator[str]:
     for step in file.steps if file else []:
         reason = f": {step.reason}" if step.reason else ""
         yield f"{step.step}: {step.status.replace('_', ' ')}{reason}"
+
+
+async def _ended(
+    deps: Deps,
+    scope: Scope,
+    case_id: str,
+    job_id: str,
+    grace: float = 30.0,
+) -> CaseReport | None:
+    """The job's report once the job reached a final phase (fuse builds it as the job ends; a job
+    cancelled from elsewhere gets its partial report); None for a job still running once the bus is
+    idle (a step that never reported), which then gets its report built here."""
+    jobs = JobRepository(deps.stores.db)
+    reports = ReportRepository(deps.stores.documents)
+    deadline = time.monotonic() + grace
+    while True:
+        job = await asyncio.to_thread(jobs.get, scope, job_id)
+        if job is None or not job.phase.final:
+            return None
+        latest = await asyncio.to_thread(reports.latest, scope.tenant_id, case_id)
+        if latest is not None and latest.job_id == job_id:
+            return latest
+        if time.monotonic() > deadline:
+            return None
+        await _settle(deps)
+        await asyncio.sleep(0.1)
 
 
 def _report_of(deps: Deps, tenant_id: str, case_id: str, job_id: str | None) -> CaseReport | None:

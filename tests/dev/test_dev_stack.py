@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import httpx
 import nats
@@ -39,7 +38,7 @@ from aima.storage.databases import drop_database
 from aima.storage.factory import Stores
 from functions.runtime.spec import discover
 from tests.conftest import NATS_URL, PG_ADMIN_DSN
-from tests.support import run_aima
+from tests.support import comparable, run_aima
 
 pytestmark = pytest.mark.services
 
@@ -237,36 +236,6 @@ def test_an_upload_through_the_gateway_is_probed_by_the_probe_process(running: S
     media = aima(running.stack.client_env(), "media", "list", running.case_id, "--tenant", "acme")
     assert media.returncode == 0, media.stderr
     assert [line.split("\t")[1] for line in media.stdout.splitlines()] == ["probed"]
-
-
-UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)?")
-VOLATILE = {
-    "report_id",
-    "created_at",
-    "job_id",
-    "uploaded_at",
-    "signed_at",
-    "signature",
-    "key_id",
-    "audit_head",
-    "indicator_key",  # a digest over the media id, among others
-}
-
-
-def comparable(report: CaseReport) -> Any:
-    """The report without what differs between any two runs: ids, times, the signature."""
-
-    def clean(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items() if k not in VOLATILE}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        if isinstance(value, str):
-            return TIME.sub("<time>", UUID.sub("<id>", value))
-        return value
-
-    return clean(json.loads(report.model_dump_json()))
 
 
 def equal_media(folder: Path) -> list[Path]:
