@@ -46,6 +46,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure(settings)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per poll
     try:
         memo["client"] = JobClient.from_env()
     except SettingsError as exc:
