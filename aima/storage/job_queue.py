@@ -11,10 +11,11 @@ service that acts for every tenant, and its sessions say so (``unscoped_session`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from aima.domain import Job, JobPhase
 from aima.estimates import Estimate
@@ -76,6 +77,35 @@ class JobQueue:
                 return self._jobs.move_in(session, job.id, JobPhase.ESTIMATING)
             except ValueError:  # InvalidTransition: moved by someone else since it was listed
                 return None
+
+    def admit_many(self, tenant_id: str, candidates: Sequence[Job], *, max_running: int) -> list[Job]:
+        """Admit as many of one tenant's ``candidates`` (in their order) as it has free slots, in one
+        transaction under the tenant's lock; returns the admitted jobs, ``Estimating``."""
+        if not candidates:
+            return []
+        with unscoped_session(self._db, reason=REASON) as session:
+            transaction_lock(session, f"jobs:{tenant_id}")
+            free = max_running - int(session.execute(_count_active(tenant_id)).scalar() or 0)
+            if free <= 0:
+                return []
+            ids = [job.id for job in candidates if job.tenant_id == tenant_id][:free]
+            now = utcnow()
+            rows = session.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id.in_(ids), jobs.c.state == JobPhase.QUEUED.value, jobs.c.parent_job_id.is_(None)
+                )
+                .values(state=JobPhase.ESTIMATING.value, updated_at=now)
+                .returning(*jobs.c)
+            ).mappings()
+            admitted = {str(row["id"]): job_of(row) for row in rows}
+            if admitted:
+                session.execute(
+                    update(jobs)
+                    .where(jobs.c.parent_job_id.in_(list(admitted)))
+                    .values(state=JobPhase.ESTIMATING.value, updated_at=now)
+                )
+        return [admitted[i] for i in ids if i in admitted]
 
     def gpu_seconds_since(self, tenant_id: str, since: datetime) -> float:
         """Estimated GPU-seconds of the tenant's jobs started (or admitted) since ``since``; a

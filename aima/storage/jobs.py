@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import RowMapping, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -55,6 +57,16 @@ class InvalidTransition(ValueError):
 
 class DuplicateReference(ValueError):
     """A job with this reference exists already (`JobRepository.by_reference` finds it)."""
+
+
+@dataclass(frozen=True)
+class Start:
+    """An admitted job to run: its estimate, its files' planned step rows, its start events."""
+
+    job: Job
+    estimate: dict[str, Any]
+    steps: list[dict[str, Any]]
+    events: list[CloudEvent]
 
 
 @dataclass(frozen=True)
@@ -144,6 +156,20 @@ class JobRepository:
                 select(jobs).where(jobs.c.parent_job_id == parent_id).order_by(jobs.c.created_at, jobs.c.id)
             ).mappings()
             return [job_of(row) for row in rows]
+
+    def children_of(self, scope: Scope, parent_ids: Iterable[str]) -> dict[str, list[Job]]:
+        """The child jobs of several parents (one query), oldest first, by parent."""
+        wanted = list(dict.fromkeys(parent_ids))
+        found: dict[str, list[Job]] = {parent: [] for parent in wanted}
+        if not wanted:
+            return found
+        with scoped_session(self._db, scope, readonly=True) as session:
+            rows = session.execute(
+                select(jobs).where(jobs.c.parent_job_id.in_(wanted)).order_by(jobs.c.created_at, jobs.c.id)
+            ).mappings()
+            for row in rows:
+                found[str(row["parent_job_id"])].append(job_of(row))
+        return found
 
     def parents(self, scope: Scope, case_id: str, *, limit: int = 100) -> list[Job]:
         """The case's parent jobs, newest first."""
@@ -287,6 +313,36 @@ class JobRepository:
                 events += announce_phase(moved)
             self._outbox.add(session, [self._event(e) for e in events])
             return moved
+
+    def start_many(self, scope: Scope, starts: Sequence[Start]) -> list[Job]:
+        """Move admitted jobs ``Estimating → Running`` with their estimates, plan their files' steps
+        and write their start events, all in one transaction; a job moved by someone else meanwhile
+        (cancelled while it was estimated) is left out (logged). Returns the started jobs."""
+        started: list[Job] = []
+        now = utcnow()
+        with scoped_session(self._db, scope) as session:
+            steps_rows: list[dict[str, Any]] = []
+            events: list[CloudEvent] = []
+            for start in starts:
+                fields: dict[str, Any] = {"estimate": start.estimate, "reason": None}
+                if start.job.started_at is not None:
+                    fields["started_at"] = start.job.started_at
+                try:
+                    moved = self.move_in(session, start.job.id, JobPhase.RUNNING, fields=fields)
+                except InvalidTransition:
+                    continue
+                started.append(moved)
+                for row in start.steps:
+                    steps_rows.append({**row, "updated_at": now})
+                events += [self._event(e) for e in announce_phase(moved)] + list(start.events)
+            if steps_rows:
+                dialect = session.get_bind().dialect.name
+                insert = pg_insert if dialect == "postgresql" else sqlite_insert
+                session.execute(
+                    insert(job_steps).on_conflict_do_nothing(index_elements=["job_id", "step"]), steps_rows
+                )
+            self._outbox.add(session, events)
+        return started
 
     def set_fields(self, scope: Scope, job_id: str, **fields: Any) -> None:
         """Record facts about a job that are not a move (its estimate, what it used)."""

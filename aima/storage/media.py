@@ -8,7 +8,7 @@ file's status goes ``stored`` (uploaded) -> ``probed`` or ``failed`` (with ``fai
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import RowMapping, select
@@ -90,6 +90,15 @@ class MediaRepository:
         with scoped_session(self._db, scope) as session:
             row = session.execute(select(media).where(media.c.id == media_id)).first()
             return _media(row._mapping) if row is not None else None
+
+    def many(self, scope: Scope, media_ids: Iterable[str]) -> dict[str, Media]:
+        """The files among ``media_ids`` that exist within the scope, by id (one query)."""
+        wanted = builtins.list(dict.fromkeys(media_ids))
+        if not wanted:
+            return {}
+        with scoped_session(self._db, scope, readonly=True) as session:
+            rows = session.execute(select(media).where(media.c.id.in_(wanted)))
+            return {str(row.id): _media(row._mapping) for row in rows}
 
     def list(self, scope: Scope, case_id: str) -> builtins.list[Media]:
         """The case's media, oldest first."""

@@ -27,12 +27,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from aima.access.scope import Scope
-from aima.config.schema import RuntimeConfig
-from aima.domain import Job, JobPhase, Priority
+from aima.config.schema import GpuProfile, RuntimeConfig
+from aima.domain import Job, JobPhase, Media, Priority
 from aima.estimates import Estimate, MediaFacts, calibration, estimate, facts_of, function_steps, units
 from aima.storage.job_queue import JobQueue
 from aima.storage.job_steps import JobSteps
-from aima.storage.jobs import InvalidTransition, JobRepository
+from aima.storage.jobs import JobRepository, Start
 from aima.storage.media import MediaRepository
 from aima.storage.schema import utcnow
 from events.catalogue import EventData, JobCreated, MediaUploaded, SchedulingRequested, make_event
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 ACTOR = "function:scheduler"
 SOURCE = "/aima/functions/scheduler"
+WALK = 5000
+"""Queued jobs looked at in one walk of the queue."""
 Replay = Callable[[Job], Awaitable[int]]
 """Re-deliver what a resumed job's steps left undone; returns how many events it sent."""
 
@@ -99,83 +101,123 @@ class SchedulerCore:
         return []
 
     def schedule(self, tenant_id: str | None = None) -> list[Job]:
-        """Walk the queue once; returns the started jobs that ran before (to be replayed)."""
+        """Walk the queue once; returns the started jobs that ran before (to be replayed).
+
+        Per tenant, in queue order: as many jobs as it has free slots are admitted in one
+        transaction (`JobQueue.admit_many`), estimated together, and started in one transaction
+        (`JobRepository.start_many`), so a queue of a thousand jobs costs a handful of commits.
+        """
         now = self._clock()
-        full: set[str] = set()
         resumed: list[Job] = []
-        for job in self._queue.waiting(now=now, tenant_id=tenant_id):
-            if job.tenant_id in full:
+        by_tenant: dict[str, list[Job]] = {}
+        for job in self._queue.waiting(now=now, tenant_id=tenant_id, limit=WALK):
+            by_tenant.setdefault(job.tenant_id, []).append(job)
+        for tenant, waiting in by_tenant.items():
+            config = self._config(tenant)
+            open_now = _in_hours(config.jobs.low_priority_hours, now)
+            candidates = [job for job in waiting if job.priority is not Priority.LOW or open_now]
+            admitted = self._queue.admit_many(tenant, candidates, max_running=config.jobs.max_running)
+            if not admitted:
                 continue
-            config = self._config(job.tenant_id)
-            if job.priority is Priority.LOW and not _in_hours(config.jobs.low_priority_hours, now):
-                continue
-            admitted = self._queue.admit(job, max_running=config.jobs.max_running)
-            if admitted is None:
-                if self._queue.active(job.tenant_id) >= config.jobs.max_running:
-                    full.add(job.tenant_id)
-                continue
-            try:
-                started = self.start(admitted, config, now)
-            except InvalidTransition:
-                continue  # cancelled while it was being estimated
-            if started is not None and admitted.started_at is not None:
-                resumed.append(started)
+            started = self.start_many(tenant, admitted, config, now)
+            resumed += [job for job in started if job.id in {a.id for a in admitted if a.started_at}]
         return resumed
 
     def start(self, job: Job, config: RuntimeConfig, now: datetime) -> Job | None:
-        """Estimate an admitted job, then hold it, ask for approval or run it (module docstring)."""
-        scope = Scope.for_case(job.tenant_id, job.case_id, ACTOR)
-        children = self._jobs.children(scope, job.id)
-        facts = [self.facts(scope, child) for child in children if child.media_id is not None]
-        est = self.estimate(job, facts, config)
-        self._jobs.set_fields(scope, job.id, estimate=est.model_dump(mode="json"))
+        """Estimate one admitted job, then hold it, ask for approval or run it (module docstring)."""
+        started = self.start_many(job.tenant_id, [job], config, now)
+        return started[0] if started else None
+
+    def start_many(
+        self, tenant_id: str, admitted: list[Job], config: RuntimeConfig, now: datetime
+    ) -> list[Job]:
+        """Estimate admitted jobs of one tenant; hold, send for approval or start each (module docstring)."""
+        scope = Scope.for_tenant(tenant_id, ACTOR)
+        children = self._jobs.children_of(scope, [job.id for job in admitted])
+        media_ids = [c.media_id for kids in children.values() for c in kids if c.media_id is not None]
+        rows = self._media.many(scope, media_ids)
+        name, profile = self.profile(config)
+        factors = calibration(self._queue.finished_pairs(name))
         budget = config.jobs.gpu_seconds_per_day
-        if budget is not None and est.gpu_s > 0:
-            midnight = datetime(now.year, now.month, now.day, tzinfo=UTC)
-            used = self._queue.gpu_seconds_since(job.tenant_id, midnight)
-            if used + est.gpu_s > budget:
-                reason = (
-                    f"the tenant's GPU-seconds for today are used ({used:.0f} of {budget:.0f} s; "
-                    f"this job needs {est.gpu_s:.0f} s): held until tomorrow"
-                )
-                hold = {"hold_until": midnight + timedelta(days=1)}
-                self._jobs.move(scope, job.id, JobPhase.QUEUED, reason=reason, fields=hold)
-                return None
+        midnight = datetime(now.year, now.month, now.day, tzinfo=UTC)
+        used = self._queue.gpu_seconds_since(tenant_id, midnight) if budget is not None else 0.0
+        starts: list[Start] = []
+        for job in admitted:
+            files = [c for c in children.get(job.id, []) if c.media_id is not None]
+            facts = [_facts(rows.get(c.media_id or ""), c) for c in files]
+            est = estimate(
+                facts,
+                job.steps,
+                name,
+                profile,
+                frames_per_minute=config.analysis.max_frames_per_minute,
+                parallel_files=config.jobs.parallel_files,
+                calibration=factors,
+            )
+            held = self.held(job, est, config, used, midnight)
+            if held:
+                continue
+            used += est.gpu_s
+            plans = [
+                {
+                    "job_id": child.id,
+                    "step": step,
+                    "tenant_id": child.tenant_id,
+                    "case_id": child.case_id,
+                    "parent_job_id": job.id,
+                    "state": "pending",
+                    "attempts": 0,
+                    "units": amount,
+                }
+                for child, file in zip(files, facts, strict=True)
+                for step in function_steps(job.steps)
+                if step in self._per_file
+                and (amount := units(file, step, config.analysis.max_frames_per_minute)) is not None
+            ]
+            events = (
+                []
+                if job.started_at is not None
+                else [_start_event(job, c, rows.get(c.media_id or "")) for c in files]
+            )
+            starts.append(
+                Start(job, est.model_dump(mode="json"), plans, [e for e in events if e is not None])
+            )
+        return self._jobs.start_many(scope, starts)
+
+    def held(self, job: Job, est: Estimate, config: RuntimeConfig, used: float, midnight: datetime) -> bool:
+        """Put a job back in the queue until tomorrow (GPU budget) or before an approver; True if so."""
+        scope = Scope.for_case(job.tenant_id, job.case_id, ACTOR)
+        budget = config.jobs.gpu_seconds_per_day
+        if budget is not None and est.gpu_s > 0 and used + est.gpu_s > budget:
+            reason = (
+                f"the tenant's GPU-seconds for today are used ({used:.0f} of {budget:.0f} s; "
+                f"this job needs {est.gpu_s:.0f} s): held until tomorrow"
+            )
+            fields = {"hold_until": midnight + timedelta(days=1), "estimate": est.model_dump(mode="json")}
+            self._jobs.move(scope, job.id, JobPhase.QUEUED, reason=reason, fields=fields)
+            return True
         above = config.jobs.approval_above_cost
-        needs_approval = job.require_approval or (above is not None and est.cost > above)
-        if needs_approval and job.approved_by is None:
+        if (job.require_approval or (above is not None and est.cost > above)) and job.approved_by is None:
             why = (
                 "the job asks for approval"
                 if job.require_approval
                 else f"estimated cost {est.cost:.2f} {est.currency} is above {above:.2f}"
             )
-            self._jobs.move(scope, job.id, JobPhase.AWAITING_APPROVAL, reason=why)
-            return None
-        ran_before = job.started_at is not None
-        for child, file in zip([c for c in children if c.media_id is not None], facts, strict=True):
-            planned = {
-                step: amount
-                for step in function_steps(job.steps)
-                if step in self._per_file
-                and (amount := units(file, step, config.analysis.max_frames_per_minute)) is not None
-            }
-            self._steps.plan(scope, child, planned)
-        starts = [] if ran_before else [self.uploaded(scope, child) for child in children]
-        fields = {"reason": None, "started_at": job.started_at} if ran_before else {"reason": None}
-        return self._jobs.move(
-            scope,
-            job.id,
-            JobPhase.RUNNING,
-            fields=fields,
-            events=[start_event(e) for e in starts if e is not None],
-        )
+            fields = {"estimate": est.model_dump(mode="json")}
+            self._jobs.move(scope, job.id, JobPhase.AWAITING_APPROVAL, reason=why, fields=fields)
+            return True
+        return False
 
-    def estimate(self, job: Job, facts: list[MediaFacts], config: RuntimeConfig) -> Estimate:
+    def profile(self, config: RuntimeConfig) -> tuple[str, GpuProfile]:
         name = config.jobs.gpu_profile
         profile = config.gpu.profiles.get(name)
         if profile is None:
             name, profile = next(iter(config.gpu.profiles.items()))
-        factors = calibration(self._queue.finished_pairs(name))
+        return name, profile
+
+    def estimate(self, job: Job, facts: list[MediaFacts], config: RuntimeConfig) -> Estimate:
+        """The estimate of ``job`` on ``facts`` under the tenant's profile, calibrated."""
+        name, profile = self.profile(config)
         return estimate(
             facts,
             job.steps,
@@ -183,30 +225,31 @@ class SchedulerCore:
             profile,
             frames_per_minute=config.analysis.max_frames_per_minute,
             parallel_files=config.jobs.parallel_files,
-            calibration=factors,
+            calibration=calibration(self._queue.finished_pairs(name)),
         )
 
-    def facts(self, scope: Scope, child: Job) -> MediaFacts:
-        media = self._media.get(scope, child.media_id or "")
-        if media is None:
-            return MediaFacts(media_id=child.media_id or "", kind=None, size=0)
-        return facts_of(media)
 
-    def uploaded(self, scope: Scope, child: Job) -> MediaUploaded | None:
-        media = self._media.get(scope, child.media_id or "")
-        if media is None:
-            return None
-        return MediaUploaded(
-            tenant_id=child.tenant_id,
-            case_id=child.case_id,
-            media_id=media.id,
-            job_id=child.id,
-            object_key=media.object_key,
-            sha256=media.sha256,
-            size=media.size,
-            content_type=media.content_type,
-            filename=media.filename,
-        )
+def _facts(media: Media | None, child: Job) -> MediaFacts:
+    return (
+        facts_of(media) if media is not None else MediaFacts(media_id=child.media_id or "", kind=None, size=0)
+    )
+
+
+def _start_event(job: Job, child: Job, media: Media | None) -> CloudEvent | None:
+    if media is None:
+        return None
+    data = MediaUploaded(
+        tenant_id=child.tenant_id,
+        case_id=child.case_id,
+        media_id=media.id,
+        job_id=child.id,
+        object_key=media.object_key,
+        sha256=media.sha256,
+        size=media.size,
+        content_type=media.content_type,
+        filename=media.filename,
+    )
+    return start_event(data)
 
 
 def start_event(data: MediaUploaded) -> CloudEvent:
