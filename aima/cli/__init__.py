@@ -31,6 +31,7 @@ LAZY = {
     "case": "aima.cli.admin:case",
     "config": "aima.cli.admin:config",
     "dev": "aima.cli.dev:dev",
+    "job": "aima.cli.jobs:job",
     "media": "aima.cli.admin:media",
     "persons": "aima.cli.persons:persons",
     "report": "aima.cli.reports:report",
