@@ -12,10 +12,12 @@ registers them with Kopf and the tests call them directly with CRD bodies.
   the job goes on as submitted;
 * `approve` sends the approval given by the annotation ``aima.io/approved: "true"`` or by
   ``spec.approval.approved``, once;
-* `delete` cancels the job (unless final) and, with ``deletePolicy: Delete``, deletes its results.
+* `delete` cancels the job (unless final) and, with ``deletePolicy: Delete``, deletes its results
+  (if the gateway refuses that, the job is still cancelled and the refusal raised).
 
-Gateway failures become `kopf.PermanentError` (a 4xx other than 408/409/425/429) or
-`kopf.TemporaryError` (those, 5xx, no answer) with the gateway's ``Retry-After`` as the delay.
+Gateway failures become `kopf.PermanentError` (a 4xx other than 408/409/425/429; a 409 on
+submission too: the reference names another case's job) or `kopf.TemporaryError` (those, 5xx, no
+answer) with the gateway's ``Retry-After`` as the delay.
 """
 
 from __future__ import annotations
@@ -95,6 +97,9 @@ async def create(
         _refused(patch, conditions, "InvalidSpec", message, generation, now)
         raise kopf.PermanentError(message) from None
     except GatewayError as exc:
+        if exc.status == HTTPStatus.CONFLICT:  # the reference names another case's job: never succeeds
+            _refused(patch, conditions, "ReferenceTaken", _message(str(exc)), generation, now)
+            raise kopf.PermanentError(str(exc)) from exc
         if exc.retryable:
             patch.status["conditions"] = set_condition(
                 conditions, "Submitted", "False", "GatewayUnavailable", _message(str(exc)), generation, now
@@ -188,10 +193,11 @@ async def approve(
 async def delete(body: Mapping[str, Any], client: JobClient, *, logger: Logger = log) -> None:
     """Cancel the job unless it is final; with ``deletePolicy: Delete`` delete it with its results.
 
-    A job whose id was never recorded (its submission's answer was lost) is found by its reference."""
+    A job whose id was never recorded (its submission's answer was lost) is found by its reference.
+    If the gateway refuses to delete the results, the job is still cancelled and the refusal raised
+    (Kopf logs it and posts it as a warning event): the results stay."""
     status = _status(body)
     case_id = submitted_case(body)
-    delete_results = _spec(body).get("deletePolicy", "Keep") == "Delete"
     try:
         job_id, phase = status.get("jobId"), status.get("phase")
         if not job_id:
@@ -200,18 +206,34 @@ async def delete(body: Mapping[str, Any], client: JobClient, *, logger: Logger =
             if not found:
                 return
             job_id, phase = found[0].id, found[0].phase
-        if delete_results:
-            await client.delete(case_id, str(job_id), results="delete")
+        if _spec(body).get("deletePolicy", "Keep") == "Delete":
+            try:
+                await client.delete(case_id, str(job_id), results="delete")
+            except GatewayError as exc:
+                if exc.retryable or exc.status == HTTPStatus.NOT_FOUND:
+                    raise
+                await _cancel(client, case_id, str(job_id), phase, logger)
+                raise kopf.PermanentError(f"the job's results are kept: {exc}") from exc
             logger.info("job %s deleted with its results", job_id)
-        elif phase not in FINAL_PHASES:
-            await client.cancel(case_id, str(job_id))
-            logger.info("job %s cancelled; its results are kept", job_id)
+        else:
+            await _cancel(client, case_id, str(job_id), phase, logger)
     except GatewayError as exc:
         if exc.status == HTTPStatus.NOT_FOUND:
             return  # gone already (or its case is)
-        if exc.status == HTTPStatus.CONFLICT and not delete_results:
-            return  # final meanwhile: nothing to cancel
         raise kopf_error(exc) from exc
+
+
+async def _cancel(client: JobClient, case_id: str, job_id: str, phase: object, logger: Logger) -> None:
+    """Cancel a job that is not final (a 409: it ended meanwhile)."""
+    if phase in FINAL_PHASES:
+        return
+    try:
+        await client.cancel(case_id, job_id)
+    except GatewayError as exc:
+        if exc.status != HTTPStatus.CONFLICT:
+            raise
+        return
+    logger.info("job %s cancelled; its results are kept", job_id)
 
 
 def polling(status: Mapping[str, Any], **_: Any) -> bool:

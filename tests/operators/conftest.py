@@ -1,23 +1,25 @@
-"""Fixtures of the operator's tests: the gateway's job routes and a `JobClient` on them."""
+"""Fixtures of the operator's tests: the real gateway (`tests.operators.gateway`) and a `JobClient`
+of the operator's service account on it."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from operators.analysisjob.client import BearerToken, JobClient
-from tests.operators.gateway import TOKEN, FakeGateway
-from tests.operators.support import CASE_ID
+from tests.operators.gateway import URL, Gateway, gateway_on
 
 
 @pytest.fixture
-def gateway() -> FakeGateway:
-    return FakeGateway(cases={CASE_ID})  # TODO real API
+async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    async with gateway_on(tmp_path) as opened:
+        yield opened
 
 
 @pytest.fixture
-async def client(gateway: FakeGateway) -> AsyncIterator[JobClient]:
-    client = JobClient("http://aima-api:8080", BearerToken(TOKEN), transport=gateway.transport())
+async def client(gateway: Gateway) -> AsyncIterator[JobClient]:
+    client = JobClient(URL, BearerToken(gateway.token), transport=gateway.transport())
     yield client
     await client.aclose()

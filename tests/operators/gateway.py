@@ -1,168 +1,190 @@
-"""TODO real API: a stand-in for the gateway's job routes (``functions/api/routes/jobs.py``, being
-written) behind an `httpx.MockTransport`, keeping to the contract the operator's client is written
-against: routes, JobView shapes, problem+json errors, the ``reference`` idempotency. Replace it with
-the real gateway on real stores (as ``tests/api/conftest.py`` builds it) once the routes land.
+"""The real gateway (``functions.api``, its job routes) on real stores for the operator's tests: a
+tenant, a case with two probed files, and the operator's service account (an analyst of the case)
+with a service token, as a platform admin would set it up. No scheduler runs: the tests move jobs
+with the kernel's repository and step ledger, as the scheduler and the functions would.
+
+`Gateway.transport` records every call; `Faults` answers chosen calls with a failure before they
+reach the gateway (a 5xx, a 429, a refused connection), as a proxy or an outage would.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
-TOKEN = "operator-service-token"
+from aima.access.scope import Scope
+from aima.domain import Job, JobPhase, StepState
+from aima.samples import write_pattern_png
+from aima.storage.job_steps import JobSteps
+from aima.storage.jobs import JobRepository
+from events.bus_memory import MemoryBus
+from functions.api.app import create_app
+from functions.api.services import ApiServices
+from functions.ingest.spec import app as ingest_app
+from functions.runtime.deps import Deps
+from tests.api.conftest import api_settings, unique
+from tests.support import add_media
+
+URL = "http://aima-api"
 ESTIMATE = {
+    "gpu_profile": "l4",
+    "currency": "EUR",
+    "files": 2,
+    "media_s": 0.0,
+    "basis": "probed",
+    "per_step": {
+        "probe": {"units": 2, "model_s": 2.0, "gpu_s": 0.0, "cost": 0.0},
+        "faces": {"units": 2, "model_s": 10.0, "gpu_s": 10.0, "cost": 0.4},
+    },
     "model_s": 340.0,
+    "gpu_s": 300.0,
     "wall_s": 95.0,
     "cost": 12.4,
-    "currency": "EUR",
-    "gpu_profile": "l4",
-    "per_step": {"transcribe": {"model_s": 200.0, "cost": 7.3}},
 }
-FINAL = {"Succeeded", "PartiallySucceeded", "Failed", "Cancelled"}
-REQUEST_FIELDS = {
-    "media_ids",
-    "sources",
-    "steps",
-    "priority",
-    "context",
-    "language",
-    "require_approval",
-    "approved",
-    "hold_until",
-    "reference",
-}
-_ROUTE = re.compile(r"^/api/v1/cases/(?P<case>[^/]+)/jobs(?:/(?P<job>[^/]+))?(?:/(?P<action>[a-z]+))?$")
 
 
 @dataclass
-class Failure:
-    status: int
-    detail: str
+class Fault:
+    method: str
+    suffix: str
+    status: int | None  # None: the connection is refused
     headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
-class FakeGateway:
-    """The job routes over one in-memory table; ``calls`` lists every request as ``(method, path)``."""
+class Gateway:
+    """The gateway app and what the tests need of its stores."""
 
-    cases: set[str]
-    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    requests: list[dict[str, Any]] = field(default_factory=list)
+    services: ApiServices
+    app: FastAPI
+    tenant: str
+    case_id: str
+    media_ids: list[str]
+    operator_id: str
+    token: str
     calls: list[tuple[str, str]] = field(default_factory=list)
-    deleted: list[tuple[str, str]] = field(default_factory=list)
-    failures: list[tuple[str, str, Failure]] = field(default_factory=list)
+    submitted: list[dict[str, Any]] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
 
-    def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.handle)
+    @property
+    def scope(self) -> Scope:
+        return Scope.for_case(self.tenant, self.case_id, "test")
 
-    def fail_next(self, method: str, suffix: str, status: int, detail: str = "", **headers: str) -> None:
-        """Answer the next ``method`` request whose path ends with ``suffix`` with a problem."""
-        self.failures.append((method, suffix, Failure(status, detail, headers)))
+    @property
+    def jobs(self) -> JobRepository:
+        return JobRepository(self.services.stores.db)
 
-    def set(self, job_id: str, **fields: Any) -> None:
-        """Move a job along, as the pipeline would."""
-        self.jobs[job_id].update(fields)
+    def transport(self) -> httpx.AsyncBaseTransport:
+        return _Recording(self, httpx.ASGITransport(app=self.app))
 
-    def only_job(self) -> dict[str, Any]:
-        assert len(self.jobs) == 1, self.jobs
-        return next(iter(self.jobs.values()))
+    def fail_next(self, method: str, suffix: str, status: int | None, **headers: str) -> None:
+        """Answer the next ``method`` call whose path ends with ``suffix`` with ``status`` (a problem),
+        or refuse its connection (``None``)."""
+        self.faults.append(Fault(method, suffix, status, headers))
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path
-        self.calls.append((request.method, request.url.raw_path.decode()))
-        for index, (method, suffix, failure) in enumerate(self.failures):
-            if method == request.method and path.endswith(suffix):
-                del self.failures[index]
-                return problem(failure.status, failure.detail, failure.headers)
-        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return problem(401, "a bearer token is required")
-        route = _ROUTE.match(path)
-        if route is None:
-            return problem(404, f"no route {path}")
-        case_id, job_id, action = route["case"], route["job"], route["action"]
-        if case_id not in self.cases:
-            return problem(404, f"no case {case_id}")
-        if job_id is None:
-            if request.method == "POST":
-                return self._submit(case_id, json.loads(request.content))
-            return httpx.Response(
-                200, json={"items": [j for j in self.jobs.values() if j["case_id"] == case_id]}
-            )
-        if job_id == "estimate" and request.method == "POST":
-            return httpx.Response(200, json=ESTIMATE)
-        job = self.jobs.get(job_id)
-        if job is None or job["case_id"] != case_id:
-            return problem(404, f"no job {job_id} in case {case_id}")
-        if request.method == "GET" and action is None:
-            return httpx.Response(200, json=job)
-        if request.method == "DELETE" and action is None:
-            results = request.url.params.get("results", "keep")
-            self.deleted.append((job_id, results))
-            if job["phase"] not in FINAL:
-                job["phase"] = "Cancelled"
-            return httpx.Response(204)
-        if request.method == "POST" and action == "cancel":
-            if job["phase"] in FINAL:
-                return problem(409, f"the job is {job['phase']}")
-            job["phase"] = "Cancelled"
-            return httpx.Response(200, json=job)
-        if request.method == "POST" and action == "approve":
-            if job["phase"] != "AwaitingApproval":
-                return problem(409, f"the job is {job['phase']}")
-            job["approval"] = {
-                **job["approval"],
-                "approved_by": "svc-operator",
-                "approved_at": "2026-03-01T10:05:00Z",
-            }
-            job["phase"] = "Running"
-            return httpx.Response(200, json=job)
-        return problem(405, f"{request.method} {path}")
+    def parents(self) -> list[Job]:
+        return self.jobs.parents(self.scope, self.case_id)
 
-    def _submit(self, case_id: str, body: dict[str, Any]) -> httpx.Response:
-        unknown = set(body) - REQUEST_FIELDS
-        if unknown or not (body.get("media_ids") or body.get("sources")):
-            return problem(422, f"invalid job request: unknown {sorted(unknown)} or no media")
-        self.requests.append(body)
-        for job in self.jobs.values():
-            if body.get("reference") and job["reference"] == body["reference"]:
-                return httpx.Response(200, json=job)
-        job_id = f"job-{len(self.jobs) + 1}"
-        approved = bool(body.get("approved"))
-        self.jobs[job_id] = {
-            "id": job_id,
-            "case_id": case_id,
-            "phase": "Queued",
-            "priority": body.get("priority", "normal"),
-            "steps": body.get("steps") or ["probe", "transcribe", "fuse", "report"],
-            "progress": 0.0,
-            "eta_s": None,
-            "counts": {},
-            "files": len(body.get("media_ids") or []) + len(body.get("sources") or []),
-            "estimate": ESTIMATE,
-            "actual": None,
-            "approval": {
-                "required": bool(body.get("require_approval")),
-                "approved_by": "svc-operator" if approved else None,
-                "approved_at": "2026-03-01T10:00:01Z" if approved else None,
-            },
-            "report": None,
-            "reason": None,
-            "reference": body.get("reference"),
-            "created_at": "2026-03-01T10:00:01Z",
-            "started_at": None,
-            "finished_at": None,
-        }
-        return httpx.Response(201, json=self.jobs[job_id])
+    def job(self, job_id: str) -> Job:
+        job = self.jobs.get(self.scope, job_id)
+        assert job is not None
+        return job
+
+    def move(self, job_id: str, *phases: JobPhase, reason: str | None = None) -> None:
+        """Move a job through ``phases`` as the scheduler and the functions would (``reason``: the
+        last move's)."""
+        for index, phase in enumerate(phases):
+            last = index == len(phases) - 1
+            self.jobs.move(self.scope, job_id, phase, reason=reason if last else None)
+
+    def estimate(self, job_id: str) -> None:
+        """Record the job's estimate (`ESTIMATE`), as the scheduler does when it admits the job."""
+        self.jobs.set_fields(self.scope, job_id, estimate=ESTIMATE)
+
+    def plan(self, job_id: str, *steps: str) -> None:
+        """Plan ``steps`` for each file of the job (one unit each), as the scheduler does."""
+        ledger = JobSteps(self.services.stores.db)
+        for child in self.jobs.children(self.scope, job_id):
+            ledger.plan(self.scope, child, dict.fromkeys(steps, 1.0))
+
+    def end(self, job_id: str, step: str, state: StepState, files: int | None = None) -> None:
+        """End ``step`` in ``state`` for the job's first ``files`` files (all by default)."""
+        ledger = JobSteps(self.services.stores.db)
+        for child in self.jobs.children(self.scope, job_id)[:files]:
+            ledger.begin(self.scope, child, step, worker="test", lease_s=60)
+            ledger.finish(self.scope, child.id, step, state)
 
 
-def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> httpx.Response:
-    title = httpx.codes.get_reason_phrase(status) or "Error"
-    return httpx.Response(
-        status,
-        json={"type": f"urn:aima:problem:{status}", "title": title, "status": status, "detail": detail},
-        headers={"Content-Type": "application/problem+json", **(headers or {})},
+class _Recording(httpx.AsyncBaseTransport):
+    def __init__(self, gateway: Gateway, inner: httpx.AsyncBaseTransport) -> None:
+        self._gateway = gateway
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        gateway = self._gateway
+        path = request.url.raw_path.decode().partition("?")[0]
+        gateway.calls.append((request.method, path))
+        for fault in gateway.faults:
+            if fault.method == request.method and path.endswith(fault.suffix):
+                gateway.faults.remove(fault)
+                if fault.status is None:
+                    raise httpx.ConnectError("connection refused", request=request)
+                body = {
+                    "type": "urn:aima:problem:test",
+                    "title": "Injected",
+                    "status": fault.status,
+                    "detail": "a fault",
+                }
+                return httpx.Response(fault.status, json=body, headers=fault.headers)
+        if request.method == "POST" and path.endswith("/jobs"):
+            gateway.submitted.append(json.loads(await request.aread()))
+        return await self._inner.handle_async_request(request)
+
+
+def _png() -> bytes:
+    with tempfile.TemporaryDirectory() as folder:
+        return write_pattern_png(Path(folder) / "p.png", width=16, height=12).read_bytes()
+
+
+@asynccontextmanager
+async def gateway_on(tmp_path: Path) -> AsyncIterator[Gateway]:
+    """The gateway on embedded stores under ``tmp_path``, set up as the module docstring says."""
+    settings = api_settings(tmp_path)
+    bus = MemoryBus()
+    services = ApiServices.open(
+        settings, ingest_transport=httpx.ASGITransport(app=ingest_app(Deps(settings, bus=bus)))
     )
+    try:
+        directory = services.directory
+        tenant = directory.ensure_tenant(unique("acme"))
+        owner = directory.create_user(tenant, unique("owner"), None, "user", kind="service")
+        operator = directory.create_user(tenant, unique("aj-operator"), None, "user", kind="service")
+        case_id = str(services.cases.create(Scope.for_tenant(tenant, "test"), "Harbour fire", owner.id)["id"])
+        services.cases.share(Scope.for_tenant(tenant, "test"), case_id, operator.id, "analyst")
+        scope = Scope.for_case(tenant, case_id, "test")
+        media_ids = []
+        for name in ("cam-03.png", "cam-04.png"):
+            media_id, _ = add_media(
+                services.stores.objects,  # type: ignore[arg-type]
+                services.media,
+                scope,
+                case_id,
+                _png(),
+                content_type="image/png",
+                filename=name,
+            )
+            services.media.set_probed(scope, media_id, kind="image", metadata={})
+            media_ids.append(media_id)
+        token = services.tokens.issue_service_token(directory.principal(operator.id), 3600)
+        yield Gateway(services, create_app(services), tenant, case_id, media_ids, operator.id, token)
+    finally:
+        await services.close()
+        await bus.close()

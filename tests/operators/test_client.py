@@ -1,6 +1,4 @@
-"""`JobClient`: its settings, its token, the contract's routes and shapes, and its errors.
-
-TODO real API: the routes are `tests.operators.gateway.FakeGateway` (an httpx MockTransport)."""
+"""`JobClient`: its settings, its token, the gateway's job routes (the real gateway) and its errors."""
 
 from __future__ import annotations
 
@@ -10,10 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from aima.domain import JobPhase
 from aima.settings import SettingsError
 from operators.analysisjob.client import BearerToken, ClientSettings, GatewayError, JobClient, JobRequest
-from tests.operators.gateway import TOKEN, FakeGateway
-from tests.operators.support import CASE_ID, MEDIA_IDS
+from tests.operators.gateway import URL, Gateway
 
 
 def test_settings_from_the_environment(tmp_path: Path) -> None:
@@ -77,63 +75,72 @@ def test_the_token_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
         token.current()
 
 
-async def test_the_routes_of_the_contract(gateway: FakeGateway, client: JobClient) -> None:
-    view, created = await client.submit(CASE_ID, JobRequest(media_ids=MEDIA_IDS, reference="ns/a/1"))
+async def test_the_routes_of_the_contract(gateway: Gateway, client: JobClient) -> None:
+    request = JobRequest(media_ids=gateway.media_ids, steps=["probe"], reference="ns/a/1")
+    view, created = await client.submit(gateway.case_id, request)
     assert created
-    assert (view.phase, view.case_id) == ("Queued", CASE_ID)
-    again, created = await client.submit(CASE_ID, JobRequest(media_ids=MEDIA_IDS, reference="ns/a/1"))
+    assert (view.phase, view.case_id, view.files) == (JobPhase.QUEUED, gateway.case_id, 2)
+    again, created = await client.submit(gateway.case_id, request)
     assert (again.id, created) == (view.id, False)
-    assert [job.id for job in await client.list_jobs(CASE_ID)] == [view.id]
-    assert (await client.get(CASE_ID, view.id)).estimate is not None
-    estimate = await client.estimate(CASE_ID, MEDIA_IDS, ["probe"])
-    assert (estimate.cost, estimate.currency) == (12.4, "EUR")
-    assert (await client.cancel(CASE_ID, view.id)).phase == "Cancelled"
-    await client.delete(CASE_ID, view.id, results="keep")
-    assert gateway.deleted == [(view.id, "keep")]
-    assert gateway.requests[0] == {
-        "media_ids": MEDIA_IDS,
+    assert [job.id for job in await client.list_jobs(gateway.case_id)] == [view.id]
+    assert (await client.get(gateway.case_id, view.id)).reference == "ns/a/1"
+    estimate = await client.estimate(gateway.case_id, gateway.media_ids, ["probe"])
+    assert estimate.cost is not None
+    assert estimate.gpu_profile
+    assert (await client.cancel(gateway.case_id, view.id)).phase is JobPhase.CANCELLED
+    assert (await client.resume(gateway.case_id, view.id)).phase is JobPhase.QUEUED
+    await client.delete(gateway.case_id, view.id, results="keep")
+    assert gateway.job(view.id).phase is JobPhase.CANCELLED
+    assert gateway.submitted[0] == {
+        "media_ids": gateway.media_ids,
         "sources": [],
+        "steps": ["probe"],
         "priority": "normal",
         "approved": False,
         "reference": "ns/a/1",
     }
 
 
-async def test_a_problem_becomes_a_gateway_error(gateway: FakeGateway, client: JobClient) -> None:
-    gateway.fail_next("POST", "/cancel", 409, "the job is Succeeded", **{"Retry-After": "2"})
+async def test_a_problem_becomes_a_gateway_error(gateway: Gateway, client: JobClient) -> None:
+    view, _ = await client.submit(gateway.case_id, JobRequest(media_ids=gateway.media_ids))
     with pytest.raises(GatewayError) as raised:
-        await client.cancel(CASE_ID, "job-9")
+        await client.approve(gateway.case_id, view.id)  # it does not await approval
     error = raised.value
-    assert (error.status, error.title, error.detail, error.retry_after) == (
-        409,
-        "Conflict",
-        "the job is Succeeded",
-        2.0,
-    )
+    assert (error.status, error.title, error.retry_after) == (409, "Not possible now", None)
+    assert error.detail == "The job is Queued; only a job awaiting approval can be approved."
     assert error.retryable
-    assert str(error) == f"POST /api/v1/cases/{CASE_ID}/jobs/job-9/cancel: 409 Conflict: the job is Succeeded"
-
-
-async def test_a_wrong_token_is_not_retryable(gateway: FakeGateway) -> None:
-    client = JobClient("http://aima-api:8080", BearerToken("stolen"), transport=gateway.transport())
+    assert str(error) == (
+        f"POST /api/v1/cases/{gateway.case_id}/jobs/{view.id}/approve: 409 Not possible now: {error.detail}"
+    )
+    gateway.fail_next("GET", f"/jobs/{view.id}", 503, **{"Retry-After": "2"})
     with pytest.raises(GatewayError) as raised:
-        await client.get(CASE_ID, "job-1")
+        await client.get(gateway.case_id, view.id)
+    assert (raised.value.status, raised.value.retry_after, raised.value.retryable) == (503, 2.0, True)
+
+
+async def test_a_wrong_token_is_not_retryable(gateway: Gateway) -> None:
+    client = JobClient(URL, BearerToken("stolen"), transport=gateway.transport())
+    with pytest.raises(GatewayError) as raised:
+        await client.list_jobs(gateway.case_id)
     await client.aclose()
     assert (raised.value.status, raised.value.retryable) == (401, False)
 
 
 async def test_an_answer_outside_the_contract_is_retryable() -> None:
+    """A gateway of another version (simulated: no gateway answers this)."""
+
     def odd(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"id": "job-1", "phase": "Exploded"})
 
-    client = JobClient("http://aima-api:8080", BearerToken(TOKEN), transport=httpx.MockTransport(odd))
+    client = JobClient(URL, BearerToken("t"), transport=httpx.MockTransport(odd))
     with pytest.raises(GatewayError, match="unexpected answer") as raised:
-        await client.get(CASE_ID, "job-1")
+        await client.get("case", "job-1")
     await client.aclose()
     assert raised.value.retryable
 
 
-async def test_paths_are_quoted(gateway: FakeGateway, client: JobClient) -> None:
-    with pytest.raises(GatewayError):
+async def test_paths_are_quoted(gateway: Gateway, client: JobClient) -> None:
+    with pytest.raises(GatewayError) as raised:
         await client.get("a/b", "../x")
     assert gateway.calls[-1][1] == "/api/v1/cases/a%2Fb/jobs/..%2Fx"
+    assert raised.value.status in (404, 422)

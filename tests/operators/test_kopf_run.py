@@ -1,9 +1,7 @@
 """``kopf run`` as the Deployment runs it, a process against a Kubernetes API on loopback
-(`FakeApiServer`) and the gateway's job routes over HTTP: an AnalysisJob is submitted, polled,
+(`FakeApiServer`) and the real gateway (uvicorn on loopback): an AnalysisJob is submitted, polled,
 approved by annotation and cancelled on deletion, every patch fits the CRD's schema, and the
-requests the operator made are within its RBAC. About 10 s: the timer's first poll is 5 s in.
-
-TODO real API: the gateway is the stand-in `FakeGateway`, served over HTTP here."""
+requests the operator made are within its RBAC. About 10 s: the timer's first poll is 5 s in."""
 
 from __future__ import annotations
 
@@ -15,42 +13,29 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from aiohttp import web
 
+from aima.domain import JobPhase
 from operators.analysisjob.resource import FINALIZER, GROUP, PERMISSIONS, PLURAL, STORAGE_PREFIX
 from tests.operators.apiserver import BASE, DISCOVERY, FakeApiServer
-from tests.operators.gateway import TOKEN, FakeGateway
-from tests.operators.support import CASE_ID, NAMESPACE, analysis_job
+from tests.operators.gateway import Gateway, gateway_on
+from tests.operators.support import NAMESPACE, analysis_job
+from tests.support import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 KOPF = Path(sys.executable).parent / "kopf"
 WAIT, STEP = 30.0, 0.1
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
+async def serve_api(app: web.Application) -> tuple[web.AppRunner, str]:
     runner = web.AppRunner(app, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
     return runner, f"http://127.0.0.1:{port}"
-
-
-def gateway_app(gateway: FakeGateway) -> web.Application:
-    async def relay(request: web.Request) -> web.Response:
-        answer = gateway.handle(
-            httpx.Request(
-                request.method, str(request.url), headers=dict(request.headers), content=await request.read()
-            )
-        )
-        return web.Response(status=answer.status_code, body=answer.content, content_type="application/json")
-
-    app = web.Application()
-    app.router.add_route("*", "/{path:.*}", relay)
-    return app
 
 
 async def eventually(check: Callable[[], Any], what: str, log: Path) -> None:
@@ -64,10 +49,9 @@ async def eventually(check: Callable[[], Any], what: str, log: Path) -> None:
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[tuple[FakeApiServer, FakeGateway, Path]]:
-    api, gateway = FakeApiServer(), FakeGateway(cases={CASE_ID})  # TODO real API
-    api_runner, api_url = await serve(api.app())
-    gateway_runner, gateway_url = await serve(gateway_app(gateway))
+async def cluster(tmp_path: Path) -> AsyncIterator[tuple[FakeApiServer, Gateway, Path]]:
+    api = FakeApiServer()
+    api_runner, api_url = await serve_api(api.app())
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         yaml.safe_dump(
@@ -81,40 +65,40 @@ async def cluster(tmp_path: Path) -> AsyncIterator[tuple[FakeApiServer, FakeGate
             }
         )
     )
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("AIMA_", "KUBE"))}
-    env.update(
-        KUBECONFIG=str(kubeconfig),
-        HOME=str(tmp_path),
-        AIMA_OPERATOR_API_URL=gateway_url,
-        AIMA_OPERATOR_TOKEN=TOKEN,
-    )
     log = tmp_path / "kopf.log"
-    with log.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(
-            str(KOPF),
-            "run",
-            "--standalone",
-            "--all-namespaces",
-            "-m",
-            "operators.analysisjob.main",
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=out,
+    async with gateway_on(tmp_path / "gateway") as gateway, serve(gateway.app) as gateway_url:
+        env = {name: value for name, value in os.environ.items() if not name.startswith(("AIMA_", "KUBE"))}
+        env.update(
+            KUBECONFIG=str(kubeconfig),
+            HOME=str(tmp_path),
+            AIMA_OPERATOR_API_URL=gateway_url,
+            AIMA_OPERATOR_TOKEN=gateway.token,
         )
-    try:
-        yield api, gateway, log
-    finally:
-        api.close()
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 20)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        await api_runner.cleanup()
-        await gateway_runner.cleanup()
+        with log.open("wb") as out:
+            process = await asyncio.create_subprocess_exec(
+                str(KOPF),
+                "run",
+                "--standalone",
+                "--all-namespaces",
+                "-m",
+                "operators.analysisjob.main",
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=out,
+            )
+        try:
+            yield api, gateway, log
+        finally:
+            api.close()
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(process.wait(), 20)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+            await api_runner.cleanup()
 
 
 def verbs(api: FakeApiServer) -> set[tuple[str, str, str]]:
@@ -135,39 +119,50 @@ def verbs(api: FakeApiServer) -> set[tuple[str, str, str]]:
 
 
 async def test_kopf_run_serves_an_analysisjob_from_creation_to_deletion(
-    cluster: tuple[FakeApiServer, FakeGateway, Path],
+    cluster: tuple[FakeApiServer, Gateway, Path],
 ) -> None:
     api, gateway, log = cluster
     await eventually(lambda: api.watchers, "kopf watches AnalysisJobs", log)
 
-    api.create(analysis_job(approval={"required": True, "approved": False}))
+    api.create(
+        analysis_job(
+            caseId=gateway.case_id,
+            media={"ids": gateway.media_ids},
+            approval={"required": True, "approved": False},
+        )
+    )
     key = (NAMESPACE, "harbour-fire")
 
     def status() -> dict[str, Any]:
         return dict(api.objects[key].get("status") or {})
 
-    await eventually(lambda: status().get("jobId") == "job-1", "the job is submitted", log)
+    await eventually(lambda: status().get("jobId"), "the job is submitted", log)
+    job_id = status()["jobId"]
     body = api.objects[key]
     assert FINALIZER in body["metadata"]["finalizers"]
     assert any(name.startswith(f"{STORAGE_PREFIX}/") for name in body["metadata"]["annotations"])
-    assert gateway.requests[0]["reference"] == f"{NAMESPACE}/harbour-fire/{body['metadata']['uid']}"
+    assert gateway.job(job_id).reference == f"{NAMESPACE}/harbour-fire/{body['metadata']['uid']}"
 
-    gateway.set("job-1", phase="AwaitingApproval")
+    gateway.move(job_id, JobPhase.ESTIMATING, JobPhase.AWAITING_APPROVAL)
+    gateway.estimate(job_id)
     await eventually(lambda: status().get("phase") == "AwaitingApproval", "the poll sees the phase", log)
+    assert status()["estimate"]["costText"] == "12.40 EUR"
     api.update(*key, {"metadata": {"annotations": {"aima.io/approved": "true"}}})
+    await eventually(
+        lambda: gateway.job(job_id).approved_by == gateway.operator_id, "the annotation approves", log
+    )
     await eventually(
         lambda: any(
             c["type"] == "Approved" and c["status"] == "True" for c in status().get("conditions", [])
         ),
-        "the annotation approves the job",
+        "the status shows the approval",
         log,
     )
 
     api.delete(*key)
     await eventually(lambda: key not in api.objects, "the finalizer is released", log)
-    assert gateway.jobs["job-1"]["phase"] == "Cancelled"
-    assert sum(path.endswith("/approve") for _, path in gateway.calls) == 1
-    assert len(gateway.requests) == 1
+    assert gateway.job(job_id).phase is JobPhase.CANCELLED
+    assert len(gateway.parents()) == 1
 
     assert api.refused == []  # every patch fitted the CRD's schema
     used = verbs(api)

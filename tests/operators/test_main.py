@@ -10,10 +10,11 @@ import kopf
 import pytest
 
 import operators.analysisjob.main as main
+from aima.domain import JobPhase
 from operators.analysisjob import handlers
 from operators.analysisjob.client import JobClient
 from operators.analysisjob.resource import FINALIZER, GROUP, PLURAL, STORAGE_PREFIX, VERSION
-from tests.operators.gateway import TOKEN, FakeGateway
+from tests.operators.gateway import Gateway
 from tests.operators.support import analysis_job
 
 LOG = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ async def test_startup_builds_the_client_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     token = tmp_path / "token"
-    token.write_text(TOKEN + "\n")
+    token.write_text("a-service-token\n")
     monkeypatch.setenv("AIMA_OPERATOR_API_URL", "http://aima-api:8080")
     monkeypatch.setenv("AIMA_OPERATOR_TOKEN_FILE", str(token))
     settings, memo = kopf.OperatorSettings(), kopf.Memo()
@@ -79,17 +80,16 @@ async def test_startup_stops_on_a_bad_setting(monkeypatch: pytest.MonkeyPatch) -
         await main.startup(settings=kopf.OperatorSettings(), memo=kopf.Memo())
 
 
-async def test_the_registered_functions_pass_kopf_kwargs_on(gateway: FakeGateway, client: JobClient) -> None:
-    """TODO real API: the gateway is the stand-in."""
+async def test_the_registered_functions_pass_kopf_kwargs_on(gateway: Gateway, client: JobClient) -> None:
     memo = kopf.Memo(client=client)
-    raw = analysis_job()
+    raw = analysis_job(caseId=gateway.case_id, media={"ids": gateway.media_ids})
     patch = kopf.Patch()
     await main.submit(body=kopf.Body(raw), patch=patch, memo=memo, logger=LOG, spec=raw["spec"])
-    assert patch["status"]["jobId"] == "job-1"
+    job_id = patch["status"]["jobId"]
     raw["status"] = dict(patch["status"])
-    gateway.set("job-1", phase="Running", progress=0.25)
+    gateway.move(job_id, JobPhase.ESTIMATING, JobPhase.RUNNING)
     polled = kopf.Patch()
     await main.poll(body=kopf.Body(raw), patch=polled, memo=memo, logger=LOG)
-    assert polled["status"]["progressText"] == "25%"
+    assert polled["status"]["phase"] == "Running"
     await main.cancel(body=kopf.Body(raw), memo=memo, logger=LOG)
-    assert gateway.jobs["job-1"]["phase"] == "Cancelled"
+    assert gateway.job(job_id).phase is JobPhase.CANCELLED
