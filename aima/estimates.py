@@ -129,6 +129,9 @@ class Estimate(BaseModel):
     gpu_s: float = Field(ge=0)
     wall_s: float = Field(ge=0)
     cost: float = Field(ge=0)
+    factors: dict[str, float] = Field(
+        default_factory=dict, description="the calibration factor each step's model time was multiplied by"
+    )
 
 
 def estimate(
@@ -174,6 +177,7 @@ def estimate(
         gpu_s=round(gpu_s, 3),
         wall_s=round(wall_s, 3),
         cost=round(gpu_s * profile.price_per_hour / 3600.0, 6),
+        factors={step: factors[step] for step in per_step if step in factors},
     )
 
 
@@ -207,13 +211,14 @@ def actual(
 
 
 def calibration(pairs: Iterable[tuple[Estimate, Estimate]]) -> dict[str, float]:
-    """Per step, the median of actual ÷ estimated model time over (estimate, actual) pairs."""
+    """Per step, the median over (estimate, actual) pairs of actual ÷ the uncalibrated estimate (the
+    estimate divided by the factor it was calibrated with): the factor that would have been right."""
     ratios: dict[str, list[float]] = {}
     for est, act in pairs:
         for step, cost in est.per_step.items():
             used = act.per_step.get(step)
             if used is not None and cost.model_s > 0:
-                ratios.setdefault(step, []).append(used.model_s / cost.model_s)
+                ratios.setdefault(step, []).append(used.model_s * est.factors.get(step, 1.0) / cost.model_s)
     return {step: statistics.median(values) for step, values in ratios.items()}
 
 

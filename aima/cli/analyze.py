@@ -334,6 +334,16 @@ def _report_of(deps: Deps, tenant_id: str, case_id: str, job_id: str | None) -> 
     return ReportBuilder(deps, pipeline_of(discover())).build(tenant_id, case_id, job_id)
 
 
+def export_report(settings: Settings, report: CaseReport, folder: Path, *, actor: str) -> list[str]:
+    """Write ``report`` in every format into ``folder`` (an audited export); returns the summary lines."""
+    deps = Deps(settings.model_copy(update={"bus": "memory"}))
+    try:
+        written = _export(deps, report, folder, actor)
+    finally:
+        deps.stores.close()
+    return list(_report_summary(report, folder, written))
+
+
 def _export(deps: Deps, report: CaseReport, folder: Path, actor: str) -> list[Path]:
     """Every format into ``folder``, recorded as an export of the case in the audit log."""
     stores = deps.stores

@@ -346,6 +346,37 @@ def _file_facts(path: Path) -> MediaFacts:
     )
 
 
-# `aima job resume JOB` belongs here (another change adds it): unlike the commands above it runs the
-# analysis functions in this process until the job ends (`aima.cli.resume.resume_job`), so it is
-# registered on this group as `@job.command("resume")` next to cancel and approve.
+@job.command("resume")
+@click.argument("job_id")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the report in every format (default: DATA_DIR/reports/CASE/vN).",
+)
+@click.option(
+    "--timeout", type=click.FloatRange(min=1), default=3600.0, show_default=True, help="Seconds to wait."
+)
+def resume(job_id: str, out: Path | None, timeout: float) -> None:
+    """Pick up a job where it stopped: a cancelled or failed one, or one whose ``aima analyze`` died.
+
+    Runs the analysis functions in this process (as ``aima analyze`` does) until the job ends; only
+    its unfinished steps run (docs/jobs.md). Writes the job's report like ``aima analyze``.
+    """
+    import asyncio
+
+    from aima.cli.analyze import export_report
+    from aima.cli.resume import ResumeRefused, resume_job
+    from aima.settings import load_settings
+
+    settings = load_settings()
+    try:
+        ended, report = asyncio.run(resume_job(settings, job_id, echo=click.echo, timeout=timeout))
+    except ResumeRefused as exc:
+        raise CliError(str(exc)) from None
+    if report is not None:
+        folder = out or settings.data_dir / "reports" / report.case_id / f"v{report.version}"
+        for line in export_report(settings, report, folder, actor="aima-cli"):
+            click.echo(line)
+    if ended.phase is JobPhase.FAILED:
+        raise CliError(f"job {job_id} failed: {ended.reason}")

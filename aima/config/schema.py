@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from aima.domain import Step
 
@@ -137,9 +137,16 @@ class Jobs(_Section):
     approval_above_cost: float | None = Field(
         default=None, ge=0, description="a job estimated to cost more waits for approval"
     )
-    low_priority_hours: tuple[int, int] | None = Field(
-        default=None, description="UTC hours [start, end) in which low-priority jobs are admitted"
-    )
+    low_priority_hours: (
+        tuple[Annotated[int, Field(ge=0, le=23)], Annotated[int, Field(ge=0, le=23)]] | None
+    ) = Field(default=None, description="UTC hours [start, end) in which low-priority jobs are admitted")
+
+    @model_validator(mode="after")
+    def _a_window(self) -> Jobs:
+        if self.low_priority_hours is not None and self.low_priority_hours[0] == self.low_priority_hours[1]:
+            raise ValueError("low_priority_hours: start and end must differ (an empty window admits nothing)")
+        return self
+
     parallel_files: int = Field(default=2, ge=1, le=1000, description="files analysed at once (wall time)")
 
 

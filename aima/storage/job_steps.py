@@ -195,6 +195,29 @@ class JobSteps:
                 )
             return True
 
+    def record(self, scope: Scope, child: Job, step: str, state: StepState, *, reason: str) -> bool:
+        """End a step that does not run (not chosen, its job cancelled), planned or not: a row is
+        added ``pending`` where none exists, then moved to ``state``."""
+        if child.parent_job_id is not None:
+            with scoped_session(self._db, scope) as session:
+                dialect = session.get_bind().dialect.name
+                insert = pg_insert if dialect == "postgresql" else sqlite_insert
+                session.execute(
+                    insert(job_steps)
+                    .values(
+                        job_id=child.id,
+                        step=step,
+                        tenant_id=child.tenant_id,
+                        case_id=child.case_id,
+                        parent_job_id=child.parent_job_id,
+                        state=StepState.PENDING.value,
+                        attempts=0,
+                        updated_at=utcnow(),
+                    )
+                    .on_conflict_do_nothing(index_elements=["job_id", "step"])
+                )
+        return self.finish(scope, child.id, step, state, reason=reason)
+
     def close_pending(self, scope: Scope, parent_id: str, reason: str) -> int:
         """End the job's steps that never started as ``not_run`` (the probe found nothing for them,
         e.g. no audio track); returns how many."""

@@ -215,9 +215,12 @@ class JobRepository:
         *,
         reason: str | None = None,
         fields: Mapping[str, Any] | None = None,
+        only_from: Iterable[JobPhase] | None = None,
     ) -> Job:
-        """`move` inside the caller's transaction, announcing nothing."""
-        sources = [p.value for p in JobPhase if p.can_become(phase)]
+        """`move` inside the caller's transaction, announcing nothing; ``only_from`` narrows the
+        phases the move may start from (approve: only ``AwaitingApproval``)."""
+        allowed = set(only_from) if only_from is not None else set(JobPhase)
+        sources = [p.value for p in JobPhase if p.can_become(phase) and p in allowed]
         now = utcnow()
         values: dict[str, Any] = {"state": phase.value, "updated_at": now, **(fields or {})}
         if reason is not None:
@@ -269,14 +272,21 @@ class JobRepository:
     def approve(self, scope: Scope, job_id: str, *, by: str) -> Job:
         """Approve a job that awaits approval: it goes back to the queue, approved."""
         fields = {"approved_by": by[:200], "approved_at": utcnow()}
-        return self.move(
-            scope,
-            job_id,
-            JobPhase.QUEUED,
-            reason=f"approved by {by}",
-            fields=fields,
-            events=[SchedulingRequested(tenant_id=scope.tenant_id, reason="approve")],
-        )
+        with scoped_session(self._db, scope) as session:
+            moved = self.move_in(
+                session,
+                job_id,
+                JobPhase.QUEUED,
+                reason=f"approved by {by}",
+                fields=fields,
+                only_from=[JobPhase.AWAITING_APPROVAL],
+            )
+            events = [
+                *announce_phase(moved),
+                SchedulingRequested(tenant_id=scope.tenant_id, reason="approve"),
+            ]
+            self._outbox.add(session, [self._event(e) for e in events])
+            return moved
 
     def resume(self, scope: Scope, job_id: str) -> Job:
         """Queue a cancelled or failed job again, or pick up a running one whose worker died.
@@ -292,7 +302,12 @@ class JobRepository:
                 moved = job
             else:
                 moved = self.move_in(
-                    session, job_id, JobPhase.QUEUED, reason="resumed", fields={"finished_at": None}
+                    session,
+                    job_id,
+                    JobPhase.QUEUED,
+                    reason="resumed",
+                    fields={"finished_at": None},
+                    only_from=[JobPhase.CANCELLED, JobPhase.FAILED],
                 )
             session.execute(
                 update(job_steps)

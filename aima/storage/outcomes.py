@@ -53,6 +53,12 @@ class OutcomeRepository:
         fields = outcome.model_dump(mode="json")
         self._docs.update_one(OUTCOMES, where, {"$set": fields}, upsert=True)
 
+    def forget(self, tenant_id: str, case_id: str, media_id: str, step: str) -> None:
+        """Drop the step's outcome for the file: it is to run again (a resumed job)."""
+        self._docs.delete_many(
+            OUTCOMES, {"_id": f"{media_id}:{step}", "tenant_id": tenant_id, "case_id": case_id}
+        )
+
     def for_media(self, tenant_id: str, case_id: str, media_id: str) -> dict[str, Outcome]:
         """The file's outcomes by step."""
         docs = self._docs.find(OUTCOMES, {"tenant_id": tenant_id, "case_id": case_id, "media_id": media_id})

@@ -75,12 +75,6 @@ class StepGate:
         phase, chosen, parent_id = found
         if parent_id is None:
             return UNTRACKED  # a parent job names no file
-        if phase == JobPhase.CANCELLED.value:
-            self._steps.finish(scope, job_id, self._step, StepState.CANCELLED, reason="job cancelled")
-            return Ticket(Entry.SKIP)
-        if chosen and self._step not in function_steps(chosen):
-            self._steps.finish(scope, job_id, self._step, StepState.NOT_RUN, reason="not chosen for this job")
-            return Ticket(Entry.SKIP)
         child = Job(
             id=job_id,
             tenant_id=data.tenant_id,
@@ -88,6 +82,12 @@ class StepGate:
             parent_job_id=parent_id,
             media_id=data.media_id,
         )
+        if phase == JobPhase.CANCELLED.value:
+            self._steps.record(scope, child, self._step, StepState.CANCELLED, reason="job cancelled")
+            return Ticket(Entry.SKIP)
+        if chosen and self._step not in function_steps(chosen):
+            self._steps.record(scope, child, self._step, StepState.NOT_RUN, reason="not chosen for this job")
+            return Ticket(Entry.SKIP)
         try:
             self._steps.begin(scope, child, self._step, worker=self._worker, lease_s=self._lease_s)
         except StepEnded:

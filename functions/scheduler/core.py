@@ -116,11 +116,18 @@ class SchedulerCore:
             config = self._config(tenant)
             open_now = _in_hours(config.jobs.low_priority_hours, now)
             candidates = [job for job in waiting if job.priority is not Priority.LOW or open_now]
-            admitted = self._queue.admit_many(tenant, candidates, max_running=config.jobs.max_running)
-            if not admitted:
-                continue
-            started = self.start_many(tenant, admitted, config, now)
-            resumed += [job for job in started if job.id in {a.id for a in admitted if a.started_at}]
+            while candidates:
+                admitted = self._queue.admit_many(tenant, candidates, max_running=config.jobs.max_running)
+                if not admitted:
+                    break
+                started = self.start_many(tenant, admitted, config, now)
+                ran_before = {a.id for a in admitted if a.started_at is not None}
+                resumed += [job for job in started if job.id in ran_before]
+                if len(started) == len(admitted):
+                    break
+                # some were held (approval, GPU budget) or cancelled meanwhile: their slots are free
+                taken = {a.id for a in admitted}
+                candidates = [job for job in candidates if job.id not in taken]
         return resumed
 
     def start(self, job: Job, config: RuntimeConfig, now: datetime) -> Job | None:
