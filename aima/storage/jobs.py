@@ -253,16 +253,14 @@ class JobRepository:
         return job_of(row)
 
     def cancel(self, scope: Scope, job_id: str, *, by: str, reason: str | None = None) -> Job:
-        """Stop scheduling the job at once: its phase becomes ``Cancelled`` and every step not
-        ended yet ``cancelled``; what finished is kept. Raises `InvalidTransition` for a final job."""
+        """Stop scheduling the job at once: its phase becomes ``Cancelled`` and every step that has not
+        started ``cancelled``; a step running now ends as it ends (its result is kept, as is what
+        finished). Raises `InvalidTransition` for a final job."""
         with scoped_session(self._db, scope) as session:
             moved = self.move_in(session, job_id, JobPhase.CANCELLED, reason=reason or f"cancelled by {by}")
             session.execute(
                 update(job_steps)
-                .where(
-                    job_steps.c.parent_job_id == job_id,
-                    job_steps.c.state.in_([StepState.PENDING.value, StepState.RUNNING.value]),
-                )
+                .where(job_steps.c.parent_job_id == job_id, job_steps.c.state == StepState.PENDING.value)
                 .values(state=StepState.CANCELLED.value, reason=f"job cancelled by {by}", updated_at=utcnow())
             )
             events = [*announce_phase(moved), SchedulingRequested(tenant_id=scope.tenant_id, reason="cancel")]

@@ -53,11 +53,11 @@ class OutcomeRepository:
         fields = outcome.model_dump(mode="json")
         self._docs.update_one(OUTCOMES, where, {"$set": fields}, upsert=True)
 
-    def forget(self, tenant_id: str, case_id: str, media_id: str, step: str) -> None:
-        """Drop the step's outcome for the file: it is to run again (a resumed job)."""
-        self._docs.delete_many(
-            OUTCOMES, {"_id": f"{media_id}:{step}", "tenant_id": tenant_id, "case_id": case_id}
-        )
+    def forget_unfinished(self, tenant_id: str, case_id: str, media_id: str, step: str) -> None:
+        """Drop the step's ``cancelled`` or ``failed`` outcome for the file: it is to run again (a
+        resumed job). A finished one stays: its event was handled, and a rerun emits the same id."""
+        where = {"_id": f"{media_id}:{step}", "tenant_id": tenant_id, "case_id": case_id}
+        self._docs.delete_many(OUTCOMES, where | {"status": {"$in": ["cancelled", "failed"]}})
 
     def for_media(self, tenant_id: str, case_id: str, media_id: str) -> dict[str, Outcome]:
         """The file's outcomes by step."""

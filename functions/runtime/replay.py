@@ -5,7 +5,8 @@ every function keeps a claim per event it settled (the processed-events ledger).
 publishes the job's events again in the order they were written: a function skips each event it
 settled before, and handles the ones it never finished (its worker was killed, the job was
 cancelled first). For a step that ``failed`` and was reset to ``pending`` by the resume, its
-claims on the file's events are dropped first, so it runs again. The transcriber's checkpoints
+claims on the file's events are dropped first, so it runs again; the outcome fuse recorded for each
+step to run again (``cancelled``, ``failed``) is dropped, so fuse waits for it. The transcriber's checkpoints
 (`docs/speech.md`) then skip the chunks that were done. The job's report claim is released, so fuse
 builds the report again once the files are done.
 
@@ -54,6 +55,8 @@ class Replayer:
         outbox = self._deps.outbox
         events = outbox.for_jobs([child.id for child in children])
         by_step = {spec.step: spec for spec in self._specs.values() if spec.step is not None}
+        media_of = {child.id: child.media_id for child in children}
+        outcomes = OutcomeRepository(self._deps.stores.documents)
         for run in JobSteps(db).for_parent(scope, job.id):
             spec = by_step.get(run.step)
             if spec is None or run.state is not StepState.PENDING:
@@ -62,5 +65,8 @@ class Replayer:
                 e.id for e in events if e.type in spec.types and (e.data or {}).get("job_id") == run.job_id
             ]
             outbox.forget(spec.name, mine)
-        OutcomeRepository(self._deps.stores.documents).release_fusion(job.tenant_id, job.case_id, job.id)
+            media_id = media_of.get(run.job_id)
+            if media_id is not None:  # a cancelled or failed outcome would count the file as done
+                outcomes.forget_unfinished(job.tenant_id, job.case_id, media_id, spec.name)
+        outcomes.release_fusion(job.tenant_id, job.case_id, job.id)
         return events

@@ -176,8 +176,8 @@ def test_a_step_starts_only_from_pending(db: Database, source: StepState) -> Non
 
 
 def test_cancel_ends_unfinished_steps_and_keeps_finished_ones(db: Database) -> None:
-    """cancel: the job and its children become Cancelled, pending and running steps cancelled,
-    a succeeded step stays; progress, finished and a scheduling request go out together. A second
+    """cancel: the job and its children become Cancelled, steps not started cancelled, a running
+    one left to end as it ends, a succeeded step stays; progress, finished and a scheduling request go out together. A second
     cancel is refused and writes nothing."""
     tenant = new_tenant(db)
     parent, (child,) = new_job(tenant, ("probe", "faces", "ocr"))
@@ -195,7 +195,7 @@ def test_cancel_ends_unfinished_steps_and_keeps_finished_ones(db: Database) -> N
     assert cancelled.reason == "cancelled by alice"
     assert job_row(db, child.id)["state"] == JobPhase.CANCELLED.value
     states = {s: step_row(db, child.id, s)["state"] for s in ("probe", "faces", "ocr")}  # type: ignore[index]
-    assert states == {"probe": "succeeded", "faces": "cancelled", "ocr": "cancelled"}
+    assert states == {"probe": "succeeded", "faces": "running", "ocr": "cancelled"}
     types = [e.type for e in outbox_since(db, mark)]
     assert types == [JobProgressed.TYPE, JobFinished.TYPE, SchedulingRequested.TYPE]
 
