@@ -79,7 +79,7 @@ CPU_RATES: dict[str, float] = {
     "vision": 0.0,  # no vision-language model runs on a CPU here
     "ocr": 0.62,  # per frame
     "sensitivity": 0.35,  # per frame
-    "fuse": 3.0,  # per file: the report in every format
+    "fuse": 0.0,  # the report is built by fuse, outside the per-file steps: no step measures it
 }
 
 

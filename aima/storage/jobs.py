@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, select, update
+from sqlalchemy import RowMapping, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -329,31 +329,61 @@ class JobRepository:
 
     def start_many(self, scope: Scope, starts: Sequence[Start]) -> list[Job]:
         """Move admitted jobs ``Estimating → Running`` with their estimates, plan their files' steps
-        and write their start events, all in one transaction; a job moved by someone else meanwhile
-        (cancelled while it was estimated) is left out (logged). Returns the started jobs."""
-        started: list[Job] = []
+        and write their start events, all in one transaction of a few statements whatever their
+        number; a job moved by someone else meanwhile (cancelled while it was estimated) is left
+        out. Returns the started jobs."""
+        if not starts:
+            return []
         now = utcnow()
+        by_id = {start.job.id: start for start in starts}
         with scoped_session(self._db, scope) as session:
-            steps_rows: list[dict[str, Any]] = []
-            events: list[CloudEvent] = []
-            for start in starts:
-                fields: dict[str, Any] = {"estimate": start.estimate, "reason": None}
-                if start.job.started_at is not None:
-                    fields["started_at"] = start.job.started_at
-                try:
-                    moved = self.move_in(session, start.job.id, JobPhase.RUNNING, fields=fields)
-                except InvalidTransition:
-                    continue
-                started.append(moved)
-                for row in start.steps:
-                    steps_rows.append({**row, "updated_at": now})
-                events += [self._event(e) for e in announce_phase(moved)] + list(start.events)
+            moved_rows = (
+                session.execute(
+                    update(jobs)
+                    .where(
+                        jobs.c.id.in_(list(by_id)),
+                        jobs.c.parent_job_id.is_(None),
+                        jobs.c.state == JobPhase.ESTIMATING.value,
+                    )
+                    .values(
+                        state=JobPhase.RUNNING.value,
+                        reason=None,
+                        updated_at=now,
+                        started_at=func.coalesce(jobs.c.started_at, now),
+                    )
+                    .returning(*jobs.c)
+                )
+                .mappings()
+                .all()
+            )
+            moved = {str(row["id"]): row for row in moved_rows}
+            if len(moved) < len(by_id):
+                log.info(
+                    "jobs moved elsewhere while estimated", extra={"jobs": sorted(set(by_id) - set(moved))}
+                )
+            if not moved:
+                return []
+            session.execute(
+                update(jobs).where(jobs.c.id == bindparam("b_id")).values(estimate=bindparam("b_estimate")),
+                [{"b_id": job_id, "b_estimate": by_id[job_id].estimate} for job_id in moved],
+            )
+            session.execute(
+                update(jobs)
+                .where(jobs.c.parent_job_id.in_(list(moved)))
+                .values(state=JobPhase.RUNNING.value, updated_at=now)
+            )
+            started = [job_of(moved[start.job.id]) for start in starts if start.job.id in moved]
+            started = [job.model_copy(update={"estimate": by_id[job.id].estimate}) for job in started]
+            steps_rows = [{**row, "updated_at": now} for job in started for row in by_id[job.id].steps]
             if steps_rows:
                 dialect = session.get_bind().dialect.name
                 insert = pg_insert if dialect == "postgresql" else sqlite_insert
                 session.execute(
                     insert(job_steps).on_conflict_do_nothing(index_elements=["job_id", "step"]), steps_rows
                 )
+            events: list[CloudEvent] = []
+            for job in started:
+                events += [self._event(e) for e in announce_phase(job)] + list(by_id[job.id].events)
             self._outbox.add(session, events)
         return started
 
