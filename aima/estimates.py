@@ -132,6 +132,11 @@ class Estimate(BaseModel):
     factors: dict[str, float] = Field(
         default_factory=dict, description="the calibration factor each step's model time was multiplied by"
     )
+    revised: Estimate | None = Field(
+        default=None,
+        description="the same estimate made again when the job ended, on the durations the probe measured "
+        "(calibration learns from it, so a size-based guess of a duration does not skew the rates)",
+    )
 
 
 def estimate(
@@ -214,7 +219,8 @@ def calibration(pairs: Iterable[tuple[Estimate, Estimate]]) -> dict[str, float]:
     """Per step, the median over (estimate, actual) pairs of actual ÷ the uncalibrated estimate (the
     estimate divided by the factor it was calibrated with): the factor that would have been right."""
     ratios: dict[str, list[float]] = {}
-    for est, act in pairs:
+    for upfront, act in pairs:
+        est = upfront.revised or upfront
         for step, cost in est.per_step.items():
             used = act.per_step.get(step)
             if used is not None and cost.model_s > 0:

@@ -4,7 +4,9 @@ The phase comes from its files' step outcomes: ``Succeeded`` when every step suc
 run (no model configured, not chosen), ``Failed`` when no file got any step past the probe,
 ``PartiallySucceeded`` otherwise. What it used (`aima.estimates.actual`: seconds per step measured
 in ``job_steps``, GPU-seconds and price under the profile it was estimated with) is stored next to
-its estimate; the scheduler's calibration learns from the pair.
+its estimate, with the estimate made again on the durations the probe measured (``revised``); the
+scheduler's calibration learns from that pair, so a duration guessed from a file's size does not
+skew the rates.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import logging
 
 from aima.access.scope import Scope
 from aima.domain import JobPhase, StepState
-from aima.estimates import actual
+from aima.estimates import Estimate, actual, facts_of
+from aima.estimates import estimate as estimate_of
 from aima.storage.job_steps import JobSteps
 from aima.storage.jobs import InvalidTransition, JobRepository
+from aima.storage.media import MediaRepository
 from aima.storage.outcomes import OutcomeRepository
 from aima.storage.schema import utcnow
 from functions.runtime.deps import Deps
@@ -78,7 +82,21 @@ class JobFinisher:
             wall_s=max(0.0, (utcnow() - started).total_seconds()),
         )
         reason = None if phase is JobPhase.SUCCEEDED else f"{bad} step(s) failed; {good} succeeded"
+        fields: dict[str, object] = {"actual": used.model_dump(mode="json")}
+        if estimate:
+            upfront = Estimate.model_validate(estimate)
+            rows = MediaRepository(db).many(scope, files)
+            revised = estimate_of(
+                [facts_of(rows[m]) for m in files if m in rows],
+                job.steps,
+                name,
+                profile,
+                frames_per_minute=config.analysis.max_frames_per_minute,
+                parallel_files=config.jobs.parallel_files,
+                calibration=upfront.factors,
+            )
+            fields["estimate"] = upfront.model_copy(update={"revised": revised}).model_dump(mode="json")
         try:
-            jobs.move(scope, job_id, phase, reason=reason, fields={"actual": used.model_dump(mode="json")})
+            jobs.move(scope, job_id, phase, reason=reason, fields=fields)
         except InvalidTransition:
             log.info("job ended another way first", extra={"job_id": job_id})
