@@ -177,8 +177,8 @@ def test_a_step_starts_only_from_pending(db: Database, source: StepState) -> Non
 
 def test_cancel_ends_unfinished_steps_and_keeps_finished_ones(db: Database) -> None:
     """cancel: the job and its children become Cancelled, steps not started cancelled, a running
-    one left to end as it ends, a succeeded step stays; progress, finished and a scheduling request go out together. A second
-    cancel is refused and writes nothing."""
+    one left to end as it ends, a succeeded step stays; progress, finished and a scheduling request
+    go out together. A second cancel is refused and writes nothing."""
     tenant = new_tenant(db)
     parent, (child,) = new_job(tenant, ("probe", "faces", "ocr"))
     bring_to(tenant, parent.id, JobPhase.RUNNING)
