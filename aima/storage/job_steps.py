@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -160,9 +160,11 @@ class JobSteps:
         *,
         reason: str | None = None,
         units: float | None = None,
+        worker: str | None = None,
     ) -> bool:
         """End the step in ``state``; False (logged, nothing changed) when the state machine refuses
-        the move, e.g. a cancelled step whose worker finished anyway (its results are kept)."""
+        the move, e.g. a cancelled step whose worker finished anyway (its results are kept), or when
+        ``worker`` no longer holds the running step (its lease ran out and another took it over)."""
         sources = [s.value for s in StepState if s.can_become(state)]
         now = utcnow()
         values: dict[str, object] = {"state": state.value, "updated_at": now, "lease_until": None}
@@ -176,7 +178,14 @@ class JobSteps:
             row = session.execute(
                 update(job_steps)
                 .where(
-                    job_steps.c.job_id == child_id, job_steps.c.step == step, job_steps.c.state.in_(sources)
+                    job_steps.c.job_id == child_id,
+                    job_steps.c.step == step,
+                    job_steps.c.state.in_(sources),
+                    or_(
+                        literal(worker is None),
+                        job_steps.c.state != StepState.RUNNING.value,
+                        job_steps.c.worker == (worker or "")[:200],
+                    ),
                 )
                 .values(values)
                 .returning(job_steps.c.started_at)

@@ -100,7 +100,13 @@ class StepGate:
             return
         state, reason = outcome(payloads)
         await asyncio.to_thread(
-            self._steps.finish, ticket.scope, ticket.job_id, self._step, state, reason=reason
+            self._steps.finish,
+            ticket.scope,
+            ticket.job_id,
+            self._step,
+            state,
+            reason=reason,
+            worker=self._worker,
         )
 
     async def give_back(self, ticket: Ticket, error: str) -> None:
@@ -108,7 +114,13 @@ class StepGate:
         if ticket.scope is None or ticket.job_id is None:
             return
         await asyncio.to_thread(
-            self._steps.finish, ticket.scope, ticket.job_id, self._step, StepState.PENDING, reason=error
+            self._steps.finish,
+            ticket.scope,
+            ticket.job_id,
+            self._step,
+            StepState.PENDING,
+            reason=error,
+            worker=self._worker,
         )
 
     async def fail(self, data: EventData, error: str) -> None:

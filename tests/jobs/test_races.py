@@ -71,6 +71,25 @@ def test_a_step_whose_lease_ran_out_is_taken_over_once(db: Database, workers: in
     assert (row["state"], row["attempts"], row["worker"]) == ("running", 2, f"w{winners[0]}")
 
 
+def test_a_worker_whose_lease_was_taken_over_cannot_end_the_step(db: Database) -> None:
+    """A worker whose lease ran out while it worked (and another took the step over) finishes late:
+    neither its end nor its giving back touches the step the new worker runs."""
+    tenant = new_tenant(db)
+    _, (child,) = new_job(tenant, (STEP,))
+    steps = JobSteps(db)
+    steps.plan(tenant.scope, child, {STEP: 30.0})
+    assert steps.begin(tenant.scope, child, STEP, worker="slow", lease_s=0.2) == 1
+    time.sleep(0.25)
+    assert steps.begin(tenant.scope, child, STEP, worker="new", lease_s=60) == 2
+
+    assert not steps.finish(tenant.scope, child.id, STEP, StepState.SUCCEEDED, worker="slow")
+    assert not steps.finish(tenant.scope, child.id, STEP, StepState.PENDING, worker="slow")
+    row = step_row(db, child.id, STEP)
+    assert row is not None
+    assert (row["state"], row["worker"]) == ("running", "new")
+    assert steps.finish(tenant.scope, child.id, STEP, StepState.SUCCEEDED, worker="new")
+
+
 def test_workers_racing_to_end_a_step_record_one_end(db: Database) -> None:
     """Two workers end one running step differently at once: one finish returns True, the other False,
     and the row keeps the winner's end."""
