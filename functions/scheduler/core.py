@@ -143,7 +143,7 @@ class SchedulerCore:
         children = self._jobs.children_of(scope, [job.id for job in admitted])
         media_ids = [c.media_id for kids in children.values() for c in kids if c.media_id is not None]
         rows = self._media.many(scope, media_ids)
-        name, profile = self.profile(config)
+        name, _ = self.profile(config)
         factors = calibration(self._queue.finished_pairs(name))
         budget = config.jobs.gpu_seconds_per_day
         midnight = datetime(now.year, now.month, now.day, tzinfo=UTC)
@@ -152,15 +152,7 @@ class SchedulerCore:
         for job in admitted:
             files = [c for c in children.get(job.id, []) if c.media_id is not None]
             facts = [_facts(rows.get(c.media_id or ""), c) for c in files]
-            est = estimate(
-                facts,
-                job.steps,
-                name,
-                profile,
-                frames_per_minute=config.analysis.max_frames_per_minute,
-                parallel_files=config.jobs.parallel_files,
-                calibration=factors,
-            )
+            est = self.estimate(job, facts, config, factors)
             held = self.held(job, est, config, used, midnight)
             if held:
                 continue
@@ -222,8 +214,15 @@ class SchedulerCore:
             name, profile = next(iter(config.gpu.profiles.items()))
         return name, profile
 
-    def estimate(self, job: Job, facts: list[MediaFacts], config: RuntimeConfig) -> Estimate:
-        """The estimate of ``job`` on ``facts`` under the tenant's profile, calibrated."""
+    def estimate(
+        self,
+        job: Job,
+        facts: list[MediaFacts],
+        config: RuntimeConfig,
+        factors: dict[str, float] | None = None,
+    ) -> Estimate:
+        """The estimate of ``job`` on ``facts`` under the tenant's profile, calibrated by ``factors``
+        (default: from the finished jobs under that profile)."""
         name, profile = self.profile(config)
         return estimate(
             facts,
@@ -232,7 +231,7 @@ class SchedulerCore:
             profile,
             frames_per_minute=config.analysis.max_frames_per_minute,
             parallel_files=config.jobs.parallel_files,
-            calibration=calibration(self._queue.finished_pairs(name)),
+            calibration=factors if factors is not None else calibration(self._queue.finished_pairs(name)),
         )
 
 
