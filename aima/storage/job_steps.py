@@ -17,16 +17,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, literal, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from aima.access.scope import Scope
 from aima.domain import Job, StepState
-from aima.storage.relational import Database
+from aima.storage.relational import Database, insert_new
 from aima.storage.schema import job_steps, jobs, utcnow
 from aima.storage.scoped import guard, scoped_session
 
 log = logging.getLogger(__name__)
+KEYS = ("job_id", "step")
 
 
 class StepBusy(RuntimeError):
@@ -66,25 +65,9 @@ class JobSteps:
         rows that exist stay as they are."""
         if child.parent_job_id is None or not units:
             return
-        now = utcnow()
-        rows = [
-            {
-                "job_id": child.id,
-                "step": step,
-                "tenant_id": child.tenant_id,
-                "case_id": child.case_id,
-                "parent_job_id": child.parent_job_id,
-                "state": StepState.PENDING.value,
-                "attempts": 0,
-                "units": amount,
-                "updated_at": now,
-            }
-            for step, amount in units.items()
-        ]
+        rows = [planned(child, step, amount) for step, amount in units.items()]
         with scoped_session(self._db, scope) as session:
-            dialect = session.get_bind().dialect.name
-            insert = pg_insert if dialect == "postgresql" else sqlite_insert
-            session.execute(insert(job_steps).on_conflict_do_nothing(index_elements=["job_id", "step"]), rows)
+            session.execute(insert_new(session, job_steps, KEYS), rows)
 
     def begin(self, scope: Scope, child: Job, step: str, *, worker: str, lease_s: float) -> int:
         """Mark the step ``running`` for ``worker``; returns the attempt number.
@@ -119,25 +102,16 @@ class JobSteps:
                 return int(attempt)
             current = session.execute(select(job_steps.c.state, job_steps.c.worker).where(where)).first()
             if current is None and child.parent_job_id is not None:
-                dialect = session.get_bind().dialect.name
-                insert = pg_insert if dialect == "postgresql" else sqlite_insert
+                row = planned(child, step, None) | {
+                    "state": StepState.RUNNING.value,
+                    "attempts": 1,
+                    "worker": worker[:200],
+                    "lease_until": lease,
+                    "started_at": now,
+                    "updated_at": now,
+                }
                 inserted = session.execute(
-                    insert(job_steps)
-                    .values(
-                        job_id=child.id,
-                        step=step,
-                        tenant_id=child.tenant_id,
-                        case_id=child.case_id,
-                        parent_job_id=child.parent_job_id,
-                        state=StepState.RUNNING.value,
-                        attempts=1,
-                        worker=worker[:200],
-                        lease_until=lease,
-                        started_at=now,
-                        updated_at=now,
-                    )
-                    .on_conflict_do_nothing(index_elements=["job_id", "step"])
-                    .returning(job_steps.c.attempts)
+                    insert_new(session, job_steps, KEYS).values(row).returning(job_steps.c.attempts)
                 ).scalar()
                 if inserted is not None:
                     return 1
@@ -209,22 +183,7 @@ class JobSteps:
         added ``pending`` where none exists, then moved to ``state``."""
         if child.parent_job_id is not None:
             with scoped_session(self._db, scope) as session:
-                dialect = session.get_bind().dialect.name
-                insert = pg_insert if dialect == "postgresql" else sqlite_insert
-                session.execute(
-                    insert(job_steps)
-                    .values(
-                        job_id=child.id,
-                        step=step,
-                        tenant_id=child.tenant_id,
-                        case_id=child.case_id,
-                        parent_job_id=child.parent_job_id,
-                        state=StepState.PENDING.value,
-                        attempts=0,
-                        updated_at=utcnow(),
-                    )
-                    .on_conflict_do_nothing(index_elements=["job_id", "step"])
-                )
+                session.execute(insert_new(session, job_steps, KEYS).values(planned(child, step, None)))
         return self.finish(scope, child.id, step, state, reason=reason)
 
     def close_pending(self, scope: Scope, parent_id: str, reason: str) -> int:
@@ -251,11 +210,6 @@ class JobSteps:
             ).mappings()
             return [_run(row) for row in rows]
 
-    def for_child(self, scope: Scope, child_id: str) -> list[StepRun]:
-        with scoped_session(self._db, scope, readonly=True) as session:
-            rows = session.execute(select(job_steps).where(job_steps.c.job_id == child_id)).mappings()
-            return [_run(row) for row in rows]
-
     def phase_of(self, scope: Scope, child_id: str) -> tuple[str, list[str], str | None] | None:
         """The child job's phase, chosen steps and parent, or None when it is not in the scope."""
         with scoped_session(self._db, scope, readonly=True) as session:
@@ -263,6 +217,21 @@ class JobSteps:
                 select(jobs.c.state, jobs.c.steps, jobs.c.parent_job_id).where(jobs.c.id == child_id)
             ).first()
         return None if row is None else (str(row.state), list(row.steps or []), row.parent_job_id)
+
+
+def planned(child: Job, step: str, units: float | None) -> dict[str, Any]:
+    """A ``pending`` row for ``step`` of the child job's file, with the work it will do."""
+    return {
+        "job_id": child.id,
+        "step": step,
+        "tenant_id": child.tenant_id,
+        "case_id": child.case_id,
+        "parent_job_id": child.parent_job_id,
+        "state": StepState.PENDING.value,
+        "attempts": 0,
+        "units": units,
+        "updated_at": utcnow(),
+    }
 
 
 def measured(runs: Iterable[StepRun]) -> dict[str, list[float]]:

@@ -22,15 +22,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import RowMapping, bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aima.access.scope import Scope
 from aima.domain import FINAL_PHASES, Job, JobPhase, Priority, Step, StepState
 from aima.storage.outbox import Outbox
-from aima.storage.relational import Database
+from aima.storage.relational import Database, insert_new
 from aima.storage.schema import job_steps, jobs, utcnow
 from aima.storage.scoped import guard, scoped_session
 from events.catalogue import (
@@ -376,11 +374,7 @@ class JobRepository:
             started = [job.model_copy(update={"estimate": by_id[job.id].estimate}) for job in started]
             steps_rows = [{**row, "updated_at": now} for job in started for row in by_id[job.id].steps]
             if steps_rows:
-                dialect = session.get_bind().dialect.name
-                insert = pg_insert if dialect == "postgresql" else sqlite_insert
-                session.execute(
-                    insert(job_steps).on_conflict_do_nothing(index_elements=["job_id", "step"]), steps_rows
-                )
+                session.execute(insert_new(session, job_steps, ["job_id", "step"]), steps_rows)
             events: list[CloudEvent] = []
             for job in started:
                 events += [self._event(e) for e in announce_phase(job)] + list(by_id[job.id].events)

@@ -12,15 +12,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import RowMapping, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from aima.access.scope import Scope
 from aima.domain import Media, MediaStatus
 from aima.storage.audit import AuditHook
 from aima.storage.outbox import Outbox
-from aima.storage.relational import Database
+from aima.storage.relational import Database, insert_new
 from aima.storage.schema import media, utcnow
 from aima.storage.scoped import scoped_session
 from events.envelope import CloudEvent
@@ -71,11 +69,7 @@ class MediaRepository:
             "created_at": utcnow(),
         }
         with scoped_session(self._db, scope) as session:
-            dialect = session.get_bind().dialect.name
-            insert = pg_insert if dialect == "postgresql" else sqlite_insert
-            statement = (
-                insert(media).values(values).on_conflict_do_nothing(index_elements=["case_id", "sha256"])
-            )
+            statement = insert_new(session, media, ["case_id", "sha256"]).values(values)
             created = session.execute(statement.returning(media.c.id)).first() is not None
             same = select(media).where(media.c.case_id == case_id, media.c.sha256 == sha256)
             found = _media(session.execute(same).one()._mapping)

@@ -22,11 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from aima.storage.relational import Database, after_commit
+from aima.storage.relational import Database, after_commit, insert_new
 from aima.storage.schema import outbox, processed_events, utcnow
 from events.envelope import CloudEvent
 
@@ -85,9 +83,7 @@ class Outbox:
         ]
         if not rows:
             return
-        dialect = session.get_bind().dialect.name
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        session.execute(insert(outbox).on_conflict_do_nothing(index_elements=["event_id"]), rows)
+        session.execute(insert_new(session, outbox, ["event_id"]), rows)
         if not notify:
             return
         with _LOCK:

@@ -8,12 +8,24 @@ when a read transaction later wants to write. Migrations are Alembic's, run in c
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, make_url, select, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Table,
+    create_engine,
+    event,
+    func,
+    inspect,
+    make_url,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
@@ -161,13 +173,7 @@ class Database:
         """
         values = {"consumer": consumer, "event_id": event_id, "processed_at": utcnow()}
         keys = [processed_events.c.consumer, processed_events.c.event_id]
-        statement: SqliteInsert | PgInsert
-        if session.get_bind().dialect.name == "sqlite":
-            statement = (
-                sqlite_insert(processed_events).values(values).on_conflict_do_nothing(index_elements=keys)
-            )
-        else:
-            statement = pg_insert(processed_events).values(values).on_conflict_do_nothing(index_elements=keys)
+        statement = insert_new(session, processed_events, keys).values(values)
         # RETURNING rather than rowcount, which some drivers leave at -1 for this statement
         return session.execute(statement.returning(processed_events.c.event_id)).first() is not None
 
@@ -200,6 +206,13 @@ def _pragma(connection: Connection, pragma: str) -> None:
 def after_commit(session: Session, callback: Callable[[], object]) -> None:
     """Call ``callback`` once the session's current transaction has committed (never on rollback)."""
     event.listen(session, "after_commit", lambda _session: callback(), once=True)
+
+
+def insert_new(session: Session, table: Table, keys: Sequence[str | Column[Any]]) -> SqliteInsert | PgInsert:
+    """An INSERT into ``table`` for the session's database that skips rows whose ``keys`` exist
+    (``ON CONFLICT DO NOTHING``, spelt the same on PostgreSQL and SQLite)."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    return insert(table).on_conflict_do_nothing(index_elements=list(keys))
 
 
 def transaction_lock(session: Session, name: str) -> None:
