@@ -69,14 +69,8 @@ class JobQueue:
     def admit(self, job: Job, *, max_running: int) -> Job | None:
         """Move ``job`` from the queue to ``Estimating`` if its tenant has a free slot; None if not
         (no slot, or another scheduler took or moved the job first)."""
-        with unscoped_session(self._db, reason=REASON) as session:
-            transaction_lock(session, f"jobs:{job.tenant_id}")
-            if int(session.execute(_count_active(job.tenant_id)).scalar() or 0) >= max_running:
-                return None
-            try:
-                return self._jobs.move_in(session, job.id, JobPhase.ESTIMATING)
-            except ValueError:  # InvalidTransition: moved by someone else since it was listed
-                return None
+        admitted = self.admit_many(job.tenant_id, [job], max_running=max_running)
+        return admitted[0] if admitted else None
 
     def admit_many(self, tenant_id: str, candidates: Sequence[Job], *, max_running: int) -> list[Job]:
         """Admit as many of one tenant's ``candidates`` (in their order) as it has free slots, in one

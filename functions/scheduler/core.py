@@ -22,16 +22,18 @@ a class) and for each job:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from aima.access.scope import Scope
-from aima.config.schema import GpuProfile, RuntimeConfig
+from aima.config.schema import RuntimeConfig
 from aima.domain import Job, JobPhase, Media, Priority
-from aima.estimates import Estimate, MediaFacts, calibration, estimate, facts_of, function_steps, units
+from aima.estimates import Estimate, MediaFacts, calibration, facts_of, function_steps, units
+from aima.job_view import job_estimate
 from aima.storage.job_queue import JobQueue
-from aima.storage.job_steps import JobSteps
+from aima.storage.job_steps import JobSteps, planned
 from aima.storage.jobs import JobRepository, Start
 from aima.storage.media import MediaRepository
 from aima.storage.schema import utcnow
@@ -130,11 +132,6 @@ class SchedulerCore:
                 candidates = [job for job in candidates if job.id not in taken]
         return resumed
 
-    def start(self, job: Job, config: RuntimeConfig, now: datetime) -> Job | None:
-        """Estimate one admitted job, then hold it, ask for approval or run it (module docstring)."""
-        started = self.start_many(job.tenant_id, [job], config, now)
-        return started[0] if started else None
-
     def start_many(
         self, tenant_id: str, admitted: list[Job], config: RuntimeConfig, now: datetime
     ) -> list[Job]:
@@ -143,8 +140,7 @@ class SchedulerCore:
         children = self._jobs.children_of(scope, [job.id for job in admitted])
         media_ids = [c.media_id for kids in children.values() for c in kids if c.media_id is not None]
         rows = self._media.many(scope, media_ids)
-        name, _ = self.profile(config)
-        factors = calibration(self._queue.finished_pairs(name))
+        factors = functools.cache(lambda profile: calibration(self._queue.finished_pairs(profile)))
         budget = config.jobs.gpu_seconds_per_day
         midnight = datetime(now.year, now.month, now.day, tzinfo=UTC)
         used = self._queue.gpu_seconds_since(tenant_id, midnight) if budget is not None else 0.0
@@ -152,22 +148,13 @@ class SchedulerCore:
         for job in admitted:
             files = [c for c in children.get(job.id, []) if c.media_id is not None]
             facts = [_facts(rows.get(c.media_id or ""), c) for c in files]
-            est = self.estimate(job, facts, config, factors)
+            est = job_estimate(config, facts, job.steps, calibration=factors)
             held = self.held(job, est, config, used, midnight)
             if held:
                 continue
             used += est.gpu_s
             plans = [
-                {
-                    "job_id": child.id,
-                    "step": step,
-                    "tenant_id": child.tenant_id,
-                    "case_id": child.case_id,
-                    "parent_job_id": job.id,
-                    "state": "pending",
-                    "attempts": 0,
-                    "units": amount,
-                }
+                planned(child, step, amount)
                 for child, file in zip(files, facts, strict=True)
                 for step in function_steps(job.steps)
                 if step in self._per_file
@@ -176,7 +163,7 @@ class SchedulerCore:
             events = (
                 []
                 if job.started_at is not None
-                else [_start_event(job, c, rows.get(c.media_id or "")) for c in files]
+                else [start_event(c, rows.get(c.media_id or "")) for c in files]
             )
             starts.append(
                 Start(job, est.model_dump(mode="json"), plans, [e for e in events if e is not None])
@@ -207,33 +194,6 @@ class SchedulerCore:
             return True
         return False
 
-    def profile(self, config: RuntimeConfig) -> tuple[str, GpuProfile]:
-        name = config.jobs.gpu_profile
-        profile = config.gpu.profiles.get(name)
-        if profile is None:
-            name, profile = next(iter(config.gpu.profiles.items()))
-        return name, profile
-
-    def estimate(
-        self,
-        job: Job,
-        facts: list[MediaFacts],
-        config: RuntimeConfig,
-        factors: dict[str, float] | None = None,
-    ) -> Estimate:
-        """The estimate of ``job`` on ``facts`` under the tenant's profile, calibrated by ``factors``
-        (default: from the finished jobs under that profile)."""
-        name, profile = self.profile(config)
-        return estimate(
-            facts,
-            job.steps,
-            name,
-            profile,
-            frames_per_minute=config.analysis.max_frames_per_minute,
-            parallel_files=config.jobs.parallel_files,
-            calibration=factors if factors is not None else calibration(self._queue.finished_pairs(name)),
-        )
-
 
 def _facts(media: Media | None, child: Job) -> MediaFacts:
     return (
@@ -241,7 +201,9 @@ def _facts(media: Media | None, child: Job) -> MediaFacts:
     )
 
 
-def _start_event(job: Job, child: Job, media: Media | None) -> CloudEvent | None:
+def start_event(child: Job, media: Media | None) -> CloudEvent | None:
+    """The file's ``media.uploaded`` as the scheduler sends it, its id derived from the child job's
+    (None for a file removed since)."""
     if media is None:
         return None
     data = MediaUploaded(
@@ -255,14 +217,7 @@ def _start_event(job: Job, child: Job, media: Media | None) -> CloudEvent | None
         content_type=media.content_type,
         filename=media.filename,
     )
-    return start_event(data)
-
-
-def start_event(data: MediaUploaded) -> CloudEvent:
-    """``media.uploaded`` as the scheduler sends it: its id derived from the child job's."""
-    return make_event(
-        data, source=SOURCE, subject=data.media_id, event_id=derived_event_id(data.job_id or "", data.TYPE)
-    )
+    return make_event(data, source=SOURCE, subject=media.id, event_id=derived_event_id(child.id, data.TYPE))
 
 
 def _in_hours(hours: tuple[int, int] | None, now: datetime) -> bool:
