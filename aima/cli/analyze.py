@@ -334,17 +334,21 @@ def _report_of(deps: Deps, tenant_id: str, case_id: str, job_id: str | None) -> 
     return ReportBuilder(deps, pipeline_of(discover())).build(tenant_id, case_id, job_id)
 
 
-def export_report(settings: Settings, report: CaseReport, folder: Path, *, actor: str) -> list[str]:
+def export_report(
+    settings: Settings, report: CaseReport, folder: Path, *, actor: str, via: str = "aima analyze"
+) -> list[str]:
     """Write ``report`` in every format into ``folder`` (an audited export); returns the summary lines."""
     deps = Deps(settings.model_copy(update={"bus": "memory"}))
     try:
-        written = _export(deps, report, folder, actor)
+        written = _export(deps, report, folder, actor, via)
     finally:
         deps.stores.close()
     return list(_report_summary(report, folder, written))
 
 
-def _export(deps: Deps, report: CaseReport, folder: Path, actor: str) -> list[Path]:
+def _export(
+    deps: Deps, report: CaseReport, folder: Path, actor: str, via: str = "aima analyze"
+) -> list[Path]:
     """Every format into ``folder``, recorded as an export of the case in the audit log."""
     stores = deps.stores
     transcripts = {
@@ -368,7 +372,7 @@ def _export(deps: Deps, report: CaseReport, folder: Path, actor: str) -> list[Pa
         outcome="allowed",
         case_id=report.case_id,
         object=f"case/{report.case_id}/report/v{report.version}",
-        detail={"via": "aima analyze", "formats": sorted({p.suffix.lstrip(".") for p in written})},
+        detail={"via": via, "formats": sorted({p.suffix.lstrip(".") for p in written})},
     )
     return written
 

@@ -161,15 +161,23 @@ class CaseSession:
 
     def record(self, action: str, object: str, *, failed: str | None = None, **detail: Any) -> None:
         """An audit record of the command, as the API writes one (``via: cli``)."""
-        self.k.audit.record_now(
-            tenant_id=self.tenant_id,
-            actor=self.k.actor.name,
-            action=action,
-            outcome="failed" if failed else "allowed",
-            object=object,
-            case_id=self.case_id,
-            detail={"via": "cli", **detail, **({"error": failed} if failed else {})},
-        )
+        record_command(self.k, action, self.case_id, object, failed=failed, **detail)
+
+
+def record_command(
+    k: Kernel, action: str, case_id: str, object: str, *, failed: str | None = None, **detail: Any
+) -> None:
+    """An audit record of a command on a case in the acting user's tenant, as the API writes one
+    (``via: cli``; ``failed``: the error of a refused command)."""
+    k.audit.record_now(
+        tenant_id=k.actor.tenant_id,
+        actor=k.actor.name,
+        action=action,
+        outcome="failed" if failed else "allowed",
+        object=object,
+        case_id=case_id,
+        detail={"via": "cli", **detail, **({"error": failed} if failed else {})},
+    )
 
 
 S = TypeVar("S", bound=CaseSession)

@@ -34,7 +34,7 @@ import click
 
 from aima.access.scope import Scope
 from aima.cli import CliError
-from aima.cli.context import Kernel
+from aima.cli.context import Kernel, record_command
 from aima.domain import Job, JobPhase, MediaKind, Step
 from aima.estimates import Estimate, MediaFacts, calibration, facts_of
 from aima.job_view import JobView, JobViews, UnknownProfile, job_estimate
@@ -72,15 +72,7 @@ class _Jobs:
         self, action: str, case_id: str, object: str, *, failed: str | None = None, **detail: Any
     ) -> None:
         """An audit record of the command, as the API writes one (``via: cli``)."""
-        self.k.audit.record_now(
-            tenant_id=self.tenant_id,
-            actor=self.k.actor.name,
-            action=action,
-            outcome="failed" if failed else "allowed",
-            object=object,
-            case_id=case_id,
-            detail={"via": "cli", **detail, **({"error": failed} if failed else {})},
-        )
+        record_command(self.k, action, case_id, object, failed=failed, **detail)
 
 
 @contextmanager
@@ -376,7 +368,7 @@ def resume(job_id: str, out: Path | None, timeout: float) -> None:
         raise CliError(str(exc)) from None
     if report is not None:
         folder = out or settings.data_dir / "reports" / report.case_id / f"v{report.version}"
-        for line in export_report(settings, report, folder, actor="aima-cli"):
+        for line in export_report(settings, report, folder, actor="aima-cli", via="aima job resume"):
             click.echo(line)
     if ended.phase is JobPhase.FAILED:
         raise CliError(f"job {job_id} failed: {ended.reason}")
