@@ -3,7 +3,8 @@
 # ffmpeg/ffprobe (probe, frames, audio), espeak-ng (spoken sample and test media), tesseract with
 # its English and German models (ocr), the DejaVu fonts (text the OCR tests render), Pango (WeasyPrint
 # lays out the PDF report with it), and with --test also Chromium and poppler-utils (the report
-# tests open the HTML and the PDF as a person would: a headless screenshot, pdftoppm and pdftotext).
+# tests open the HTML and the PDF as a person would: a headless screenshot, pdftoppm and pdftotext)
+# and Prometheus for its promtool (the chart's alerting rules are tested against recorded samples).
 set -euo pipefail
 for_tests=false
 [ "${1:-}" = "--test" ] && for_tests=true
@@ -21,6 +22,7 @@ grep -q 'libpangoft2-1\.0\.so\.0' <<<"$libs" || missing+=(libpangoft2-1.0-0)
 if $for_tests; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v pdftoppm >/dev/null 2>&1 && command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "ensure-tools: installing ${missing[*]} from Debian"
