@@ -50,9 +50,11 @@ lint: env
 	@$(BIN)/mypy
 	@$(BIN)/lint-imports
 	@$(BIN)/python -m events.schemas_export --check
+	@$(BIN)/python -m functions.runtime.chart_export --check
 
 schemas: env
 	@$(BIN)/python -m events.schemas_export
+	@$(BIN)/python -m functions.runtime.chart_export
 
 # bytecode is compiled first, as an image build does (the environment may forbid writing it at import)
 bench: env tools services

@@ -16,7 +16,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
@@ -40,7 +48,11 @@ class Settings(BaseSettings):
     """All connection settings of one AIMA process (see module docstring)."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="ignore", validate_default=True, env_nested_delimiter="__"
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        validate_default=True,
+        env_nested_delimiter="__",
+        populate_by_name=True,
     )
 
     profile: Profile = "embedded"
@@ -74,8 +86,10 @@ class Settings(BaseSettings):
     # cache and locks: in-process (embedded) or Redis (cluster)
     cache_url: str | None = None
 
-    # event bus: in-process (embedded) or NATS JetStream (cluster)
-    bus: Literal["memory", "nats"] | None = None
+    # event bus: in-process (embedded), NATS JetStream (cluster), or a Knative Broker over HTTP
+    # (``http``: publishes to ``sink_url``, which a SinkBinding sets as ``K_SINK``; Triggers deliver)
+    bus: Literal["memory", "nats", "http"] | None = None
+    sink_url: str | None = Field(default=None, validation_alias=AliasChoices("AIMA_SINK_URL", "K_SINK"))
     nats_url: str = "nats://127.0.0.1:4222"
     nats_stream: str = "AIMA"
     nats_subject_root: str = Field(default="aima", pattern=r"^[A-Za-z0-9_-]+$")
@@ -164,6 +178,12 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _fill_profile_defaults(self) -> Settings:
         """Embedded fills every address under data_dir; cluster requires them."""
+        if self.bus == "http" and not self.sink_url:
+            raise ValueError("AIMA_SINK_URL (or K_SINK): required when AIMA_BUS=http")
+        if self.bus == "http" and self.delivery != "http":
+            raise ValueError(
+                "AIMA_DELIVERY=http: required when AIMA_BUS=http (a Trigger delivers the events)"
+            )
         if self.profile == "embedded":
             root = self.data_dir
             self.database_url = self.database_url or f"sqlite:///{root / 'aima.db'}"

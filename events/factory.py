@@ -1,4 +1,4 @@
-"""Choose the event-bus adapter from `Settings` (``AIMA_BUS``: memory or nats)."""
+"""Choose the event-bus adapter from `Settings` (``AIMA_BUS``: memory, nats, or http to a Knative sink)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,12 @@ def retry_policy_from_settings(settings: Settings) -> RetryPolicy:
 
 
 def bus_from_settings(settings: Settings) -> EventBus:
-    """A not yet started bus: in-process for ``memory``, JetStream for ``nats``."""
+    """A not yet started bus: in-process for ``memory``, JetStream for ``nats``, a sink for ``http``."""
+    if settings.bus == "http":
+        from events.bus_http import HttpBus
+
+        assert settings.sink_url is not None  # the settings refuse http without a sink
+        return HttpBus(settings.sink_url)
     if settings.bus == "nats":
         from events.bus_nats import NatsBus  # nats is only needed in the cluster profile
 

@@ -36,6 +36,7 @@ LAZY = {
     "persons": "aima.cli.persons:persons",
     "report": "aima.cli.reports:report",
     "review": "aima.cli.review:review",
+    "retention": "aima.cli.retention:retention",
     "search": "aima.cli.search:search_command",
     "serve": "aima.cli.serve:serve_command",
     "transcript": "aima.cli.transcripts:transcript",

@@ -81,4 +81,5 @@ SPEC = FunctionSpec(
     port=8086,
     analysis=True,
     step="cues",
+    image="text",
 )

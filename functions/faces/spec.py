@@ -34,4 +34,5 @@ SPEC = FunctionSpec(
     port=8089,
     analysis=True,
     step="faces",
+    image="vision",
 )

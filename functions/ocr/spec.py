@@ -38,4 +38,5 @@ SPEC = FunctionSpec(
     port=8087,
     analysis=True,
     step="ocr",
+    image="ocr",
 )

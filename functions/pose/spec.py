@@ -38,4 +38,5 @@ SPEC = FunctionSpec(
     port=8091,
     analysis=True,
     step="pose",
+    image="vision",
 )

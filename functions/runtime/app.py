@@ -8,11 +8,18 @@ and 5xx "retry" to Knative's delivery, so a bad event is refused with 400, a ste
 succeed (a model not configured or answering unusably, escaping its core) with 422, a failing
 handler answers 500 and an unreachable store, bus or model 503 with ``Retry-After`` (RFC 9457
 problem details).
+
+``POST /dead-letter`` is the Trigger's dead-letter sink: Knative sends the event there, with
+``knativeerrorcode``/``knativeerrordest``/``knativeerrordata`` added, once its retries ran out.
+The same signature check applies; the function then settles the file's step as failed
+(`Dispatcher.give_up`, as the NATS consumer does on its last attempt), so fuse never waits for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import logging
 import re
 import time
@@ -27,6 +34,7 @@ from aima.telemetry.health import HealthRegistry
 from aima.telemetry.metrics import HTTP_REQUESTS, HTTP_SECONDS, render
 from aima.telemetry.tracing import span_from
 from events.bus import Unretryable
+from events.envelope import CloudEvent
 from events.http import InvalidCloudEvent, from_http
 from events.signing import EventSigner, InvalidSignature
 from functions.runtime.dispatch import Dispatcher, RefusedEvent
@@ -36,6 +44,8 @@ from functions.runtime.worker import instrument
 log = logging.getLogger(__name__)
 REQUEST_ID = "X-Request-ID"
 EMITTED_IDS = "X-Emitted-Event-Ids"
+DEAD_LETTER_PATH = "/dead-letter"
+"""Where a Trigger's dead-letter sink delivers (the chart's ``deadLetterSink`` names it)."""
 REFUSED_TENANT = "anonymous"
 """The audit chain of refused deliveries: no tenant of an unverified event can be trusted."""
 _WELL_FORMED_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -60,8 +70,8 @@ def create_function_app(
     if receive_events:
         run = instrument(name, dispatcher.dispatch)
 
-        @app.post("/")
-        async def receive(request: Request) -> Response:
+        async def accept(request: Request) -> CloudEvent | Response:
+            """The request's signed CloudEvent, or the problem response refusing it."""
             try:
                 event = from_http(request.headers, await request.body())
             except InvalidCloudEvent as exc:
@@ -76,6 +86,13 @@ def create_function_app(
                     return problem_response(
                         401, "unsigned-event", "Event not signed", detail, headers=headers
                     )
+            return event
+
+        @app.post("/")
+        async def receive(request: Request) -> Response:
+            event = await accept(request)
+            if isinstance(event, Response):
+                return event
             try:
                 dispatcher.validate(event)
             except RefusedEvent as exc:
@@ -92,8 +109,38 @@ def create_function_app(
                     return problem_response(500, "handler-failed", "Handler failed", detail)
             return Response(status_code=202, headers={EMITTED_IDS: ",".join(e.id for e in emitted)})
 
+        @app.post(DEAD_LETTER_PATH)
+        async def dead_letter(request: Request) -> Response:
+            """A Trigger's dead-letter sink: the delivery gave up, so the file's step is settled failed."""
+            event = await accept(request)
+            if isinstance(event, Response):
+                return event
+            error = _delivery_error(event)
+            log.warning(
+                "event dead-lettered", extra={"event_id": event.id, "type": event.type, "error": error}
+            )
+            emitted = await dispatcher.give_up(event, error)
+            return Response(status_code=202, headers={EMITTED_IDS: ",".join(e.id for e in emitted)})
+
     add_probe_routes(app, health)
     return app
+
+
+def _delivery_error(event: CloudEvent) -> str:
+    """What the last delivery attempt got, from the extensions Knative adds to a dead letter."""
+    extra = event.extensions
+    code = extra.get("knativeerrorcode")
+    destination = extra.get("knativeerrordest")
+    data = extra.get("knativeerrordata")
+    if isinstance(data, str):
+        with contextlib.suppress(ValueError):
+            data = base64.b64decode(data, validate=True).decode("utf-8", "replace")
+    parts = [
+        f"delivery to {destination or 'the function'} failed",
+        f"status {code}" if code else "no answer",
+        str(data)[:500] if data else "",
+    ]
+    return "; ".join(part for part in parts if part)
 
 
 async def _record_refusal(

@@ -30,6 +30,15 @@ if TYPE_CHECKING:
     from functions.runtime.context import Context
     from functions.runtime.deps import Deps
 
+IMAGES: dict[str, tuple[str, ...]] = {
+    "core": (),
+    "speech": ("speech",),
+    "vision": ("vision",),
+    "ocr": ("ocr",),
+    "text": ("text",),
+}
+"""The container image families and the optional dependency groups each installs (``functions/Dockerfile``
+has one target per family; a function names its family in `FunctionSpec.image`)."""
 NEEDS = frozenset({"database", "objects", "documents", "vectors", "cache", "bus"})
 """What a function's readiness may depend on besides models (``model:<task>``)."""
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -88,6 +97,8 @@ class FunctionSpec:
     step: str | None = None
     """The per-file step it runs (its state kept per file of a job, `aima.storage.job_steps`);
     None for a function that is not one (the gateway, fuse, the scheduler)."""
+    image: str = "core"
+    """The image family it runs in (`IMAGES`): the smallest one that carries its models' packages."""
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -99,6 +110,8 @@ class FunctionSpec:
         for payload in (*self.consumes, *self.emits):
             if CATALOGUE.get(payload.TYPE) is not payload:
                 raise SpecError(f"function {self.name}: {payload.__name__} is not in the event catalogue")
+        if self.image not in IMAGES:
+            raise SpecError(f"function {self.name}: unknown image {self.image!r}; known: {', '.join(IMAGES)}")
         tasks = {f"model:{task.value}" for task in ModelTask}
         for need in self.needs:
             if need not in NEEDS and need not in tasks:

@@ -39,4 +39,5 @@ SPEC = FunctionSpec(
     port=8092,
     analysis=True,
     step="sensitivity",
+    image="vision",
 )

@@ -57,4 +57,5 @@ SPEC = FunctionSpec(
     port=8085,
     analysis=True,
     step="speakers",
+    image="speech",
 )

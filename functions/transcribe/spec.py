@@ -46,4 +46,5 @@ SPEC = FunctionSpec(
     port=8084,
     analysis=True,
     step="transcribe",
+    image="speech",
 )
