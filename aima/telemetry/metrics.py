@@ -42,6 +42,27 @@ COMPONENT_UP = Gauge(
     ("component",),
     registry=REGISTRY,
 )
+EVENTS_DEAD_LETTERED = Counter(
+    "aima_events_dead_lettered_total",
+    "Events the bus gave up on for a consumer (after its last attempt, or at once for one that can "
+    "never succeed): dead letters.",
+    ("consumer", "type"),
+    registry=REGISTRY,
+)
+JOBS_QUEUED = Gauge(
+    "aima_jobs_queued",
+    "Queued parent jobs free to start (not held until later) after the scheduler's last walk of the "
+    "queue, by priority; a walk looks at 5000 jobs at most.",
+    ("priority",),
+    registry=REGISTRY,
+)
+JOBS_OLDEST_QUEUED_AGE = Gauge(
+    "aima_jobs_oldest_queued_age_seconds",
+    "How long the longest-waiting queued job of each priority has waited since it entered the queue "
+    "(or its hold ended), as of now; 0 when none waits.",
+    ("priority",),
+    registry=REGISTRY,
+)
 
 
 def render() -> tuple[bytes, str]:

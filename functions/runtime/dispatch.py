@@ -13,10 +13,10 @@
    transaction (`aima.storage.outbox.Outbox.settle`), then publishes them through the relay. If
    publishing fails the events stay in the outbox and the relay's sweep publishes them later.
 
-When the bus gives up on an event about a media file (its last attempt failed, or it can never
-succeed), `give_up` settles it with ``io.aima.media.failed.v1`` naming this function as the step
-and the error as the reason, so whatever waits for the file's steps (fuse) learns the step failed
-instead of waiting for ever.
+When the bus gives up on an event (its last attempt failed, or it can never succeed), `give_up`
+counts the dead letter and, for an event about a media file, settles it with
+``io.aima.media.failed.v1`` naming this function as the step and the error as the reason, so
+whatever waits for the file's steps (fuse) learns the step failed instead of waiting for ever.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from aima.storage.outbox import Outbox
+from aima.telemetry.metrics import EVENTS_DEAD_LETTERED
 from aima.telemetry.tracing import inject
 from events.bus import Unretryable
 from events.catalogue import EventData, MediaFailed, MediaScoped, make_event
@@ -81,6 +82,8 @@ class Dispatcher:
         self._relay = relay
         self._gate = gate
         self._timeout_s = timeout_s
+        for event_type in spec.types:  # a first dead letter must show as an increase from 0
+            EVENTS_DEAD_LETTERED.labels(spec.name, event_type)
 
     @property
     def source(self) -> str:
@@ -153,7 +156,11 @@ class Dispatcher:
 
     async def give_up(self, event: CloudEvent, error: str) -> list[CloudEvent]:
         """Settle an event the bus gave up on with the file's ``media.failed`` (see module docstring);
-        returns what it emitted (nothing for an event about no media file, or one settled before)."""
+        returns what it emitted (nothing for an event about no media file, or one settled before).
+        Counts the dead letter (``aima_events_dead_lettered_total``; a type the function does not
+        consume counts as ``other``, so no sender can add label values)."""
+        counted = event.type if self.spec.consumed(event.type) is not None else "other"
+        EVENTS_DEAD_LETTERED.labels(self.spec.name, counted).inc()
         try:
             data = self.validate(event)
         except RefusedEvent:

@@ -17,6 +17,11 @@ a class) and for each job:
    with the events that start its files: ``media.uploaded`` per file (ids derived from the child
    job, so a re-analysis of a stored file runs again), or, for a job that ran before (resumed), every
    event its steps emitted, replayed (`functions.runtime.replay`).
+
+After each walk it sets the queue's gauges from what the walk left queued: ``aima_jobs_queued``
+(jobs per priority) and ``aima_jobs_oldest_queued_age_seconds`` (how long the longest-waiting job of
+each priority has waited since it entered the queue or its hold ended, computed when scraped, so it
+keeps growing while no walk happens). A walk of one tenant's queue replaces only that tenant's part.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from aima.storage.job_steps import JobSteps, planned
 from aima.storage.jobs import JobRepository, Start
 from aima.storage.media import MediaRepository
 from aima.storage.schema import utcnow
+from aima.telemetry.metrics import JOBS_OLDEST_QUEUED_AGE, JOBS_QUEUED
 from events.catalogue import EventData, JobCreated, MediaUploaded, SchedulingRequested, make_event
 from events.envelope import CloudEvent, derived_event_id
 from functions.runtime.context import Context
@@ -49,6 +55,8 @@ WALK = 5000
 """Queued jobs looked at in one walk of the queue."""
 Replay = Callable[[Job], Awaitable[int]]
 """Re-deliver what a resumed job's steps left undone; returns how many events it sent."""
+Backlog = dict[Priority, tuple[int, datetime]]
+"""Per priority: how many jobs wait, and since when the longest-waiting one does."""
 
 
 class SchedulerCore:
@@ -77,6 +85,7 @@ class SchedulerCore:
         self._replay = replay
         self._clock = clock
         self._lock = asyncio.Lock()
+        self._backlog: dict[str, Backlog] = {}
 
     async def handle(self, data: EventData, ctx: Context) -> list[EventData]:
         if isinstance(data, JobCreated) and data.parent_job_id is not None:
@@ -111,9 +120,11 @@ class SchedulerCore:
         """
         now = self._clock()
         resumed: list[Job] = []
+        walked = self._queue.waiting(now=now, tenant_id=tenant_id, limit=WALK)
         by_tenant: dict[str, list[Job]] = {}
-        for job in self._queue.waiting(now=now, tenant_id=tenant_id, limit=WALK):
+        for job in walked:
             by_tenant.setdefault(job.tenant_id, []).append(job)
+        taken: set[str] = set()
         for tenant, waiting in by_tenant.items():
             config = self._config(tenant)
             open_now = _in_hours(config.jobs.low_priority_hours, now)
@@ -122,15 +133,37 @@ class SchedulerCore:
                 admitted = self._queue.admit_many(tenant, candidates, max_running=config.jobs.max_running)
                 if not admitted:
                     break
+                taken.update(a.id for a in admitted)
                 started = self.start_many(tenant, admitted, config, now)
                 ran_before = {a.id for a in admitted if a.started_at is not None}
                 resumed += [job for job in started if job.id in ran_before]
                 if len(started) == len(admitted):
                     break
                 # some were held (approval, GPU budget) or cancelled meanwhile: their slots are free
-                taken = {a.id for a in admitted}
                 candidates = [job for job in candidates if job.id not in taken]
+        self.measure(tenant_id, [job for job in walked if job.id not in taken])
         return resumed
+
+    def measure(self, tenant_id: str | None, left: Sequence[Job]) -> None:
+        """Set the queue's gauges from the jobs a walk left queued (module docstring); a walk of
+        every tenant (``tenant_id`` None) replaces the whole picture, one tenant's walk its part."""
+        if tenant_id is None:
+            self._backlog = {}
+        else:
+            self._backlog.pop(tenant_id, None)
+        for job in left:
+            backlog = self._backlog.setdefault(job.tenant_id, {})
+            count, oldest = backlog.get(job.priority, (0, None))
+            since = _queued_since(job)
+            backlog[job.priority] = (count + 1, since if oldest is None else min(oldest, since))
+        for priority in Priority:
+            parts = [b[priority] for b in self._backlog.values() if priority in b]
+            JOBS_QUEUED.labels(priority.value).set(sum(count for count, _ in parts))
+            oldest = min((since for _, since in parts), default=None)
+            JOBS_OLDEST_QUEUED_AGE.labels(priority.value).set_function(functools.partial(self._age, oldest))
+
+    def _age(self, since: datetime | None) -> float:
+        return 0.0 if since is None else max(0.0, (self._clock() - since).total_seconds())
 
     def start_many(
         self, tenant_id: str, admitted: list[Job], config: RuntimeConfig, now: datetime
@@ -193,6 +226,12 @@ class SchedulerCore:
             self._jobs.move(scope, job.id, JobPhase.AWAITING_APPROVAL, reason=why, fields=fields)
             return True
         return False
+
+
+def _queued_since(job: Job) -> datetime:
+    """When a queued job last entered the queue (its last move) or its hold ended, if later."""
+    entered = job.updated_at or job.created_at
+    return entered if job.hold_until is None else max(entered, job.hold_until)
 
 
 def _facts(media: Media | None, child: Job) -> MediaFacts:
