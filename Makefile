@@ -8,7 +8,7 @@ SAMPLES := .aima-samples
 # PyTorch's CPU wheel lies on disk on our machines (constraints.txt pins it); PyPI's is a CUDA build
 WHEELS := --find-links /opt/wheels
 
-.PHONY: run test lint schemas bench clean env services tools test-tools lock
+.PHONY: run test lint schemas manifests bench clean env services tools test-tools lock
 
 env: $(STAMP)
 
@@ -55,6 +55,10 @@ lint: env
 schemas: env
 	@$(BIN)/python -m events.schemas_export
 	@$(BIN)/python -m functions.runtime.chart_export
+
+# manifests/ rendered from charts/aima with Helm's engine (a test keeps them in step)
+manifests: env
+	@$(BIN)/python -m tests.deploy.chart
 
 # bytecode is compiled first, as an image build does (the environment may forbid writing it at import)
 bench: env tools services

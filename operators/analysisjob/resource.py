@@ -3,7 +3,7 @@
 `PERMISSIONS` is the one declaration of the operator's access: ``main.py`` configures Kopf so that it
 needs nothing more (standalone, no cluster scanning, its state in annotations, only warnings posted
 as events), registers every handler for `GROUP`/`VERSION`/`PLURAL`, and the tests compare this set
-with the rules of ``rbac.yaml``.
+with the rules of the Helm chart's role.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ is structural, so a ``status.kopf`` stanza would be pruned)."""
 
 FOLDER = Path(__file__).resolve().parent
 CRD_FILE = FOLDER / "crd.yaml"
-RBAC_FILE = FOLDER / "rbac.yaml"
-DEPLOYMENT_FILE = FOLDER / "deployment.yaml"
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,27 @@
 """The operator's RBAC is exactly what its code needs: `PERMISSIONS`, derived here again from the
-handlers Kopf registered and the settings ``main.configure`` gives Kopf, and the rules of ``rbac.yaml``."""
+handlers Kopf registered and the settings ``main.configure`` gives Kopf, and the rules of the role
+the Helm chart renders."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import kopf
-import yaml
 
 import operators.analysisjob.main as main
-from operators.analysisjob.resource import DEPLOYMENT_FILE, PERMISSIONS, RBAC_FILE
+from operators.analysisjob.resource import PERMISSIONS
+from tests.deploy.chart import render
 from tests.operators.support import crd
 
 Need = tuple[str, str, str]  # API group, resource, verb
 
 
+OPERATOR = "aima-analysisjob-operator"
+
+
 def manifests() -> dict[str, dict[str, Any]]:
-    return {document["kind"]: document for document in yaml.safe_load_all(RBAC_FILE.read_text()) if document}
+    """The operator's objects as the Helm chart renders them, by kind."""
+    return {o["kind"]: o for o in render() if o["metadata"]["name"] == OPERATOR}
 
 
 def granted() -> set[Need]:
@@ -86,7 +91,7 @@ def test_the_role_is_bound_to_the_service_account_the_deployment_runs_as() -> No
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}
     ]
-    deployment = yaml.safe_load(DEPLOYMENT_FILE.read_text())
+    deployment = objects["Deployment"]
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == account["name"]
     assert deployment["metadata"]["namespace"] == account["namespace"]
