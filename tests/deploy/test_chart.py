@@ -349,3 +349,21 @@ def test_the_manifests_folder_is_rendered_from_the_chart() -> None:
     objects = [d for d in yaml.safe_load_all((chart.MANIFESTS / "aima.yaml").read_text()) if d]
     assert find(objects, "Secret") == []  # users bring their own (existingSecret)
     assert all(not validate(o) for o in objects)
+
+
+@pytest.mark.parametrize("broker_class", ["MTChannelBasedBroker", "NatsJetStreamBroker"])
+def test_the_broker_is_backed_by_nats_jetstream(broker_class: str) -> None:
+    objects = render({"eventing": {"broker": {"class": broker_class}}})
+    [broker] = find(objects, "Broker")
+    assert broker["metadata"]["annotations"]["eventing.knative.dev/broker.class"] == broker_class
+    channels = find(objects, "ConfigMap", "aima-broker-channel")
+    if broker_class == "NatsJetStreamBroker":  # eventing-natss' own class reads its config-nats-broker
+        assert channels == []
+        assert "config" not in broker["spec"]
+        return
+    [channel_config] = channels
+    assert broker["spec"]["config"]["name"] == "aima-broker-channel"
+    template = yaml.safe_load(channel_config["data"]["channel-template-spec"])
+    channel = {**template, "metadata": {"name": "aima-kne-trigger", "namespace": "aima"}}
+    assert channel["kind"] == "NatsJetStreamChannel"
+    assert validate(channel) == []  # the channel the broker will create, against eventing-natss' CRD
