@@ -21,11 +21,19 @@ $(STAMP): requirements.lock pyproject.toml
 	@$(BIN)/python -m inference.cpu.assets >/dev/null
 	@touch $(STAMP)
 
-# Regenerate the lock after changing dependencies in pyproject.toml.
+# Regenerate the lock after changing dependencies in pyproject.toml, then each image's lock
+# (manifests/images/IMAGE.lock: only the group that image runs, within requirements.lock; the
+# families and their groups as functions.runtime.spec.IMAGES, models = text, operator = operator).
 lock:
 	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/pip install -q "uv==0.13.8"; }
 	$(BIN)/uv pip compile -q pyproject.toml --extra dev --extra speech --extra text --extra ocr --extra vision --extra operator -c constraints.txt $(WHEELS) \
 		--python-version 3.11 --generate-hashes -o requirements.lock
+	@set -e; for pair in core: speech:speech vision:vision ocr:ocr text:text models:text operator:operator; do \
+		image=$${pair%%:*}; extra=$${pair#*:}; \
+		echo "manifests/images/$$image.lock"; \
+		$(BIN)/uv pip compile -q pyproject.toml $${extra:+--extra $$extra} -c requirements.lock -c constraints.txt $(WHEELS) \
+			--python-version 3.11 --generate-hashes -o manifests/images/$$image.lock; \
+	done
 
 services:
 	@bash scripts/ensure-services.sh
