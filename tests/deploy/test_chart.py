@@ -160,6 +160,11 @@ def test_overrides_reach_the_service_and_an_unknown_function_is_refused() -> Non
         ({"eventing": {"delivery": {"backoffPolicy": "random"}}}, r"at '/eventing/delivery/backoffPolicy'"),
         ({"external": {"databaseUrl": "mysql://x"}}, r"at '/external/databaseUrl'"),
         ({"podSecurityContext": {"runAsNonRoot": False}}, r"at '/podSecurityContext/runAsNonRoot'"),
+        (
+            {"inference": {"models": {"vision": {"gpu": 2}}}},
+            r"at '/inference/models/vision': additional properties 'gpu'",
+        ),
+        ({"inference": {"deploymentMode": "Serverles"}}, r"at '/inference/deploymentMode'"),
     ],
 )
 def test_wrong_values_are_refused_with_a_message_naming_the_key(values: dict[str, Any], message: str) -> None:
@@ -203,6 +208,11 @@ def test_every_aima_image_is_built_by_skaffold(rendered: tuple[str, list[dict[st
     third_party |= {
         store.get("image") for store in values.get("bundled", {}).values() if isinstance(store, dict)
     }
+    chart_values = yaml.safe_load((CHART / "values.yaml").read_text())
+    third_party |= {
+        chart_values["inference"]["vllmImage"],
+        values.get("inference", {}).get("vllmImage"),
+    }  # vLLM's
     seen = set()
     for obj in objects:
         for pod in pod_specs(obj):

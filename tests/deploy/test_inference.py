@@ -1,10 +1,10 @@
 """The chart's KServe InferenceServices (charts/aima/templates/inference) and the model settings it
 gives the functions, rendered offline with Helm's engine for the small and large profiles.
 
-The values are the chart's own plus the `inference` block of files/inference-values.example.yaml
-(the block values.yaml carries), plus each test's changes. Every InferenceService is validated
-against KServe's CRD (tests/deploy/kube.py); the functions' AIMA_MODELS__* variables are read by
-AIMA's own settings and registry, so a wrong variable name or backend fails here.
+The values are the chart's own `inference` block (values.yaml) plus each test's changes. Every
+InferenceService is validated against KServe's CRD (tests/deploy/kube.py); the functions'
+AIMA_MODELS__* variables are read by AIMA's own settings and registry, so a wrong variable name or
+backend fails here.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from inference.registry import check_models
 from tests.deploy import kube
 from tests.deploy.chart import CHART, find, render, values_of
 
-EXAMPLE = CHART / "files" / "inference-values.example.yaml"
+EXAMPLE = CHART / "values.yaml"
 NAMESPACE = "media"
 
 Obj = dict[str, Any]
@@ -69,7 +69,7 @@ def merged(base: Any, changes: Any) -> Any:
 
 
 def example() -> dict[str, Any]:
-    return dict(yaml.safe_load(EXAMPLE.read_text()))
+    return {"inference": yaml.safe_load(EXAMPLE.read_text())["inference"]}
 
 
 def values(**inference: Any) -> dict[str, Any]:

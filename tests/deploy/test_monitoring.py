@@ -26,7 +26,7 @@ RULES = PROMETHEUS / "rules.yaml"
 UNIT_TESTS = sorted((PROMETHEUS / "tests").glob("*.yaml"))
 DASHBOARD = CHART / "files" / "dashboards" / "aima.json"
 DOC = REPO / "docs" / "monitoring.md"
-INFERENCE_EXAMPLE = CHART / "files" / "inference-values.example.yaml"
+VALUES = CHART / "values.yaml"
 SEVERITIES = {"warning", "critical"}
 SCRAPE_LABELS = {"function", "inferenceservice", "aima_workload"}
 """Target labels the rules read that the chart's PodMonitors set (relabelings)."""
@@ -153,8 +153,8 @@ def test_the_dashboard_has_a_fixed_uid_and_a_datasource_variable() -> None:
 
 
 def monitored_values(**monitoring: Any) -> dict[str, Any]:
-    values = dict(yaml.safe_load(INFERENCE_EXAMPLE.read_text()))
-    values["inference"] = {**values["inference"], "enabled": True}
+    inference = yaml.safe_load(VALUES.read_text())["inference"]
+    values: dict[str, Any] = {"inference": {**inference, "enabled": True}}
     values["monitoring"] = {"enabled": True, **monitoring}
     return values
 

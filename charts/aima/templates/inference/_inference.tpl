@@ -1,5 +1,5 @@
 {{- /* Helpers of the KServe InferenceServices (templates/inference/) and of the functions' model
-       settings. Values: the `inference` block (files/inference-values.example.yaml). */ -}}
+       settings. Values: the `inference` block of values.yaml. */ -}}
 
 {{/* The GPU model servers (on the GPU node pool, sized by the profile) and what each one speaks:
      the AIMA backend that reaches it and the path of its API under the predictor's root. */}}
@@ -31,7 +31,7 @@ embedder: {gpu: false, backend: kserve, path: ""}
 {{- if $kind.gpu -}}
 {{- $profile := index ($inf.profiles | default dict) $profileName -}}
 {{- if not $profile -}}
-{{- fail (printf "inference.profile: %s has no block inference.profiles.%s (files/inference-values.example.yaml has small and large)" $profileName $profileName) -}}
+{{- fail (printf "inference.profile: %s has no block inference.profiles.%s (values.yaml has small and large)" $profileName $profileName) -}}
 {{- $profile = dict -}}{{- /* helm lint goes on after a fail */ -}}
 {{- end -}}
 {{- $p = index $profile .key | default dict -}}
