@@ -449,6 +449,9 @@ def test_skaffold_hands_every_chart_image_to_the_chart() -> None:
     templates = release["setValueTemplates"]
     assert templates["image.registry"] == ""
     assert templates["image.tag"].startswith("{{.IMAGE_TAG_")
+    # skaffold hands templates to `helm --set`, which reads a tag of digits (a short commit hash) as a
+    # number, and the chart's schema wants a string: the tag must start with a letter
+    assert re.match(r"[A-Za-z]", skaffold()["build"]["tagPolicy"]["gitCommit"]["prefix"])
     for key, repository in repositories.items():
         # the post-renderer swaps in the built reference only for an image named as its artifact
         assert repository in built, f"image.repositories.{key}: {repository} is built by no skaffold artifact"
