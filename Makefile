@@ -59,10 +59,12 @@ lint: env
 	@$(BIN)/lint-imports
 	@$(BIN)/python -m events.schemas_export --check
 	@$(BIN)/python -m functions.runtime.chart_export --check
+	@$(BIN)/python -m functions.api.openapi_export --check
 
 schemas: env
 	@$(BIN)/python -m events.schemas_export
 	@$(BIN)/python -m functions.runtime.chart_export
+	@$(BIN)/python -m functions.api.openapi_export
 
 # manifests/ rendered from charts/aima with Helm's engine (a test keeps them in step)
 manifests: env

@@ -42,6 +42,7 @@ from functions.api.routes import auth as auth_routes
 from functions.api.routes import images as pictures
 from functions.api.security import API_PREFIX, Gate, assert_routes_declared, audit_invalid_request
 from functions.api.services import ApiServices
+from functions.api.webapp import WebApp
 
 DOCS_URL = f"{API_PREFIX}/docs"
 # FastAPI's own telemetry (where it has it) keeps its server span, which the request-context middleware
@@ -118,6 +119,8 @@ def create_app(
     for module in routes:
         module.router.install(app, prefix=API_PREFIX)
     assert_routes_declared(app)
+    # what no route matches: the review workspace's files (functions/api/web), else the router's 404
+    app.router.default = WebApp(app.router.default)
     return app
 
 
