@@ -192,7 +192,7 @@ def test_no_container_runs_as_root(rendered: tuple[str, list[dict[str, Any]]]) -
                 assert context.get("runAsUser", 1) != 0, where
                 assert context.get("allowPrivilegeEscalation") is False, where
                 checked += 1
-    assert checked >= len(discover()) + 2  # the functions, the operator and the retention schedule
+    assert checked >= len(discover()) + 3  # the functions, the operator, the retention schedule, migrate
 
 
 def test_every_aima_image_is_built_by_skaffold(rendered: tuple[str, list[dict[str, Any]]]) -> None:
@@ -341,6 +341,7 @@ def test_only_aima_pods_reach_the_bundled_stores() -> None:
             "function",
             "operator",
             "retention-schedule",
+            "migrate",
             "model-server",
         ]
     assert [
@@ -377,3 +378,12 @@ def test_the_broker_is_backed_by_nats_jetstream(broker_class: str) -> None:
     channel = {**template, "metadata": {"name": "aima-kne-trigger", "namespace": "aima"}}
     assert channel["kind"] == "NatsJetStreamChannel"
     assert validate(channel) == []  # the channel the broker will create, against eventing-natss' CRD
+
+
+def test_the_schema_is_migrated_after_every_install_and_upgrade() -> None:
+    [job] = find(render(), "Job")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["aima", "migrate"]
+    assert container["image"] == "aima-core:0.1.0"
+    assert {e["name"] for e in container["env"]} >= {"AIMA_DATABASE_URL", "AIMA_DOCUMENTS_URI"}
