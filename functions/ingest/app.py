@@ -27,8 +27,11 @@ leaves that case open), both with ``Tus-Version``; every response of these route
   ``Tus-Max-Size`` (the tenant's upload limit) and ``Tus-Checksum-Algorithm`` (md5, sha1, sha256).
 * ``POST /cases/{case_id}/uploads`` with ``Upload-Length`` (``Upload-Defer-Length`` is not supported)
   and optionally ``Upload-Metadata`` (the file's name in ``filename``, or ``name``, base64; else
-  ``X-AIMA-Filename``): 201 with ``Location`` (``/cases/{case_id}/uploads/{upload_id}``),
-  ``Upload-Offset: 0`` and a small JSON body (upload id, offset, length).
+  ``X-AIMA-Filename``; ``analysis``: ``now``, the default, analyses the completed file at once,
+  ``job`` stores and audits it but announces nothing, so that a job submitted for it afterwards
+  starts it; another value is a 400): 201 with ``Location``
+  (``/cases/{case_id}/uploads/{upload_id}``), ``Upload-Offset: 0`` and a small JSON body (upload
+  id, offset, length).
 * ``HEAD .../uploads/{id}``: ``Upload-Offset``, ``Upload-Length``, ``Upload-Metadata`` as sent,
   ``Cache-Control: no-store``.
 * ``PATCH .../uploads/{id}`` with ``Content-Type: application/offset+octet-stream``,
@@ -141,6 +144,9 @@ MEDIA_ID = "X-AIMA-Media-Id"
 SHA256 = "X-AIMA-SHA256"
 DUPLICATE_OF = "X-AIMA-Duplicate-Of"
 OFFSET_STREAM = "application/offset+octet-stream"
+ANALYSIS = "analysis"
+"""The ``Upload-Metadata`` key that says when the file is analysed."""
+ANALYSIS_NOW, ANALYSIS_JOB = "now", "job"
 MAX_METADATA = 4096
 """The longest ``Upload-Metadata`` accepted (it is kept with the upload and echoed)."""
 TUS_PATHS = re.compile(r"/cases/[^/]+/uploads(/[^/]+)?")
@@ -319,6 +325,7 @@ def create_app(
         raw = request.headers.get(UPLOAD_METADATA)
         metadata = parse_metadata(raw) if raw is not None else {}
         named = _metadata_text(metadata, "filename") or _metadata_text(metadata, "name")
+        analysis = _analysis(metadata)
         _require_tus(request)  # after the malformed (400), so that a request with both is a 400
         begun = core.begin(
             caller.scope(),
@@ -326,6 +333,7 @@ def create_app(
             filename=named if named is not None else _filename(request),
             length=length,
             metadata=raw.strip() if raw and raw.strip() else None,
+            announce=analysis == ANALYSIS_NOW,
         )
         upload_id = await _run(begun)
         headers = {"Location": f"/cases/{case_id}/uploads/{upload_id}", UPLOAD_OFFSET: "0"}
@@ -430,6 +438,24 @@ def _metadata_text(pairs: dict[str, str], key: str) -> str | None:
         return base64.b64decode(pairs[key], validate=True).decode("utf-8")
     except UnicodeDecodeError:
         raise _bad_metadata(f"the value of {key!r} is not UTF-8 text") from None
+
+
+def _analysis(pairs: dict[str, str]) -> str:
+    """When the file is analysed: `ANALYSIS_NOW` (the default) or `ANALYSIS_JOB`; a 400 problem
+    naming the key for any other value."""
+    value = _metadata_text(pairs, ANALYSIS)
+    if value is None:
+        return ANALYSIS_NOW
+    if value not in (ANALYSIS_NOW, ANALYSIS_JOB):
+        raise Problem(
+            400,
+            "invalid-header",
+            "Invalid header",
+            f"{UPLOAD_METADATA} key {ANALYSIS!r} must be {ANALYSIS_NOW!r} (analyse the file at once, "
+            f"the default) or {ANALYSIS_JOB!r} (store it for a job), not {value[:40]!r}.",
+            extensions={"key": ANALYSIS, "allowed": [ANALYSIS_NOW, ANALYSIS_JOB]},
+        )
+    return value
 
 
 def _bad_metadata(what: str) -> Problem:

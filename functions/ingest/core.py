@@ -17,7 +17,9 @@ Three ways in:
   a per-file error for a refused file. Its events (the jobs' and the files') go to the outbox
   together once every file is in, so a request refused for having too many files announces nothing;
 * resumable sessions (`begin`, `status`, `append`, `abort`): the tus 1.0.0 model (any number of
-  bodies of any size at the current offset, see `functions.ingest.app` for the protocol).
+  bodies of any size at the current offset, see `functions.ingest.app` for the protocol). A session
+  begun with ``announce=False`` stores and audits its file but emits nothing: the file waits for a
+  job that names it.
 
 A resumable session is a document in the document store (collection `UPLOADS`), the single source
 of truth for its offset, so any replica can continue it. Every change to it is a compare-and-set on
@@ -389,9 +391,12 @@ class IngestCore:
         filename: str | None,
         length: int,
         metadata: str | None = None,
+        announce: bool = True,
     ) -> str:
         """Open a session for a file of ``length`` bytes; returns its upload id. ``metadata`` is kept
-        as sent (tus echoes it), ``filename`` is the cleaned name the file is recorded under."""
+        as sent (tus echoes it), ``filename`` is the cleaned name the file is recorded under. Unless
+        ``announce``, the completed file is stored and audited but no ``media.uploaded`` is emitted:
+        it waits for a job that names it (the scheduler starts it then)."""
         if length < 0:
             raise ValueError("length must be >= 0")
         if length == 0:
@@ -409,6 +414,7 @@ class IngestCore:
             "media_id": media_id,
             "filename": clean_filename(filename),
             "metadata": metadata,
+            "announce": announce,
             "length": length,
             "object_key": object_key(case_id, media_id),
             "state": RECEIVING,
@@ -701,6 +707,7 @@ class IngestCore:
                 if current["state"] == COMPLETED:
                     return _result_of(current)
                 raise _being_completed(int(current["offset"]))
+        announce = bool(doc.get("announce", True))  # sessions begun before the flag announce
         renewing = asyncio.create_task(self._renew(doc, claim))
         try:
             info = await asyncio.to_thread(self._assemble, doc)
@@ -710,14 +717,14 @@ class IngestCore:
             sniffed = Sniffed(doc["kind"], doc["content_type"], doc["format"])
             case_id, media_id, key = doc["case_id"], doc["media_id"], doc["object_key"]
             result = await self._register(
-                scope, case_id, media_id, key, info, sniffed, doc["filename"], resumed=True
+                scope, case_id, media_id, key, info, sniffed, doc["filename"], resumed=True, announce=announce
             )
         except BaseException:
             renewing.cancel()
             await asyncio.shield(self._release(doc, claim))
             raise
         renewing.cancel()
-        if result.duplicate_of is None:
+        if result.duplicate_of is None and announce:
             await self._announce([self._uploaded(scope, case_id, result)])
         done: dict[str, Any] = {
             "state": COMPLETED,
