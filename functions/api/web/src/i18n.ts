@@ -1,0 +1,334 @@
+// Every text of the interface, in English and German, from this one dictionary.
+// The language is chosen in the header, kept in localStorage and set on <html lang>.
+import { createContext } from "preact";
+import { useContext } from "preact/hooks";
+
+export type Lang = "en" | "de";
+export const LANGS: readonly { value: Lang; label: string }[] = [
+  { value: "en", label: "English" },
+  { value: "de", label: "Deutsch" },
+];
+
+const en = {
+  appName: "AIMA review workspace",
+  skipToContent: "Skip to content",
+  note: "Findings are indicators for human review, never verdicts: each one comes with a confidence and its evidence.",
+  language: "Language",
+  mainNav: "Main",
+  cases: "Cases",
+  signOut: "Sign out",
+  signedInAs: (name: string, role: string) => `Signed in as ${name} (${role})`,
+  loading: "Loading…",
+  error: (detail: string) => `Something went wrong: ${detail}`,
+  notFound: "Page not found",
+  backToCases: "Back to the cases",
+
+  signIn: "Sign in",
+  username: "Username",
+  password: "Password",
+  signingIn: "Signing in…",
+  sessionEnded: "Your session has ended. Please sign in again.",
+
+  caseName: "Case name",
+  createCase: "Create case",
+  newCase: "New case",
+  yourCases: "Your cases",
+  noCases: "No cases yet.",
+  deleteCase: (name: string) => `Delete ${name}`,
+  deleteCaseTitle: (name: string) => `Delete case ${name}?`,
+  deleteCaseText:
+    "This removes the case with its files, analysis results, reports, face and text vectors and documents; the audit log keeps a record. It cannot be undone.",
+  deletePermanently: "Delete permanently",
+  cancel: "Cancel",
+  deleting: "Deleting…",
+  caseRole: (role: string) => `your role: ${role}`,
+  created: (when: string) => `created ${when}`,
+
+  caseNav: "Case",
+  files: "Files",
+  jobs: "Jobs",
+  reports: "Reports",
+
+  mediaList: "Files of the case",
+  noMedia: "No files in this case yet.",
+  filename: "File name",
+  kind: "Kind",
+  size: "Size",
+  status: "Status",
+  upload: "Upload",
+  chooseFiles: "Choose files",
+  dropFiles: "Drop files here",
+  dropHint: "Drop files here, or choose them with the button. Uploads resume after an interruption.",
+  uploadProgress: (name: string) => `Upload progress of ${name}`,
+  uploading: "Uploading…",
+  waiting: "Waiting",
+  uploaded: "Uploaded",
+  duplicateOf: (name: string) => `Duplicate of ${name}`,
+  refused: (detail: string) => `Refused: ${detail}`,
+  uploadsHeading: "This batch",
+  analyse: "Analyse uploaded files",
+  analysing: "Submitting the job…",
+  noUploadRight: "Your role in this case does not allow uploads.",
+
+  job: (short: string) => `Job ${short}`,
+  noJobs: "No jobs in this case yet.",
+  phase: "Phase",
+  progress: "Progress",
+  priority: "Priority",
+  createdAt: "Created",
+  eta: (seconds: string) => `Model time left: about ${seconds}`,
+  stepsTable: (files: number) => `Files per step and state (${files} ${files === 1 ? "file" : "files"})`,
+  step: "Step",
+  estimate: "Estimate",
+  estimateText: (model: string, wall: string, cost: string) =>
+    `model time ${model}, wall time ${wall}, cost ${cost}`,
+  estimateBasis: (basis: string, profile: string) => `basis: ${basis}, GPU profile: ${profile}`,
+  approve: "Approve",
+  cancelJob: "Cancel job",
+  resumeJob: "Resume job",
+  reason: (text: string) => `Reason: ${text}`,
+  liveUpdates: "Live updates",
+  polling: "Updated every 2 seconds",
+  openReport: (version: number) => `Open report version ${version}`,
+
+  versions: "Versions",
+  version: (n: number) => `Version ${n}`,
+  noReports: "No report yet: it is built when a job has finished.",
+  summary: "Summary",
+  partial: "Partial report: some steps did not finish.",
+  context: "Context",
+  indicators: "Indicators for review",
+  noIndicators: "No indicators.",
+  confidence: (pct: string) => `confidence ${pct}`,
+  model: (name: string) => `model ${name}`,
+  review: (decision: string) => `review: ${decision}`,
+  unreviewed: "not reviewed yet",
+  gaps: "Gaps",
+  noGaps: "No gaps.",
+  exportPdf: "Export PDF",
+  exportJson: "Export JSON",
+  exporting: "Preparing the download…",
+  reportMeta: (created: string, files: number, persons: number) =>
+    `built ${created}; ${files} files, ${persons} persons`,
+
+  phases: {
+    Queued: "Queued",
+    Estimating: "Estimating",
+    AwaitingApproval: "Awaiting approval",
+    Running: "Running",
+    Succeeded: "Succeeded",
+    PartiallySucceeded: "Partially succeeded",
+    Failed: "Failed",
+    Cancelled: "Cancelled",
+  } as Record<string, string>,
+  states: {
+    pending: "pending",
+    running: "running",
+    succeeded: "succeeded",
+    failed: "failed",
+    not_run: "not run",
+    cancelled: "cancelled",
+  } as Record<string, string>,
+  decisions: {
+    confirmed: "confirmed",
+    rejected: "rejected",
+    unclear: "unclear",
+    unreviewed: "not reviewed yet",
+  } as Record<string, string>,
+};
+
+export type Dict = typeof en;
+
+const de: Dict = {
+  appName: "AIMA Prüfarbeitsplatz",
+  skipToContent: "Zum Inhalt springen",
+  note: "Befunde sind Hinweise für die menschliche Prüfung, keine Urteile: jeder kommt mit einer Konfidenz und seinen Belegen.",
+  language: "Sprache",
+  mainNav: "Hauptnavigation",
+  cases: "Fälle",
+  signOut: "Abmelden",
+  signedInAs: (name, role) => `Angemeldet als ${name} (${role})`,
+  loading: "Wird geladen…",
+  error: (detail) => `Etwas ist schiefgegangen: ${detail}`,
+  notFound: "Seite nicht gefunden",
+  backToCases: "Zurück zu den Fällen",
+
+  signIn: "Anmelden",
+  username: "Benutzername",
+  password: "Passwort",
+  signingIn: "Anmeldung läuft…",
+  sessionEnded: "Ihre Sitzung ist abgelaufen. Bitte melden Sie sich erneut an.",
+
+  caseName: "Name des Falls",
+  createCase: "Fall anlegen",
+  newCase: "Neuer Fall",
+  yourCases: "Ihre Fälle",
+  noCases: "Noch keine Fälle.",
+  deleteCase: (name) => `${name} löschen`,
+  deleteCaseTitle: (name) => `Fall ${name} löschen?`,
+  deleteCaseText:
+    "Damit werden der Fall und seine Dateien, Analyseergebnisse, Berichte, Gesichts- und Textvektoren und Dokumente entfernt; das Prüfprotokoll behält einen Eintrag. Das lässt sich nicht rückgängig machen.",
+  deletePermanently: "Endgültig löschen",
+  cancel: "Abbrechen",
+  deleting: "Wird gelöscht…",
+  caseRole: (role) => `Ihre Rolle: ${role}`,
+  created: (when) => `angelegt ${when}`,
+
+  caseNav: "Fall",
+  files: "Dateien",
+  jobs: "Aufträge",
+  reports: "Berichte",
+
+  mediaList: "Dateien des Falls",
+  noMedia: "Noch keine Dateien in diesem Fall.",
+  filename: "Dateiname",
+  kind: "Art",
+  size: "Größe",
+  status: "Status",
+  upload: "Hochladen",
+  chooseFiles: "Dateien wählen",
+  dropFiles: "Dateien hier ablegen",
+  dropHint:
+    "Dateien hier ablegen oder mit der Schaltfläche wählen. Unterbrochene Uploads werden fortgesetzt.",
+  uploadProgress: (name) => `Upload-Fortschritt von ${name}`,
+  uploading: "Wird hochgeladen…",
+  waiting: "Wartet",
+  uploaded: "Hochgeladen",
+  duplicateOf: (name) => `Duplikat von ${name}`,
+  refused: (detail) => `Abgelehnt: ${detail}`,
+  uploadsHeading: "Dieser Stapel",
+  analyse: "Hochgeladene Dateien analysieren",
+  analysing: "Auftrag wird übermittelt…",
+  noUploadRight: "Ihre Rolle in diesem Fall erlaubt keine Uploads.",
+
+  job: (short) => `Auftrag ${short}`,
+  noJobs: "Noch keine Aufträge in diesem Fall.",
+  phase: "Phase",
+  progress: "Fortschritt",
+  priority: "Priorität",
+  createdAt: "Angelegt",
+  eta: (seconds) => `Verbleibende Modellzeit: etwa ${seconds}`,
+  stepsTable: (files) => `Dateien je Schritt und Zustand (${files} ${files === 1 ? "Datei" : "Dateien"})`,
+  step: "Schritt",
+  estimate: "Schätzung",
+  estimateText: (model, wall, cost) => `Modellzeit ${model}, Laufzeit ${wall}, Kosten ${cost}`,
+  estimateBasis: (basis, profile) => `Grundlage: ${basis}, GPU-Profil: ${profile}`,
+  approve: "Freigeben",
+  cancelJob: "Auftrag abbrechen",
+  resumeJob: "Auftrag fortsetzen",
+  reason: (text) => `Grund: ${text}`,
+  liveUpdates: "Live-Aktualisierung",
+  polling: "Alle 2 Sekunden aktualisiert",
+  openReport: (version) => `Bericht Version ${version} öffnen`,
+
+  versions: "Versionen",
+  version: (n) => `Version ${n}`,
+  noReports: "Noch kein Bericht: er entsteht, wenn ein Auftrag beendet ist.",
+  summary: "Zusammenfassung",
+  partial: "Teilbericht: einige Schritte wurden nicht beendet.",
+  context: "Kontext",
+  indicators: "Hinweise zur Prüfung",
+  noIndicators: "Keine Hinweise.",
+  confidence: (pct) => `Konfidenz ${pct}`,
+  model: (name) => `Modell ${name}`,
+  review: (decision) => `Prüfung: ${decision}`,
+  unreviewed: "noch nicht geprüft",
+  gaps: "Lücken",
+  noGaps: "Keine Lücken.",
+  exportPdf: "PDF exportieren",
+  exportJson: "JSON exportieren",
+  exporting: "Download wird vorbereitet…",
+  reportMeta: (created, files, persons) => `erstellt ${created}; ${files} Dateien, ${persons} Personen`,
+
+  phases: {
+    Queued: "In der Warteschlange",
+    Estimating: "Wird geschätzt",
+    AwaitingApproval: "Wartet auf Freigabe",
+    Running: "Läuft",
+    Succeeded: "Erfolgreich",
+    PartiallySucceeded: "Teilweise erfolgreich",
+    Failed: "Fehlgeschlagen",
+    Cancelled: "Abgebrochen",
+  },
+  states: {
+    pending: "wartend",
+    running: "läuft",
+    succeeded: "erfolgreich",
+    failed: "fehlgeschlagen",
+    not_run: "nicht ausgeführt",
+    cancelled: "abgebrochen",
+  },
+  decisions: {
+    confirmed: "bestätigt",
+    rejected: "verworfen",
+    unclear: "unklar",
+    unreviewed: "noch nicht geprüft",
+  },
+};
+
+export const DICTIONARIES: Record<Lang, Dict> = { en, de };
+
+const STORAGE_KEY = "aima.lang";
+
+/** The language kept in localStorage, else the browser's if German, else English. */
+export function initialLang(): Lang {
+  try {
+    const kept = localStorage.getItem(STORAGE_KEY);
+    if (kept === "en" || kept === "de") return kept;
+  } catch {
+    /* storage unavailable */
+  }
+  return navigator.language.toLowerCase().startsWith("de") ? "de" : "en";
+}
+
+/** Keeps the choice and sets <html lang>. */
+export function applyLang(lang: Lang): void {
+  try {
+    localStorage.setItem(STORAGE_KEY, lang);
+  } catch {
+    /* storage unavailable: the choice lasts for this page */
+  }
+  document.documentElement.lang = lang;
+}
+
+export interface I18n {
+  lang: Lang;
+  t: Dict;
+  setLang: (lang: Lang) => void;
+}
+
+export const I18nContext = createContext<I18n>({ lang: "en", t: en, setLang: () => undefined });
+
+export function useI18n(): I18n {
+  return useContext(I18nContext);
+}
+
+/** Phase names as the API spells them, shown translated but keeping the API's name in English. */
+export function phaseText(t: Dict, phase: string): string {
+  return t.phases[phase] ?? phase;
+}
+
+export function formatBytes(lang: Lang, bytes: number): string {
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  const digits = unit === 0 ? 0 : 1;
+  return `${value.toLocaleString(lang, { maximumFractionDigits: digits })} ${units[unit]}`;
+}
+
+export function formatDate(lang: Lang, iso: string): string {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime())
+    ? iso
+    : date.toLocaleString(lang, { dateStyle: "medium", timeStyle: "short" });
+}
+
+export function formatSeconds(lang: Lang, seconds: number): string {
+  if (seconds < 90) return `${Math.round(seconds).toLocaleString(lang)} s`;
+  if (seconds < 5400) return `${(seconds / 60).toLocaleString(lang, { maximumFractionDigits: 1 })} min`;
+  return `${(seconds / 3600).toLocaleString(lang, { maximumFractionDigits: 1 })} h`;
+}
