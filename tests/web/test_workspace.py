@@ -1,8 +1,8 @@
 """The review workspace in headless Chromium against a real gateway running every function: sign-in,
 the whole flow from a new case to an exported PDF, the German interface, accessibility (axe-core),
-deleting a case, and what a viewer is not offered. Written against the interface's contract
-(accessible names and English texts, see docs/web.md); one analysed case made through the API serves
-the tests that only look at results."""
+deleting a case, and what a viewer is not offered. Written against the interface's contract (its
+routes, accessible names and English texts); one analysed case made through the API serves the tests
+that only look at results."""
 
 from __future__ import annotations
 
