@@ -5,10 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synced
 SAMPLES := .aima-samples
+WEB := functions/api/web
 # PyTorch's CPU wheel lies on disk on our machines (constraints.txt pins it); PyPI's is a CUDA build
 WHEELS := --find-links /opt/wheels
 
-.PHONY: run test lint schemas manifests bench clean env services tools test-tools lock
+.PHONY: run test lint schemas manifests web bench clean env services tools test-tools lock
 
 env: $(STAMP)
 
@@ -49,7 +50,7 @@ run: env tools
 
 # two workers, each taking a whole test file at a time (module fixtures such as a running dev stack
 # stay on one worker); much of the suite waits on subprocesses and services, not on the CPU
-test: env test-tools services lint
+test: env test-tools services lint web
 	@$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 lint: env
@@ -66,6 +67,13 @@ schemas: env
 	@$(BIN)/python -m functions.runtime.chart_export
 	@$(BIN)/python -m functions.api.openapi_export
 
+# the review workspace (docs/web.md): npm packages from its lock file, the API client generated from
+# openapi.json, type-checked and built by Vite into $(WEB)/dist, which the gateway serves under /
+web: $(WEB)/dist/index.html
+
+$(WEB)/dist/index.html: $(WEB)/package-lock.json $(WEB)/package.json $(WEB)/openapi.json $(WEB)/index.html $(WEB)/vite.config.ts $(WEB)/tsconfig.json $(shell find $(WEB)/src -type f ! -name schema.d.ts 2>/dev/null)
+	@cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build >/dev/null
+
 # manifests/ rendered from charts/aima with Helm's engine (a test keeps them in step)
 manifests: env
 	@$(BIN)/python -m tests.deploy.chart
@@ -76,4 +84,4 @@ bench: env tools services
 	@set -e; for b in benchmarks/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 clean:
-	rm -rf $(VENV) .aima $(SAMPLES) .mypy_cache .ruff_cache
+	rm -rf $(VENV) .aima $(SAMPLES) .mypy_cache .ruff_cache $(WEB)/dist $(WEB)/node_modules
