@@ -136,7 +136,8 @@ _FILENAME = _header(
 _LENGTH = _header(UPLOAD_LENGTH, "The size of the whole file in bytes.", _COUNT, required=True)
 _METADATA = _header(
     UPLOAD_METADATA,
-    "tus metadata: comma-separated `key base64(value)` pairs; `filename` (or `name`) names the file.",
+    "tus metadata: comma-separated `key base64(value)` pairs; `filename` (or `name`) names the file; "
+    "`analysis` is `now` (the default: analysed once stored) or `job` (waits for a job naming it).",
     {"type": "string", "maxLength": 4096},
 )
 _OFFSET = _header(
