@@ -138,38 +138,40 @@ function Shell(props: {
         {t.skipToContent}
       </a>
       <header class="app-header">
-        <span class="brand">AIMA</span>
-        {props.me && (
-          <nav aria-label={t.mainNav} class="main-nav">
-            <Link href="/cases">{t.cases}</Link>
-          </nav>
-        )}
-        <div class="header-tools">
-          <label for="language-select">{t.language}</label>
-          <select
-            id="language-select"
-            value={lang}
-            onChange={(event) => setLang((event.currentTarget.value as Lang) === "de" ? "de" : "en")}
-          >
-            {LANGS.map((option) => (
-              <option key={option.value} value={option.value} lang={option.value}>
-                {option.label}
-              </option>
-            ))}
-          </select>
+        <div class="app-bar">
+          <span class="brand">AIMA</span>
           {props.me && (
-            <>
-              <span class="who">{t.signedInAs(props.me.username, props.me.role)}</span>
-              <button type="button" onClick={props.onSignOut}>
-                {t.signOut}
-              </button>
-            </>
+            <nav aria-label={t.mainNav} class="main-nav">
+              <Link href="/cases">{t.cases}</Link>
+            </nav>
           )}
+          <div class="header-tools">
+            <label for="language-select">{t.language}</label>
+            <select
+              id="language-select"
+              value={lang}
+              onChange={(event) => setLang((event.currentTarget.value as Lang) === "de" ? "de" : "en")}
+            >
+              {LANGS.map((option) => (
+                <option key={option.value} value={option.value} lang={option.value}>
+                  {option.label}
+                </option>
+              ))}
+            </select>
+            {props.me && (
+              <>
+                <span class="who">{t.signedInAs(props.me.username, props.me.role)}</span>
+                <button type="button" onClick={props.onSignOut}>
+                  {t.signOut}
+                </button>
+              </>
+            )}
+          </div>
         </div>
+        <p role="note" class="review-note">
+          {t.note}
+        </p>
       </header>
-      <p role="note" class="review-note">
-        {t.note}
-      </p>
       <main id="main" ref={main} tabIndex={-1}>
         {props.children}
       </main>

@@ -19,11 +19,13 @@ export type ReportVersion = Schemas["ReportVersion"];
 export type Problem = Schemas["ProblemModel"];
 
 const REFRESH_KEY = "aima.refresh_token";
-/** Refresh this long before the access token expires, so a request rarely meets a 401. */
+/** Refresh this long before the access token expires (at most a quarter of its lifetime), so a
+ * request rarely meets a 401. */
 const EARLY_MS = 30_000;
 
 let accessToken: string | null = null;
 let expiresAt = 0;
+let early = EARLY_MS;
 let refreshing: Promise<boolean> | null = null;
 const signedOutListeners = new Set<() => void>();
 
@@ -38,6 +40,7 @@ function refreshToken(): string | null {
 function keep(pair: Schemas["TokenPair"]): void {
   accessToken = pair.access_token;
   expiresAt = Date.now() + pair.expires_in * 1000;
+  early = Math.min(EARLY_MS, (pair.expires_in * 1000) / 4);
   try {
     sessionStorage.setItem(REFRESH_KEY, pair.refresh_token);
   } catch {
@@ -99,7 +102,7 @@ export function refresh(): Promise<boolean> {
 
 /** A usable access token: refreshed first when missing or about to expire. */
 export async function freshToken(): Promise<string | null> {
-  if (accessToken === null || Date.now() > expiresAt - EARLY_MS) {
+  if (accessToken === null || Date.now() > expiresAt - early) {
     if (refreshToken() !== null) await refresh();
   }
   return accessToken;

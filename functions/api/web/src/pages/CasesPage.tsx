@@ -131,12 +131,13 @@ export function CasesPage(): JSX.Element {
           item={deleting}
           onClose={(deleted) => {
             setDeleting(null);
-            if (deleted) {
-              setRows((current) => current?.filter((row) => row.item.id !== deleting.id) ?? null);
-              document.querySelector<HTMLElement>("main h1")?.focus();
-            } else {
-              opener.current?.focus();
-            }
+            if (deleted) setRows((current) => current?.filter((row) => row.item.id !== deleting.id) ?? null);
+            // Once the modal dialog is gone: back to the button that opened it, or to the heading.
+            setTimeout(() => {
+              const heading = document.querySelector<HTMLElement>("main h1");
+              if (heading) heading.tabIndex = -1;
+              (deleted || !opener.current?.isConnected ? heading : opener.current)?.focus();
+            }, 0);
           }}
         />
       )}

@@ -8,6 +8,11 @@ import type { Rights } from "../session";
 
 /** Streams open at once (a browser allows few connections per host); later jobs are polled. */
 const MAX_STREAMS = 3;
+const STEP_ORDER = ["probe", "transcribe", "speakers", "cues", "phrases", "faces", "persons", "pose", "vision", "ocr", "sensitivity", "fuse", "report"];
+const order = (step: string) => {
+  const index = STEP_ORDER.indexOf(step);
+  return index === -1 ? STEP_ORDER.length : index;
+};
 const STATES = ["pending", "running", "succeeded", "failed", "not_run", "cancelled"] as const;
 
 export function JobsPage(props: { caseId: string; rights: Rights }): JSX.Element {
@@ -89,7 +94,9 @@ function JobCard(props: { caseId: string; initial: JobView; stream: boolean; rig
     if (verb === "resume") setGeneration((value) => value + 1);
   };
 
-  const steps = job.steps.length > 0 ? job.steps : Object.keys(job.counts);
+  // The steps as the ledger counts them (the functions' names, e.g. `cues`), else as the job asked.
+  const counted = Object.keys(job.counts);
+  const steps = counted.length > 0 ? counted.sort((a, b) => order(a) - order(b)) : [...job.steps];
   const columns = STATES.filter((state) => steps.some((step) => (job.counts[step]?.[state] ?? 0) > 0));
   const shown = columns.length > 0 ? columns : (["pending"] as const satisfies readonly (typeof STATES)[number][]);
   const estimate = job.estimate as null | {
