@@ -133,8 +133,9 @@ export async function login(username: string, password: string): Promise<Problem
 }
 
 export async function logout(): Promise<void> {
-  const token = refreshToken();
   try {
+    await freshToken(); // a refresh now, not during the call, so the token sent is the current one
+    const token = refreshToken();
     await api.POST("/api/v1/auth/logout", { body: token === null ? null : { refresh_token: token } });
   } catch {
     /* signed out locally anyway */

@@ -82,13 +82,15 @@ export async function followJob(
   mode("polling");
   while (!signal.aborted) {
     try {
-      const { data } = await api.GET("/api/v1/cases/{case_id}/jobs/{job_id}", {
+      const { data, response } = await api.GET("/api/v1/cases/{case_id}/jobs/{job_id}", {
         params: { path: { case_id: caseId, job_id: jobId } },
         signal,
       });
       if (data) {
         update(data);
         if (isFinal(data.phase)) return;
+      } else if (response.status === 401 || response.status === 403 || response.status === 404) {
+        return; // gone, or no longer ours to see: nothing more to follow
       }
     } catch {
       if (signal.aborted) return;
