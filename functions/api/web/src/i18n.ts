@@ -48,6 +48,10 @@ const en = {
   files: "Files",
   jobs: "Jobs",
   reports: "Reports",
+  persons: "Persons",
+  findings: "Findings",
+  search: "Search",
+  notBuiltYet: "This page is not built yet.",
 
   mediaList: "Files of the case",
   noMedia: "No files in this case yet.",
@@ -178,6 +182,10 @@ const de: Dict = {
   files: "Dateien",
   jobs: "Aufträge",
   reports: "Berichte",
+  persons: "Personen",
+  findings: "Befunde",
+  search: "Suche",
+  notBuiltYet: "Diese Seite ist noch nicht gebaut.",
 
   mediaList: "Dateien des Falls",
   noMedia: "Noch keine Dateien in diesem Fall.",

@@ -8,6 +8,10 @@ export type Route =
   | { name: "files"; caseId: string }
   | { name: "jobs"; caseId: string }
   | { name: "reports"; caseId: string; version: string | null }
+  | { name: "persons"; caseId: string }
+  | { name: "findings"; caseId: string }
+  | { name: "search"; caseId: string; query: string }
+  | { name: "media"; caseId: string; mediaId: string; at: number | null }
   | { name: "notFound" };
 
 const ID = "([A-Za-z0-9_-]{1,36})";
@@ -20,6 +24,17 @@ export function parse(pathname: string, search: string): Route {
   if (match) return { name: "files", caseId: match[1]! };
   match = new RegExp(`^/cases/${ID}/jobs$`).exec(path);
   if (match) return { name: "jobs", caseId: match[1]! };
+  match = new RegExp(`^/cases/${ID}/persons$`).exec(path);
+  if (match) return { name: "persons", caseId: match[1]! };
+  match = new RegExp(`^/cases/${ID}/findings$`).exec(path);
+  if (match) return { name: "findings", caseId: match[1]! };
+  match = new RegExp(`^/cases/${ID}/search$`).exec(path);
+  if (match) return { name: "search", caseId: match[1]!, query: new URLSearchParams(search).get("q") ?? "" };
+  match = new RegExp(`^/cases/${ID}/media/${ID}$`).exec(path);
+  if (match) {
+    const at = Number(new URLSearchParams(search).get("t"));
+    return { name: "media", caseId: match[1]!, mediaId: match[2]!, at: Number.isFinite(at) && at > 0 ? at : null };
+  }
   match = new RegExp(`^/cases/${ID}/reports$`).exec(path);
   if (match) {
     const version = new URLSearchParams(search).get("version");

@@ -8,6 +8,10 @@ import { useRights } from "../session";
 import { FilesPage } from "./FilesPage";
 import { JobsPage } from "./JobsPage";
 import { ReportsPage } from "./ReportsPage";
+import { FindingsPage } from "./FindingsPage";
+import { MediaPage } from "./MediaPage";
+import { PersonsPage } from "./PersonsPage";
+import { SearchPage } from "./SearchPage";
 
 type CaseRoute = Extract<Route, { caseId: string }>;
 
@@ -17,7 +21,16 @@ export function CasePage({ route }: { route: CaseRoute }): JSX.Element {
   const [item, setItem] = useState<CaseOut | null>(null);
   const [error, setError] = useState<string | null>(null);
   const rights = useRights(route.caseId);
-  const section = route.name === "files" ? t.files : route.name === "jobs" ? t.jobs : t.reports;
+  const sections: Record<CaseRoute["name"], string> = {
+    files: t.files,
+    jobs: t.jobs,
+    reports: t.reports,
+    persons: t.persons,
+    findings: t.findings,
+    search: t.search,
+    media: t.files,
+  };
+  const section = sections[route.name];
   useTitle(item ? `${item.name} – ${section}` : null);
 
   useEffect(() => {
@@ -56,6 +69,9 @@ export function CasePage({ route }: { route: CaseRoute }): JSX.Element {
     { name: "files", href: base, label: t.files },
     { name: "jobs", href: `${base}/jobs`, label: t.jobs },
     { name: "reports", href: `${base}/reports`, label: t.reports },
+    { name: "persons", href: `${base}/persons`, label: t.persons },
+    { name: "findings", href: `${base}/findings`, label: t.findings },
+    { name: "search", href: `${base}/search`, label: t.search },
   ];
 
   return (
@@ -79,6 +95,14 @@ export function CasePage({ route }: { route: CaseRoute }): JSX.Element {
         <FilesPage key={item.id} caseId={item.id} rights={rights} />
       ) : route.name === "jobs" ? (
         <JobsPage key={item.id} caseId={item.id} rights={rights} />
+      ) : route.name === "persons" ? (
+        <PersonsPage key={item.id} caseId={item.id} rights={rights} />
+      ) : route.name === "findings" ? (
+        <FindingsPage key={item.id} caseId={item.id} rights={rights} />
+      ) : route.name === "search" ? (
+        <SearchPage key={item.id} caseId={item.id} query={route.query} />
+      ) : route.name === "media" ? (
+        <MediaPage key={route.mediaId} caseId={item.id} mediaId={route.mediaId} at={route.at} rights={rights} />
       ) : (
         <ReportsPage key={item.id} caseId={item.id} version={route.version} rights={rights} />
       )}
