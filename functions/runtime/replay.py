@@ -10,6 +10,11 @@ step to run again (``cancelled``, ``failed``) is dropped, so fuse waits for it. 
 (`docs/speech.md`) then skip the chunks that were done. The job's report claim is released, so fuse
 builds the report again once the files are done.
 
+A job cancelled (or failed) before it ever started is not replayed: the scheduler starts it afresh.
+Fuse still recorded its steps as ``cancelled`` and claimed its report at that first end, so
+`Replayer.reset` drops those the moment it is resumed; otherwise fuse would count its files as done
+and never finish it.
+
 On NATS JetStream a message that was never acknowledged is redelivered by the stream anyway; the
 replay is what makes the in-process bus (the embedded profile) resumable after a crash.
 """
@@ -46,6 +51,11 @@ class Replayer:
             await self._deps.relay.publish(events)
         log.info("job replayed", extra={"job_id": job.id, "events": len(events)})
         return len(events)
+
+    async def reset(self, job: Job) -> None:
+        """Forget what the job's unfinished steps left behind, publishing nothing: for a job resumed
+        before it ever started, which the scheduler then starts afresh."""
+        await asyncio.to_thread(self.prepare, job)
 
     def prepare(self, job: Job) -> list[CloudEvent]:
         """The job's events to publish again, after dropping failed steps' claims."""

@@ -55,6 +55,8 @@ WALK = 5000
 """Queued jobs looked at in one walk of the queue."""
 Replay = Callable[[Job], Awaitable[int]]
 """Re-deliver what a resumed job's steps left undone; returns how many events it sent."""
+Reset = Callable[[Job], Awaitable[None]]
+"""Forget the outcomes and report claim of a job resumed before it ever started."""
 Backlog = dict[Priority, tuple[int, datetime]]
 """Per priority: how many jobs wait, and since when the longest-waiting one does."""
 
@@ -72,6 +74,7 @@ class SchedulerCore:
         per_file_steps: Sequence[str],
         *,
         replay: Replay | None = None,
+        reset: Reset | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         """``config(tenant)`` is the tenant's effective configuration; ``per_file_steps`` the
@@ -83,6 +86,7 @@ class SchedulerCore:
         self._config = config
         self._per_file = list(per_file_steps)
         self._replay = replay
+        self._reset = reset
         self._clock = clock
         self._lock = asyncio.Lock()
         self._backlog: dict[str, Backlog] = {}
@@ -102,6 +106,9 @@ class SchedulerCore:
             job = await asyncio.to_thread(self._jobs.get, scope, data.job_id)
             if job is not None and job.phase is JobPhase.RUNNING:
                 await self._replay(job)
+            elif job is not None and job.started_at is None and self._reset is not None:
+                # resumed before it ever started: it starts afresh, but fuse must forget its first end
+                await self._reset(job)
         async with (
             self._lock
         ):  # one walk of the queue at a time per process; the lock in admit spans processes

@@ -27,6 +27,7 @@ def build(deps: Deps) -> SchedulerCore:
         deps.config.effective,
         per_file,
         replay=replayer.replay,
+        reset=replayer.reset,
     )
 
 
