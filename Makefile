@@ -9,7 +9,7 @@ WEB := functions/api/web
 # PyTorch's CPU wheel lies on disk on our machines (constraints.txt pins it); PyPI's is a CUDA build
 WHEELS := --find-links /opt/wheels
 
-.PHONY: run test lint schemas manifests web bench clean env services tools test-tools lock
+.PHONY: run test lint schemas manifests web screenshots bench clean env services tools test-tools lock
 
 env: $(STAMP)
 
@@ -73,6 +73,10 @@ web: $(WEB)/dist/index.html
 
 $(WEB)/dist/index.html: $(WEB)/package-lock.json $(WEB)/package.json $(WEB)/openapi.json $(WEB)/index.html $(WEB)/vite.config.ts $(WEB)/tsconfig.json $(shell find $(WEB)/src -type f ! -name schema.d.ts 2>/dev/null)
 	@cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build >/dev/null
+
+# docs/screenshots/*.png: the workspace's main pages in Chromium over a freshly analysed case
+screenshots: env test-tools web
+	@$(BIN)/python -m tests.web.screenshots
 
 # manifests/ rendered from charts/aima with Helm's engine (a test keeps them in step)
 manifests: env
