@@ -18,6 +18,8 @@ export function PersonsPage(props: { caseId: string; rights: Rights }): JSX.Elem
   const [error, setError] = useState<string | null>(null);
   const [status, setStatus] = useState<string>("");
   const [generation, setGeneration] = useState(0);
+  const [blurred, setBlurred] = useState<Set<string>>(new Set());
+  const [opened, setOpened] = useState<string | null>(null);
   // Corrections need case.update, the same right as uploading and analysing (docs/security.md).
   const canCorrect = props.rights.analyse;
 
@@ -32,6 +34,20 @@ export function PersonsPage(props: { caseId: string; rights: Rights }): JSX.Elem
       if (listed.data) setPersons(listed.data.persons);
       else setError(problemText(listed.error, listed.response));
       if (loose.data) setUnassigned(loose.data);
+      // Which frames (and so which crops) are served blurred: the frames of the persons' files.
+      const mediaIds = new Set((listed.data?.persons ?? []).flatMap((person) => person.media.map((entry) => entry.media_id)));
+      void Promise.all(
+        [...mediaIds].map((mediaId) =>
+          api.GET("/api/v1/cases/{case_id}/media/{media_id}/frames", {
+            params: { path: { case_id: props.caseId, media_id: mediaId } },
+          }),
+        ),
+      ).then((answers) => {
+        if (!live) return;
+        const ids = new Set<string>();
+        for (const answer of answers) for (const frame of answer.data?.frames ?? []) if (frame.blurred) ids.add(frame.frame_id);
+        setBlurred(ids);
+      });
     });
     return () => {
       live = false;
@@ -70,6 +86,9 @@ export function PersonsPage(props: { caseId: string; rights: Rights }): JSX.Elem
               canCorrect={canCorrect}
               generation={generation}
               onChanged={reload}
+              blurred={blurred}
+              opened={opened === person.id}
+              onOpen={(open) => setOpened(open ? person.id : null)}
             />
           ))}
         </div>
@@ -104,9 +123,15 @@ function PersonCard(props: {
   canCorrect: boolean;
   generation: number;
   onChanged: (message: string) => void;
+  blurred: Set<string>;
+  opened: boolean;
+  onOpen: (open: boolean) => void;
 }): JSX.Element {
   const { t, lang } = useI18n();
   const { person } = props;
+  // The best crop's frame (…/crops/{frame_id}/{name}): blurred while that frame is sensitive.
+  const cropFrame = person.best_crop_url?.split("/").slice(-2, -1)[0] ?? null;
+  const cropBlurred = cropFrame !== null && props.blurred.has(cropFrame);
   const [mode, setMode] = useState<"none" | "rename" | "merge">("none");
   const [name, setName] = useState(person.name ?? "");
   const [into, setInto] = useState(props.others[0]?.id ?? "");
@@ -155,7 +180,11 @@ function PersonCard(props: {
     <section role="article" aria-label={person.display_name} aria-labelledby={undefined} class="person-card">
       <div class="person-head">
         {person.best_crop_url ? (
-          <AuthImage src={person.best_crop_url} alt={t.bestCropOf(person.display_name)} class="person-crop" />
+          <AuthImage
+            src={props.opened ? `${person.best_crop_url}?original=true` : person.best_crop_url}
+            alt={t.bestCropOf(person.display_name)}
+            class="person-crop"
+          />
         ) : (
           <span class="image-placeholder person-crop">{t.noCrop}</span>
         )}
@@ -165,6 +194,7 @@ function PersonCard(props: {
             {t.appearances(person.track_count)} · {t.inFiles(person.media_count)}
           </p>
           {person.origin === "split" && <p class="muted">{t.fromSplit}</p>}
+          {cropBlurred && !props.opened && <p class="muted">{t.blurredNote}</p>}
           <ul class="person-media muted">
             {person.media.map((entry) => (
               <li key={entry.media_id}>
@@ -176,6 +206,11 @@ function PersonCard(props: {
       </div>
 
       <div class="actions">
+        {cropBlurred && (
+          <button type="button" onClick={() => props.onOpen(!props.opened)}>
+            {props.opened ? t.closeOriginal(person.display_name) : t.openOriginal(person.display_name)}
+          </button>
+        )}
         <button type="button" aria-expanded={galleryOpen} onClick={() => setGalleryOpen(!galleryOpen)}>
           {galleryOpen ? t.hideGallery(person.display_name) : t.showGallery(person.display_name)}
         </button>
