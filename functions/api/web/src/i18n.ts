@@ -197,6 +197,38 @@ const en = {
   reasonRequired: "Please give a reason.",
   decisionSaved: (decision: string) => `Saved: ${decision}.`,
   // end of persons and findings
+  // media and search
+  mediaNotFound: "This file is not in the case.",
+  mediaNoTranscript: "No transcript for this file.",
+  mediaUnknownSpeaker: "unknown speaker",
+  mediaPlayerOf: (name: string) => `Player of ${name}`,
+  mediaImageOf: (name: string) => `Image ${name}`,
+  mediaClockNote: "The API does not serve the file's own sound or picture: the player runs silently over the file's length, and the transcript and timeline follow it.",
+  mediaPosition: (time: string) => `Position: ${time}.`,
+  mediaDownloadVtt: "Download transcript (WebVTT)",
+  mediaTranscript: "Transcript",
+  mediaTranscriptLabel: "Transcript",
+  mediaUnintelligible: "(unintelligible)",
+  mediaTimeline: "Timeline",
+  mediaNoTimeline: "No timeline entries for this file in the latest report.",
+  mediaKinds: {
+    file_created: "file created",
+    speech: "speech",
+    unintelligible: "unintelligible",
+    appearance: "person",
+    posture: "posture",
+    indicator: "indicator",
+    text: "text in frame",
+    scene: "scene",
+  } as Record<string, string>,
+  searchLabel: "Search the case",
+  searchButton: "Search",
+  searchResults: (count: number) => (count === 1 ? "1 result" : `${count} results`),
+  searchNothing: "Nothing found.",
+  searchOpenAt: (name: string, time: string) => `${name} at ${time}`,
+  searchSpeech: "speech",
+  searchOcr: "text in frame",
+  // end of media and search
 };
 
 export type Dict = typeof en;
@@ -387,6 +419,38 @@ const de: Dict = {
   reasonRequired: "Bitte eine Begründung angeben.",
   decisionSaved: (decision) => `Gespeichert: ${decision}.`,
   // end of persons and findings
+  // media and search
+  mediaNotFound: "Diese Datei gehört nicht zum Fall.",
+  mediaNoTranscript: "Kein Transkript für diese Datei.",
+  mediaUnknownSpeaker: "unbekannter Sprecher",
+  mediaPlayerOf: (name: string) => `Player von ${name}`,
+  mediaImageOf: (name: string) => `Bild ${name}`,
+  mediaClockNote: "Die API liefert Ton und Bild der Datei selbst nicht: Der Player läuft stumm über die Länge der Datei, Transkript und Zeitleiste folgen ihm.",
+  mediaPosition: (time: string) => `Position: ${time}.`,
+  mediaDownloadVtt: "Transkript herunterladen (WebVTT)",
+  mediaTranscript: "Transkript",
+  mediaTranscriptLabel: "Transkript",
+  mediaUnintelligible: "(unverständlich)",
+  mediaTimeline: "Zeitleiste",
+  mediaNoTimeline: "Keine Einträge der Zeitleiste für diese Datei im neuesten Bericht.",
+  mediaKinds: {
+    file_created: "Datei erstellt",
+    speech: "Sprache",
+    unintelligible: "unverständlich",
+    appearance: "Person",
+    posture: "Haltung",
+    indicator: "Indikator",
+    text: "Text im Bild",
+    scene: "Szene",
+  } as Record<string, string>,
+  searchLabel: "Fall durchsuchen",
+  searchButton: "Suchen",
+  searchResults: (count: number) => (count === 1 ? "1 Treffer" : `${count} Treffer`),
+  searchNothing: "Nichts gefunden.",
+  searchOpenAt: (name: string, time: string) => `${name} bei ${time}`,
+  searchSpeech: "Sprache",
+  searchOcr: "Text im Bild",
+  // end of media and search
 };
 
 export const DICTIONARIES: Record<Lang, Dict> = { en, de };

@@ -3,7 +3,7 @@ import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import * as tus from "tus-js-client";
 import { api, freshToken, problemText, refused, type MediaOut } from "../api/client";
 import { formatBytes, useI18n } from "../i18n";
-import { navigate } from "../router";
+import { Link, navigate } from "../router";
 import type { Rights } from "../session";
 
 /** Bytes per PATCH, as `aima upload` sends them. */
@@ -201,7 +201,9 @@ export function FilesPage(props: { caseId: string; rights: Rights }): JSX.Elemen
           <tbody>
             {media.map((entry) => (
               <tr key={entry.id}>
-                <td>{entry.filename ?? entry.id}</td>
+                <td>
+                  <Link href={`/cases/${props.caseId}/media/${entry.id}`}>{entry.filename ?? entry.id}</Link>
+                </td>
                 <td>{entry.kind ?? entry.content_type}</td>
                 <td class="num">{formatBytes(lang, entry.size)}</td>
                 <td>{entry.failure_reason ? `${entry.status}: ${entry.failure_reason}` : entry.status}</td>

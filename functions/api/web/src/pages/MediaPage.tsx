@@ -1,9 +1,259 @@
 import type { JSX } from "preact";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { api, problemText, type MediaOut, type Schemas } from "../api/client";
 import { useI18n } from "../i18n";
 import type { Rights } from "../session";
+import { MediaClock, formatClock } from "./MediaClock";
 
-/** Not built yet: one file with its player, the transcript following playback and the timeline (docs/web.md). */
-export function MediaPage(_props: { caseId: string; mediaId: string; at: number | null; rights: Rights }): JSX.Element {
+type Segment = Schemas["SpeechSegment"];
+type Entry = Schemas["TimelineEntry"];
+
+/** One file: its player, the transcript following playback, its timeline and the WebVTT download. */
+export function MediaPage(props: { caseId: string; mediaId: string; at: number | null; rights: Rights }): JSX.Element {
   const { t } = useI18n();
-  return <p class="muted">{t.notBuiltYet}</p>;
+  const [media, setMedia] = useState<MediaOut | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [segments, setSegments] = useState<Segment[] | null>(null);
+  const [speakerNames, setSpeakerNames] = useState<Record<string, string>>({});
+  const [duration, setDuration] = useState(0);
+  const [transcriptNote, setTranscriptNote] = useState<string | null>(null);
+  const [timeline, setTimeline] = useState<Entry[] | null>(null);
+  const [picture, setPicture] = useState<string | null>(null);
+  const [clock, setClock] = useState<string | null>(null);
+  const [now, setNow] = useState(0);
+  const [playing, setPlaying] = useState(false);
+  const [vttError, setVttError] = useState<string | null>(null);
+  const player = useRef<HTMLVideoElement & HTMLAudioElement>(null);
+  const list = useRef<HTMLOListElement>(null);
+  const seekedOnLoad = useRef(false);
+  const path = { case_id: props.caseId, media_id: props.mediaId };
+
+  useEffect(() => {
+    let live = true;
+    void api.GET("/api/v1/cases/{case_id}/media", { params: { path: { case_id: props.caseId } } }).then(
+      ({ data, error: failure, response }) => {
+        if (!live) return;
+        const found = data?.find((entry) => entry.id === props.mediaId);
+        if (found) setMedia(found);
+        else setError(data ? t.mediaNotFound : problemText(failure, response));
+      },
+    );
+    void api.GET("/api/v1/cases/{case_id}/media/{media_id}/transcript", { params: { path } }).then(({ data }) => {
+      if (!live) return;
+      if (!data) {
+        setSegments([]);
+        setTranscriptNote(t.mediaNoTranscript);
+        return;
+      }
+      const found = data.transcript.segments ?? [];
+      setSegments(found);
+      setSpeakerNames(data.speaker_names);
+      setDuration(Math.max(data.transcript.duration_s ?? 0, ...found.map((segment) => segment.end)));
+      if (data.transcript.status !== "completed") setTranscriptNote(data.transcript.reason ?? t.mediaNoTranscript);
+    });
+    void api
+      .GET("/api/v1/cases/{case_id}/reports/{version}", { params: { path: { case_id: props.caseId, version: "latest" } } })
+      .then(({ data }) => {
+        if (!live) return;
+        setTimeline((data?.timeline ?? []).filter((entry) => entry.media_id === props.mediaId));
+      });
+    return () => {
+      live = false;
+    };
+  }, [props.caseId, props.mediaId]);
+
+  const kind = media ? mediaKind(media) : null;
+
+  // The picture: the preview strip of a video, the still of an image (blob URLs: the routes need the token).
+  useEffect(() => {
+    if (kind !== "video" && kind !== "image") return;
+    let live = true;
+    let url: string | null = null;
+    void (async () => {
+      let { data } = await api.GET("/api/v1/cases/{case_id}/media/{media_id}/preview", { params: { path }, parseAs: "blob" });
+      if (!data) {
+        ({ data } = await api.GET("/api/v1/cases/{case_id}/media/{media_id}/thumbnail", { params: { path }, parseAs: "blob" }));
+      }
+      if (!live || !data) return;
+      url = URL.createObjectURL(data);
+      setPicture(url);
+    })();
+    return () => {
+      live = false;
+      if (url) URL.revokeObjectURL(url);
+    };
+  }, [kind, props.caseId, props.mediaId]);
+
+  // The player's source: the API serves no file's own sound or picture, so the player is a silent
+  // clock of the file's length (docs/web.md); the transcript and the timeline follow it.
+  useEffect(() => {
+    if (kind !== "video" && kind !== "audio") return;
+    const length = duration || durationOf(media) || 0;
+    if (length <= 0) return;
+    const url = URL.createObjectURL(MediaClock(length));
+    setClock(url);
+    return () => URL.revokeObjectURL(url);
+  }, [kind, duration, media]);
+
+  const seek = (seconds: number, play = true) => {
+    const element = player.current;
+    if (!element) return;
+    element.currentTime = seconds;
+    setNow(seconds);
+    if (play) void element.play().catch(() => undefined);
+  };
+
+  // `?t=` seeks once the player knows its length.
+  const loaded = () => {
+    if (!seekedOnLoad.current && props.at !== null) {
+      seekedOnLoad.current = true;
+      seek(props.at, false);
+    }
+  };
+
+  const current = segments?.findIndex((segment) => now >= segment.start && now < segment.end) ?? -1;
+
+  // The transcript follows playback: the current line scrolls into view.
+  useEffect(() => {
+    if (!playing || current < 0) return;
+    const item = list.current?.querySelector<HTMLElement>(`[data-index="${current}"]`);
+    item?.scrollIntoView({ block: "nearest" });
+  }, [current, playing]);
+
+  const downloadVtt = async () => {
+    setVttError(null);
+    const { data, error: failure, response } = await api.GET("/api/v1/cases/{case_id}/media/{media_id}/transcript.vtt", {
+      params: { path },
+      parseAs: "blob",
+    });
+    if (!data) {
+      setVttError(problemText(failure, response));
+      return;
+    }
+    const url = URL.createObjectURL(data);
+    const anchor = document.createElement("a");
+    anchor.href = url;
+    anchor.download = `${(media?.filename ?? props.mediaId).replace(/\.[^.]+$/, "")}.vtt`;
+    anchor.hidden = true;
+    document.body.append(anchor);
+    anchor.click();
+    anchor.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  };
+
+  if (error !== null)
+    return (
+      <p role="alert" class="error">
+        {t.error(error)}
+      </p>
+    );
+  if (media === null) return <p class="muted">{t.loading}</p>;
+  const name = media.filename ?? media.id;
+  const speaker = (segment: Segment) =>
+    (segment.case_speaker_id && speakerNames[segment.case_speaker_id]) || segment.speaker || t.mediaUnknownSpeaker;
+  const playerProps = {
+    ref: player,
+    controls: true,
+    preload: "auto" as const,
+    src: clock ?? undefined,
+    "aria-label": t.mediaPlayerOf(name),
+    onLoadedMetadata: loaded,
+    onTimeUpdate: () => setNow(player.current?.currentTime ?? 0),
+    onSeeked: () => setNow(player.current?.currentTime ?? 0),
+    onPlay: () => setPlaying(true),
+    onPause: () => setPlaying(false),
+    onEnded: () => setPlaying(false),
+  };
+
+  return (
+    <div class="media-page">
+      <h2>{name}</h2>
+      <div class="media-layout">
+        <div class="media-stage">
+          {kind === "image" && picture && <img class="media-picture" src={picture} alt={t.mediaImageOf(name)} />}
+          {kind === "video" && (
+            <>
+              <video class="media-player" poster={picture ?? undefined} {...playerProps} />
+            </>
+          )}
+          {kind === "audio" && <audio class="media-player" {...playerProps} />}
+          {(kind === "video" || kind === "audio") && (
+            <p class="muted media-clock-note">
+              {t.mediaClockNote} {t.mediaPosition(formatClock(now))}
+            </p>
+          )}
+          <div class="actions">
+            <button type="button" onClick={downloadVtt} disabled={!segments || segments.length === 0}>
+              {t.mediaDownloadVtt}
+            </button>
+          </div>
+          {vttError !== null && (
+            <p role="alert" class="error">
+              {vttError}
+            </p>
+          )}
+        </div>
+
+        <div class="media-transcript">
+          <h3 id="transcript-heading">{t.mediaTranscript}</h3>
+          {segments === null && <p class="muted">{t.loading}</p>}
+          {transcriptNote !== null && <p class="muted">{transcriptNote}</p>}
+          {segments !== null && segments.length > 0 && (
+            <ol role="list" aria-label={t.mediaTranscriptLabel} class="transcript-list" ref={list}>
+              {segments.map((segment, index) => (
+                <li key={segment.id} data-index={index} aria-current={index === current ? "true" : undefined}
+                  class={index === current ? "segment current" : "segment"}>
+                  <button type="button" onClick={() => seek(segment.start)} disabled={kind === "image"}>
+                    <span class="segment-meta">
+                      {formatClock(segment.start)} · {speaker(segment)}
+                      {segment.language ? ` · ${segment.language}` : ""}
+                    </span>
+                    <span class="segment-text">{segment.kind === "unintelligible" ? t.mediaUnintelligible : segment.text}</span>
+                  </button>
+                </li>
+              ))}
+            </ol>
+          )}
+        </div>
+      </div>
+
+      <h3 id="timeline-heading">{t.mediaTimeline}</h3>
+      {timeline === null && <p class="muted">{t.loading}</p>}
+      {timeline !== null && timeline.length === 0 && <p>{t.mediaNoTimeline}</p>}
+      {timeline !== null && timeline.length > 0 && (
+        <ol class="media-timeline" aria-labelledby="timeline-heading">
+          {timeline.map((entry) => (
+            <li key={entry.id} class={`timeline-entry ${entry.kind}`}>
+              {entry.start_s != null && kind !== "image" ? (
+                <button type="button" onClick={() => seek(entry.start_s ?? 0)}>
+                  {formatClock(entry.start_s)}
+                </button>
+              ) : (
+                <span class="timeline-time">—</span>
+              )}{" "}
+              <span class="tag">{t.mediaKinds[entry.kind] ?? entry.kind}</span> {entry.speaker ? `${entry.speaker}: ` : ""}
+              {entry.text}
+            </li>
+          ))}
+        </ol>
+      )}
+    </div>
+  );
+}
+
+function mediaKind(media: MediaOut): "video" | "audio" | "image" | "other" {
+  const value = (media.kind ?? media.content_type ?? "").toLowerCase();
+  if (value.startsWith("video")) return "video";
+  if (value.startsWith("audio")) return "audio";
+  if (value.startsWith("image")) return "image";
+  return "other";
+}
+
+function durationOf(media: MediaOut | null): number {
+  const metadata = media?.metadata ?? {};
+  for (const key of ["duration_s", "duration"]) {
+    const value = Number(metadata[key]);
+    if (Number.isFinite(value) && value > 0) return value;
+  }
+  return 0;
 }
