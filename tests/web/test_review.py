@@ -226,7 +226,7 @@ def test_confirming_an_indicator_with_a_reason(page: Page, server: Server, plea_
     sign_in(page, *server.admin)
     page.goto(f"/cases/{plea_case}/findings")
     item = finding_item(page, finding["label"])
-    expect(item).to_contain_text(f"{round(finding['confidence'] * 100)} %")
+    expect(item).to_contain_text(f"{int(finding['confidence'] * 100 + 0.5)} %")  # as Math.round
     expect(item).to_contain_text("Review: not reviewed yet")
     expect(item.get_by_role("link", name=re.compile(r"^Play plea\.wav at"))).to_have_attribute(
         "href", re.compile(rf"/cases/{plea_case}/media/{finding['media_id']}\?t=\d+$")
