@@ -111,7 +111,8 @@ export function MediaPage(props: { caseId: string; mediaId: string; at: number |
     }
   };
 
-  const current = segments?.findIndex((segment) => now >= segment.start && now < segment.end) ?? -1;
+  // (a twentieth of a second early counts: times in links are rounded to hundredths)
+  const current = segments?.findIndex((segment) => now + 0.05 >= segment.start && now < segment.end) ?? -1;
 
   // The transcript follows playback: the current line scrolls into view.
   useEffect(() => {

@@ -1,0 +1,145 @@
+"""A file's page and the case's search in headless Chromium against a real gateway running every
+function: the transcript of a short spoken video, a transcript line seeking the player, the current
+line marked during playback, ``?t=`` seeking on load, search finding a spoken word and linking to the
+file at its time, and accessibility (axe-core) of both pages.
+
+The video is made here: two sentences spoken by espeak-ng (`aima.samples.write_speech_wav`) with a
+pause between them, muxed by ffmpeg under a generated picture."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from aima.samples import write_speech_wav
+from tests.web.support import PHASES_DONE, PHASES_FINAL, Server, axe_violations, describe
+
+pytestmark = pytest.mark.timeout(300)
+
+JOB_TIMEOUT_S = 240.0
+FIRST = "The warehouse door was open at midnight."
+SECOND = "Bring the red suitcase to the harbour tomorrow."
+
+
+def talking_video(folder: Path) -> Path:
+    """Two spoken sentences with a second of silence between them, under a test picture (MP4)."""
+    if shutil.which("ffmpeg") is None or shutil.which("espeak-ng") is None:
+        pytest.skip("ffmpeg and espeak-ng are needed for the spoken video")
+    first = write_speech_wav(folder / "first.wav", FIRST)
+    second = write_speech_wav(folder / "second.wav", SECOND)
+    out = folder / "talk.mp4"
+    graph = "[0:a]aresample=16000[a0];[1:a]aresample=16000[a1];" "anullsrc=r=16000:cl=mono:d=1.5[gap];" "[a0][gap][a1]concat=n=3:v=0:a=1[a]"
+    argv = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(first), "-i", str(second)]
+    argv += ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10", "-filter_complex", graph]
+    argv += ["-map", "2:v", "-map", "[a]", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(out)]
+    subprocess.run(argv, check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def talk(server: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A case with the spoken video, analysed: case id, media id, filename and transcript segments."""
+    path = talking_video(tmp_path_factory.mktemp("talk"))
+    case_id = server.create_case(f"Talk {uuid.uuid4().hex[:6]}")
+    media_id = server.upload(case_id, path)
+    submitted = server.api("POST", f"/cases/{case_id}/jobs", json={"media_ids": [media_id]})
+    assert submitted.status_code == 201, submitted.text
+    phase = server.wait_for_job(case_id, str(submitted.json()["id"]), PHASES_FINAL, timeout=JOB_TIMEOUT_S)
+    assert phase in PHASES_DONE, f"the job ended {phase}:\n{server.tail()}"
+    answer = server.api("GET", f"/cases/{case_id}/media/{media_id}/transcript")
+    assert answer.status_code == 200, answer.text
+    segments = [s for s in answer.json()["transcript"]["segments"] if s.get("text")]
+    if not segments:
+        pytest.skip("the analysis transcribed nothing of the spoken video")
+    return {"case": case_id, "media": media_id, "name": path.name, "segments": segments}
+
+
+def sign_in(page: Page, server: Server) -> None:
+    page.goto("/login")
+    page.get_by_label("Username", exact=True).fill(server.admin[0])
+    page.get_by_label("Password", exact=True).fill(server.admin[1])
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.get_by_role("heading", name="Cases", level=1)).to_be_visible()
+
+
+def open_media(page: Page, talk: dict[str, Any], query: str = "") -> None:
+    page.goto(f"/cases/{talk['case']}/media/{talk['media']}{query}")
+    expect(page.get_by_role("heading", name=talk["name"], level=2)).to_be_visible()
+    expect(page.get_by_role("list", name="Transcript").get_by_role("listitem")).to_have_count(len(talk["segments"]))
+    # the player has its silent clock once its length is known
+    page.wait_for_function("() => { const m = document.querySelector('.media-player'); return m && m.readyState >= 1; }")
+
+
+def current_time(page: Page) -> float:
+    return float(page.evaluate("() => document.querySelector('.media-player').currentTime"))
+
+
+def test_the_transcript_lists_segments_and_a_line_seeks_the_player(page: Page, server: Server, talk: dict[str, Any]) -> None:
+    sign_in(page, server)
+    page.goto(f"/cases/{talk['case']}")
+    page.get_by_role("link", name=talk["name"], exact=True).click()
+    expect(page.get_by_role("heading", name=talk["name"], level=2)).to_be_visible()
+    open_media(page, talk)
+    expect(page.get_by_label(f"Player of {talk['name']}")).to_be_visible()
+    last = talk["segments"][-1]
+    lines = page.get_by_role("list", name="Transcript").get_by_role("button")
+    lines.last.click()
+    page.wait_for_function("() => !document.querySelector('.media-player').paused")
+    assert abs(current_time(page) - last["start"]) < 0.5, (current_time(page), last["start"])
+    # during playback the current segment is marked
+    expect(page.locator('.transcript-list li[aria-current="true"]')).to_have_count(1)
+    expect(page.locator('.transcript-list li[aria-current="true"]')).to_contain_text(last["text"].strip()[:10])
+    page.evaluate("() => document.querySelector('.media-player').pause()")
+
+
+def test_a_time_in_the_url_seeks_on_load(page: Page, server: Server, talk: dict[str, Any]) -> None:
+    sign_in(page, server)
+    at = round(talk["segments"][-1]["start"], 2)
+    open_media(page, talk, f"?t={at}")
+    page.wait_for_function(f"() => Math.abs(document.querySelector('.media-player').currentTime - {at}) < 0.5")
+    expect(page.locator('.transcript-list li[aria-current="true"]')).to_have_count(1)
+
+
+def test_search_finds_a_spoken_word_and_links_to_its_time(page: Page, server: Server, talk: dict[str, Any]) -> None:
+    sign_in(page, server)
+    page.goto(f"/cases/{talk['case']}/search")
+    page.get_by_label("Search the case", exact=True).fill("red suitcase harbour")
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/search\?q=red(%20|\+)suitcase"))
+    results = page.locator(".search-results li")
+    expect(results.first).to_be_visible()
+    link = results.first.get_by_role("link")
+    expect(link).to_contain_text(talk["name"])
+    href = link.get_attribute("href") or ""
+    match = re.search(rf"/cases/{talk['case']}/media/{talk['media']}\?t=([0-9.]+)$", href)
+    assert match, href
+    spoken = [s for s in talk["segments"] if "suitcase" in s["text"].lower() or "harbo" in s["text"].lower()]
+    if spoken:
+        assert abs(float(match.group(1)) - spoken[0]["start"]) < 0.5
+    link.click()
+    expect(page.get_by_role("heading", name=talk["name"], level=2)).to_be_visible()
+    page.wait_for_function(f"() => Math.abs(document.querySelector('.media-player').currentTime - {match.group(1)}) < 0.5")
+    assert not describe(axe_violations(page)), describe(axe_violations(page))
+
+
+def test_both_pages_pass_axe_in_german(page: Page, server: Server, talk: dict[str, Any]) -> None:
+    sign_in(page, server)
+    page.get_by_label("Language").select_option("de")
+    open_media(page, talk)
+    expect(page.get_by_role("list", name="Transkript")).to_be_visible()
+    expect(page.get_by_label(f"Player von {talk['name']}")).to_be_visible()
+    violations = axe_violations(page)
+    assert not violations, describe(violations)
+    page.goto(f"/cases/{talk['case']}/search?q=warehouse")
+    expect(page.get_by_label("Fall durchsuchen", exact=True)).to_have_value("warehouse")
+    expect(page.get_by_role("button", name="Suchen", exact=True)).to_be_visible()
+    expect(page.locator(".search-results li").first).to_be_visible()
+    violations = axe_violations(page)
+    assert not violations, describe(violations)
