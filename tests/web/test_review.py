@@ -22,7 +22,15 @@ from playwright.sync_api import Locator, Page, expect
 from aima.samples import write_speech_wav
 from aima.samples_faces import face_samples, heads, scene
 from tests.web.conftest import PageFactory
-from tests.web.support import NOTE, PHASES_DONE, PHASES_FINAL, Server, axe_violations, describe, strong_password
+from tests.web.support import (
+    NOTE,
+    PHASES_DONE,
+    PHASES_FINAL,
+    Server,
+    axe_violations,
+    describe,
+    strong_password,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -134,7 +142,9 @@ def test_merging_two_persons_leaves_one(page: Page, server: Server, people_case:
     open_persons(page, case_id)
     expect(page.get_by_role("article")).to_have_count(len(before))
     source = card(page, first["display_name"])
-    expect(source.get_by_role("img", name=f"Best crop of {first['display_name']}", exact=True)).to_be_visible()
+    expect(
+        source.get_by_role("img", name=f"Best crop of {first['display_name']}", exact=True)
+    ).to_be_visible()
     expect(source).to_contain_text(re.compile(r"\d+ appearances?"))
 
     source.get_by_role("button", name=f"Merge {first['display_name']} into…", exact=True).click()
@@ -188,7 +198,9 @@ def test_the_gallery_lists_a_persons_tracks_with_checkboxes(
     assert any(p["origin"] == "split" for p in persons_of(server, case_id))
 
 
-def test_opening_a_blurred_original_is_audited(page: Page, server: Server, people_case: Callable[[], str]) -> None:
+def test_opening_a_blurred_original_is_audited(
+    page: Page, server: Server, people_case: Callable[[], str]
+) -> None:
     case_id = people_case()
     person = persons_of(server, case_id)[0]
     name = person["display_name"]
@@ -244,7 +256,10 @@ def test_confirming_an_indicator_with_a_reason(page: Page, server: Server, plea_
     review = next(r for r in reviews if r["indicator_key"] == finding["indicator_key"])
     assert review["decision"] == "confirmed"
     assert review["reason"] == "Clearly audible plea in the recording."
-    state = {f["id"]: f["review_state"] for f in server.api("GET", f"/cases/{plea_case}/findings").json()["findings"]}
+    state = {
+        f["id"]: f["review_state"]
+        for f in server.api("GET", f"/cases/{plea_case}/findings").json()["findings"]
+    }
     assert state[finding["id"]] == "confirmed"
 
 
