@@ -87,13 +87,14 @@ export function MediaPage(props: { caseId: string; mediaId: string; at: number |
   // The player's source: the API serves no file's own sound or picture, so the player is a silent
   // clock of the file's length (docs/web.md); the transcript and the timeline follow it.
   useEffect(() => {
-    if (kind !== "video" && kind !== "audio") return;
+    if ((kind !== "video" && kind !== "audio") || segments === null) return; // once the transcript is read
     const length = duration || durationOf(media) || 0;
     if (length <= 0) return;
     const url = URL.createObjectURL(MediaClock(length));
+    seekedOnLoad.current = false;
     setClock(url);
     return () => URL.revokeObjectURL(url);
-  }, [kind, duration, media]);
+  }, [kind, duration, media, segments === null]);
 
   const seek = (seconds: number, play = true) => {
     const element = player.current;
