@@ -93,6 +93,10 @@ function Page({ route }: { route: Route }): JSX.Element {
     case "files":
     case "jobs":
     case "reports":
+    case "persons":
+    case "findings":
+    case "search":
+    case "media":
       return <CasePage route={route} />;
     default:
       return (
