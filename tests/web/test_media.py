@@ -35,10 +35,38 @@ def talking_video(folder: Path) -> Path:
     first = write_speech_wav(folder / "first.wav", FIRST)
     second = write_speech_wav(folder / "second.wav", SECOND)
     out = folder / "talk.mp4"
-    graph = "[0:a]aresample=16000[a0];[1:a]aresample=16000[a1];" "anullsrc=r=16000:cl=mono:d=1.5[gap];" "[a0][gap][a1]concat=n=3:v=0:a=1[a]"
-    argv = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(first), "-i", str(second)]
+    graph = (
+        "[0:a]aresample=16000[a0];[1:a]aresample=16000[a1];"
+        "anullsrc=r=16000:cl=mono:d=1.5[gap];"
+        "[a0][gap][a1]concat=n=3:v=0:a=1[a]"
+    )
+    argv = [
+        "ffmpeg",
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-i",
+        str(first),
+        "-i",
+        str(second),
+    ]
     argv += ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10", "-filter_complex", graph]
-    argv += ["-map", "2:v", "-map", "[a]", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(out)]
+    argv += [
+        "-map",
+        "2:v",
+        "-map",
+        "[a]",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
+        str(out),
+    ]
     subprocess.run(argv, check=True, capture_output=True)
     return out
 
@@ -72,16 +100,22 @@ def sign_in(page: Page, server: Server) -> None:
 def open_media(page: Page, talk: dict[str, Any], query: str = "", transcript: str = "Transcript") -> None:
     page.goto(f"/cases/{talk['case']}/media/{talk['media']}{query}")
     expect(page.get_by_role("heading", name=talk["name"], level=2)).to_be_visible()
-    expect(page.get_by_role("list", name=transcript).get_by_role("listitem")).to_have_count(len(talk["segments"]))
+    expect(page.get_by_role("list", name=transcript).get_by_role("listitem")).to_have_count(
+        len(talk["segments"])
+    )
     # the player has its silent clock once its length is known
-    page.wait_for_function("() => { const m = document.querySelector('.media-player'); return m && m.readyState >= 1; }")
+    page.wait_for_function(
+        "() => { const m = document.querySelector('.media-player'); return m && m.readyState >= 1; }"
+    )
 
 
 def current_time(page: Page) -> float:
     return float(page.evaluate("() => document.querySelector('.media-player').currentTime"))
 
 
-def test_the_transcript_lists_segments_and_a_line_seeks_the_player(page: Page, server: Server, talk: dict[str, Any]) -> None:
+def test_the_transcript_lists_segments_and_a_line_seeks_the_player(
+    page: Page, server: Server, talk: dict[str, Any]
+) -> None:
     sign_in(page, server)
     page.goto(f"/cases/{talk['case']}")
     page.get_by_role("link", name=talk["name"], exact=True).click()
@@ -95,7 +129,9 @@ def test_the_transcript_lists_segments_and_a_line_seeks_the_player(page: Page, s
     assert abs(current_time(page) - last["start"]) < 0.5, (current_time(page), last["start"])
     # during playback the current segment is marked
     expect(page.locator('.transcript-list li[aria-current="true"]')).to_have_count(1)
-    expect(page.locator('.transcript-list li[aria-current="true"]')).to_contain_text(last["text"].strip()[:10])
+    expect(page.locator('.transcript-list li[aria-current="true"]')).to_contain_text(
+        last["text"].strip()[:10]
+    )
     page.evaluate("() => document.querySelector('.media-player').pause()")
 
 
@@ -103,11 +139,15 @@ def test_a_time_in_the_url_seeks_on_load(page: Page, server: Server, talk: dict[
     sign_in(page, server)
     at = round(talk["segments"][-1]["start"], 2)
     open_media(page, talk, f"?t={at}")
-    page.wait_for_function(f"() => Math.abs(document.querySelector('.media-player').currentTime - {at}) < 0.5")
+    page.wait_for_function(
+        f"() => Math.abs(document.querySelector('.media-player').currentTime - {at}) < 0.5"
+    )
     expect(page.locator('.transcript-list li[aria-current="true"]')).to_have_count(1)
 
 
-def test_search_finds_a_spoken_word_and_links_to_its_time(page: Page, server: Server, talk: dict[str, Any]) -> None:
+def test_search_finds_a_spoken_word_and_links_to_its_time(
+    page: Page, server: Server, talk: dict[str, Any]
+) -> None:
     sign_in(page, server)
     page.goto(f"/cases/{talk['case']}/search")
     page.get_by_label("Search the case", exact=True).fill("red suitcase harbour")
@@ -125,7 +165,9 @@ def test_search_finds_a_spoken_word_and_links_to_its_time(page: Page, server: Se
         assert abs(float(match.group(1)) - spoken[0]["start"]) < 0.5
     link.click()
     expect(page.get_by_role("heading", name=talk["name"], level=2)).to_be_visible()
-    page.wait_for_function(f"() => Math.abs(document.querySelector('.media-player').currentTime - {match.group(1)}) < 0.5")
+    page.wait_for_function(
+        f"() => Math.abs(document.querySelector('.media-player').currentTime - {match.group(1)}) < 0.5"
+    )
     assert not describe(axe_violations(page)), describe(axe_violations(page))
 
 
