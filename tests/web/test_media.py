@@ -184,3 +184,20 @@ def test_both_pages_pass_axe_in_german(page: Page, server: Server, talk: dict[st
     expect(page.locator(".search-results li").first).to_be_visible()
     violations = axe_violations(page)
     assert not violations, describe(violations)
+
+
+def test_the_transcript_follows_playback_from_the_keyboard(
+    page: Page, server: Server, talk: dict[str, Any]
+) -> None:
+    if len(talk["segments"]) < 2:
+        pytest.skip("one segment only: nothing to follow")
+    sign_in(page, server)
+    open_media(page, talk)
+    lines = page.get_by_role("list", name="Transcript").get_by_role("listitem")
+    lines.first.get_by_role("button").focus()
+    page.keyboard.press("Enter")
+    expect(lines.first).to_have_attribute("aria-current", "true")
+    # playing on, the mark moves to the last line by itself
+    expect(lines.last).to_have_attribute("aria-current", "true", timeout=15_000)
+    expect(lines.first).not_to_have_attribute("aria-current", "true")
+    page.screenshot(path=str(server.workdir / "media-page.png"))
