@@ -173,8 +173,10 @@ def test_search_finds_a_spoken_word_and_links_to_its_time(
 
 def test_both_pages_pass_axe_in_german(page: Page, server: Server, talk: dict[str, Any]) -> None:
     sign_in(page, server)
+    open_media(page, talk)
     page.get_by_label("Language").select_option("de")
-    open_media(page, talk, transcript="Transkript")
+    expect(page.locator("html")).to_have_attribute("lang", "de")
+    expect(page.get_by_role("list", name="Transkript")).to_be_visible()
     expect(page.get_by_label(f"Player von {talk['name']}")).to_be_visible()
     violations = axe_violations(page)
     assert not violations, describe(violations)

@@ -1,5 +1,5 @@
 import type { JSX } from "preact";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { api, problemText, type Schemas } from "../api/client";
 import { useI18n } from "../i18n";
 import { Link, navigate } from "../router";
@@ -15,7 +15,12 @@ export function SearchPage(props: { caseId: string; query: string }): JSX.Elemen
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
 
-  useEffect(() => setText(props.query), [props.query]);
+  // The input follows the URL when the URL changes (back, forward), not while it is being typed in.
+  const shown = useRef(props.query);
+  useEffect(() => {
+    if (shown.current !== props.query) setText(props.query);
+    shown.current = props.query;
+  }, [props.query]);
 
   useEffect(() => {
     const query = props.query.trim();
