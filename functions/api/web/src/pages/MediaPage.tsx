@@ -70,10 +70,11 @@ export function MediaPage(props: { caseId: string; mediaId: string; at: number |
     let live = true;
     let url: string | null = null;
     void (async () => {
-      let { data } = await api.GET("/api/v1/cases/{case_id}/media/{media_id}/preview", { params: { path }, parseAs: "blob" });
-      if (!data) {
-        ({ data } = await api.GET("/api/v1/cases/{case_id}/media/{media_id}/thumbnail", { params: { path }, parseAs: "blob" }));
-      }
+      // a video's poster: its thumbnail (the preview strip is many frames side by side); an image: its preview
+      const first = kind === "video" ? "thumbnail" : "preview";
+      const second = kind === "video" ? "preview" : "thumbnail";
+      let data = await picturePart(path, first);
+      if (!data) data = await picturePart(path, second);
       if (!live || !data) return;
       url = URL.createObjectURL(data);
       setPicture(url);
@@ -241,6 +242,17 @@ export function MediaPage(props: { caseId: string; mediaId: string; at: number |
       )}
     </div>
   );
+}
+
+async function picturePart(
+  path: { case_id: string; media_id: string },
+  which: "thumbnail" | "preview",
+): Promise<Blob | undefined> {
+  const { data } =
+    which === "thumbnail"
+      ? await api.GET("/api/v1/cases/{case_id}/media/{media_id}/thumbnail", { params: { path }, parseAs: "blob" })
+      : await api.GET("/api/v1/cases/{case_id}/media/{media_id}/preview", { params: { path }, parseAs: "blob" });
+  return data;
 }
 
 function mediaKind(media: MediaOut): "video" | "audio" | "image" | "other" {
