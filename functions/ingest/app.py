@@ -93,6 +93,7 @@ from aima.storage.media import MediaRepository
 from aima.storage.objects import object_store_from_settings
 from aima.storage.relational import Database
 from aima.telemetry.health import HealthRegistry
+from aima.telemetry.probes import add_probe_routes
 from functions.ingest.core import (
     CHECKSUMS,
     BulkResult,
@@ -111,7 +112,7 @@ from functions.ingest.core import (
     UploadStatus,
 )
 from functions.ingest.sniff import ACCEPTED, UnsupportedMedia, accepted_summary
-from functions.runtime.app import add_probe_routes, observe_requests, well_formed_id
+from functions.runtime.app import observe_requests, well_formed_id
 from functions.runtime.multipart import MultipartFiles
 from functions.runtime.problems import Problem, problem_response
 

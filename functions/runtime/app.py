@@ -27,11 +27,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
 
 from aima.storage.audit import AuditLog
 from aima.telemetry.health import HealthRegistry
-from aima.telemetry.metrics import HTTP_REQUESTS, HTTP_SECONDS, render
+from aima.telemetry.metrics import HTTP_REQUESTS, HTTP_SECONDS
+from aima.telemetry.probes import add_probe_routes
 from aima.telemetry.tracing import span_from
 from events.bus import Unretryable
 from events.envelope import CloudEvent
@@ -186,21 +186,3 @@ def observe_requests(app: FastAPI, name: str) -> None:
 def well_formed_id(value: str) -> bool:
     """Whether ``value`` may be used as a request id (1-128 of ``A-Za-z0-9._:-``)."""
     return _WELL_FORMED_ID.match(value) is not None
-
-
-def add_probe_routes(app: FastAPI, health: HealthRegistry) -> None:
-    """``/healthz`` (liveness), ``/readyz`` (503 while a critical component is down), ``/metrics``."""
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "alive"}
-
-    @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        report = await health.report()
-        return JSONResponse(report.model_dump(mode="json"), status_code=200 if report.ready else 503)
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        body, content_type = render()
-        return Response(body, headers={"Content-Type": content_type})

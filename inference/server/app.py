@@ -16,7 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aima import __version__
 from aima.telemetry.health import HealthRegistry
-from aima.telemetry.metrics import HTTP_REQUESTS, HTTP_SECONDS, render
+from aima.telemetry.metrics import HTTP_REQUESTS, HTTP_SECONDS
+from aima.telemetry.probes import add_probe_routes
 from inference.server.protocol import V2Error, read_infer_request
 from inference.server.served import ServedTextEmbedder
 
@@ -126,21 +127,7 @@ def create_app(
             raise V2Error(413, f"the body has {len(body)} bytes; at most {max_body_bytes}")
         return await model.infer(read_infer_request(body))
 
-    # -- AIMA's probes -------------------------------------------------------------------------------
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "alive"}
-
-    @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        report = await health.report()
-        return JSONResponse(report.model_dump(mode="json"), status_code=200 if report.ready else 503)
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        body, content_type = render()
-        return Response(body, headers={"Content-Type": content_type})
+    add_probe_routes(app, health)  # AIMA's own probes, as every function serves them
 
     return app
 

@@ -79,6 +79,17 @@ class Probe:
         ]
 
 
+def probe_spec() -> FunctionSpec:
+    """A function that answers media.uploaded with media.probed (and fails on a file called ``fail``)."""
+    return FunctionSpec(
+        name="probe-k",
+        description="t",
+        consumes=(MediaUploaded,),
+        emits=(MediaProbed,),
+        build=lambda d: Probe(),
+    )
+
+
 def uploaded(filename: str = "a.png", media_id: str = "m1") -> CloudEvent:
     data = MediaUploaded(
         tenant_id="t1",
@@ -103,13 +114,7 @@ def knative_settings(tmp_path: Path, sink_url: str) -> Settings:
 async def test_results_reach_the_sink_signed_in_binary_mode(tmp_path: Path, sink: Sink) -> None:
     settings = knative_settings(tmp_path, sink.url)
     deps = Deps(settings)
-    spec = FunctionSpec(
-        name="probe-k",
-        description="t",
-        consumes=(MediaUploaded,),
-        emits=(MediaProbed,),
-        build=lambda d: Probe(),
-    )
+    spec = probe_spec()
     host = Host(deps, [spec])
     await host.start()
     try:
@@ -162,13 +167,7 @@ async def test_the_bus_refuses_or_keeps_events_by_the_sinks_answer(sink: Sink) -
 
 async def test_while_the_sink_is_down_results_wait_in_the_outbox(tmp_path: Path, sink: Sink) -> None:
     deps = Deps(knative_settings(tmp_path, sink.url))
-    spec = FunctionSpec(
-        name="probe-k",
-        description="t",
-        consumes=(MediaUploaded,),
-        emits=(MediaProbed,),
-        build=lambda d: Probe(),
-    )
+    spec = probe_spec()
     host = Host(deps, [spec])
     await host.start()
     try:
@@ -189,13 +188,7 @@ async def test_while_the_sink_is_down_results_wait_in_the_outbox(tmp_path: Path,
 
 async def test_a_dead_letter_settles_the_files_step_as_failed_once(tmp_path: Path, sink: Sink) -> None:
     deps = Deps(knative_settings(tmp_path, sink.url))
-    spec = FunctionSpec(
-        name="probe-k",
-        description="t",
-        consumes=(MediaUploaded,),
-        emits=(MediaProbed,),
-        build=lambda d: Probe(),
-    )
+    spec = probe_spec()
     host = Host(deps, [spec])
     await host.start()
     try:
