@@ -1,5 +1,5 @@
 """Browser fixtures: a real gateway with every function in one process per test module (`server`),
-headless Chromium (Debian's, driven by Playwright) for the session, and a fresh page per test at
+headless Chromium (Debian's, driven by Playwright) per test module, and a fresh page per test at
 1280x720 whose screenshot is kept in the test's temporary directory when the test fails."""
 
 from __future__ import annotations
@@ -31,13 +31,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         started.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
+    """Module-scoped, not session-scoped: Playwright's sync driver keeps an asyncio loop running in
+    the worker's main thread while it is open, and every later test module in that worker that
+    calls ``asyncio.run`` would fail."""
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
     try:
