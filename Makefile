@@ -42,8 +42,12 @@ services:
 tools:
 	@bash scripts/ensure-tools.sh
 
-test-tools:
+test-tools: tests/web/oidc/node_modules/.package-lock.json
 	@bash scripts/ensure-tools.sh --test
+
+# the OpenID provider the sign-in tests run (tests/web/oidc: node-oidc-provider from its lock file)
+tests/web/oidc/node_modules/.package-lock.json: tests/web/oidc/package-lock.json tests/web/oidc/package.json
+	@cd tests/web/oidc && npm ci --no-audit --no-fund --loglevel=error
 
 run: env tools
 	@$(BIN)/aima analyze --generate-samples $(SAMPLES)

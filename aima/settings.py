@@ -123,6 +123,16 @@ class Settings(BaseSettings):
         default_factory=lambda: {"aima-admin": "admin", "aima-user": "user", "aima-guest": "guest"}
     )
     oidc_tenant: str = "default"
+    oidc_client_id: str | None = None
+    """The gateway's client at the issuer: with it the review workspace offers OIDC sign-in
+    (authorization code with PKCE, exchanged by the gateway; docs/security.md)."""
+    oidc_client_secret: SecretStr | None = None
+    """A confidential client's secret (client_secret_basic); unset for a public client."""
+    oidc_scopes: str = "openid profile"
+    oidc_display_name: str = "single sign-on"
+    oidc_redirect_url: str | None = None
+    """The callback registered at the issuer; by default the gateway's own URL as the browser reached
+    it plus ``/api/v1/auth/oidc/callback`` (set it behind a proxy that rewrites the host)."""
 
     # the api gateway
     cors_origins: list[str] = Field(default_factory=list)

@@ -108,6 +108,40 @@ class ExternalIssuer:
         except AuthenticationFailed as exc:
             raise InvalidToken("user disabled") from exc
 
+    def verify_id_token(self, token: str, client_id: str, nonce: str) -> dict[str, Any]:
+        """The claims of an ID token this issuer signed for ``client_id`` with ``nonce`` (what a sign-in
+        through the gateway gets back with the access token); `InvalidToken` otherwise."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise InvalidToken("malformed ID token") from exc
+        alg, kid = header.get("alg"), header.get("kid")
+        if alg not in self._algorithms or not isinstance(kid, str):
+            raise InvalidToken("ID token algorithm not allowed or kid missing")
+        jwk = self._key(kid)
+        if jwk is None:
+            raise InvalidToken("unknown signing key")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                jwt.PyJWK(jwk, algorithm=alg),
+                algorithms=[alg],
+                audience=client_id,
+                issuer=self.issuer,
+                options={"require": [*REQUIRED_CLAIMS, "nonce"]},
+                leeway=LEEWAY_S,
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(decode_reason(exc)) from exc
+        if claims["nonce"] != nonce:
+            raise InvalidToken("ID token nonce does not match")
+        return claims
+
+    @property
+    def http(self) -> httpx.Client:
+        """The HTTP client this issuer's keys are fetched with (the sign-in reuses it)."""
+        return self._http
+
     def close(self) -> None:
         """Close the HTTP client if this issuer created it."""
         if self._owns_http:

@@ -34,6 +34,7 @@ from functions.api.routes import (
     reports,
     reviews,
     search,
+    signin,
     speakers,
     transcripts,
     users,
@@ -102,6 +103,7 @@ def create_app(
     auth_routes.well_known.install(app)
     routes = (
         auth_routes,
+        signin,
         users,
         cases,
         media,

@@ -56,6 +56,20 @@ class TokenPair(BaseModel):
     expires_in: int = Field(description="Seconds until the access token expires.")
 
 
+class SignInProvider(BaseModel):
+    """An external issuer the workspace can sign in through (the browser goes to ``login_url``)."""
+
+    name: str = Field(description="What the sign-in button calls the issuer.")
+    login_url: str = Field(description="Where the browser starts the sign-in (add ?return_to=/path).")
+
+
+class SignInOptions(BaseModel):
+    """How one may sign in to this gateway."""
+
+    password: bool = True
+    oidc: SignInProvider | None = None
+
+
 class RefreshRequest(_In):
     refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 

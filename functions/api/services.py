@@ -10,6 +10,7 @@ import httpx
 from aima.config.service import ConfigService
 from aima.identity.keys import KeyRing
 from aima.identity.oidc import ExternalIssuer, external_issuer_from_settings
+from aima.identity.oidc_signin import OidcSignIn, oidc_signin_from_settings
 from aima.identity.tokens import TokenService
 from aima.identity.users import UserDirectory
 from aima.model_settings import ModelTask
@@ -51,6 +52,8 @@ class ApiServices:
     ingest: IngestClient
     relay: OutboxRelay
     external: ExternalIssuer | None = None
+    signin: OidcSignIn | None = None
+    """The OIDC sign-in of the review workspace, where ``AIMA_OIDC_CLIENT_ID`` is set."""
     models: ModelPool | None = None
     """The models of the gateway's own work (the text embedder for search queries)."""
     own_models: bool = False
@@ -120,6 +123,7 @@ class ApiServices:
             health=health,
             ingest=IngestClient.from_settings(settings, tokens=tokens, transport=ingest_transport),
             external=external,
+            signin=oidc_signin_from_settings(settings, external, tokens.keyring),
             relay=relay or OutboxRelay(Outbox(db), bus),
             models=models,
             own_models=own_models,

@@ -405,6 +405,10 @@ CALLS: dict[tuple[str, str], Callable[[World], Call | Awaitable[Call]]] = {
     ),
     ("POST", "/api/v1/auth/refresh"): _refresh,
     ("POST", "/api/v1/auth/logout"): lambda w: Call("POST", "/api/v1/auth/logout"),
+    ("GET", "/api/v1/auth/providers"): lambda w: Call("GET", "/api/v1/auth/providers"),
+    ("GET", "/api/v1/auth/oidc/login"): lambda w: Call("GET", "/api/v1/auth/oidc/login?return_to=/cases"),
+    ("GET", "/api/v1/auth/oidc/callback"): lambda w: Call("GET", "/api/v1/auth/oidc/callback?code=c&state=s"),
+    ("POST", "/api/v1/auth/oidc/session"): lambda w: Call("POST", "/api/v1/auth/oidc/session"),
     ("GET", "/api/v1/me"): lambda w: Call("GET", "/api/v1/me"),
     ("GET", "/api/v1/users"): lambda w: Call("GET", "/api/v1/users"),
     ("POST", "/api/v1/users"): lambda w: Call(

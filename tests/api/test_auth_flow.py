@@ -287,3 +287,19 @@ async def test_the_benchmark_baseline_app_skips_authentication_and_audit(service
         assert (await client.get("/api/v1/me")).json()["user_id"] == owner.user_id
     with services.stores.db.engine.connect() as c:
         assert c.execute(select(audit_log.c.seq)).first() is None
+
+
+async def test_without_an_oidc_client_only_passwords_are_offered_and_the_oidc_routes_are_404(
+    env: Env,
+) -> None:
+    """OIDC sign-in through a real provider: tests/web/test_oidc.py."""
+    options = await env.client.get("/api/v1/auth/providers")
+    assert options.status_code == 200
+    assert options.json() == {"password": True, "oidc": None}
+    for method, path in (
+        ("GET", "/api/v1/auth/oidc/login"),
+        ("GET", "/api/v1/auth/oidc/callback?code=c&state=s"),
+        ("POST", "/api/v1/auth/oidc/session"),
+    ):
+        body = problem(await env.client.request(method, path), 404)
+        assert "AIMA_OIDC_CLIENT_ID" in body["detail"]

@@ -23,6 +23,11 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/auth/token"): "200 200 200 200 200 200 200 200 200",
     ("POST", "/api/v1/auth/refresh"): "200 200 200 200 200 200 200 200 200",
     ("POST", "/api/v1/auth/logout"): "204 204 204 204 204 204 204 204 401",
+    ("GET", "/api/v1/auth/providers"): "200 200 200 200 200 200 200 200 200",
+    # no OIDC client is configured here: tests/web/test_oidc.py signs in through a real provider
+    ("GET", "/api/v1/auth/oidc/login"): "404 404 404 404 404 404 404 404 404",
+    ("GET", "/api/v1/auth/oidc/callback"): "404 404 404 404 404 404 404 404 404",
+    ("POST", "/api/v1/auth/oidc/session"): "404 404 404 404 404 404 404 404 404",
     ("GET", "/api/v1/me"): "200 200 200 200 200 200 200 200 401",
     ("GET", "/api/v1/users"): "200 403 403 403 403 403 403 200 401",
     ("POST", "/api/v1/users"): "201 403 403 403 403 403 403 201 401",

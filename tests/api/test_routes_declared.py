@@ -34,7 +34,7 @@ def test_every_route_of_the_app_declares_its_action(app: FastAPI) -> None:
             assert secured is (action is not Action.PUBLIC), (method, path)
 
 
-def test_only_login_refresh_keys_and_probes_are_public(app: FastAPI) -> None:
+def test_only_sign_in_refresh_keys_and_probes_are_public(app: FastAPI) -> None:
     public = {path for path, route in api_routes(app) if route_action(route) is Action.PUBLIC}
     assert public == {
         "/healthz",
@@ -44,6 +44,11 @@ def test_only_login_refresh_keys_and_probes_are_public(app: FastAPI) -> None:
         "/api/v1/auth/jwks.json",
         "/api/v1/auth/token",
         "/api/v1/auth/refresh",
+        # OIDC sign-in (docs/security.md): the redirect to the issuer, its callback, the hand-over
+        "/api/v1/auth/providers",
+        "/api/v1/auth/oidc/login",
+        "/api/v1/auth/oidc/callback",
+        "/api/v1/auth/oidc/session",
     }
 
 

@@ -73,21 +73,32 @@ class Server:
         return self.workdir / "server.log"
 
     @classmethod
-    def start(cls, workdir: Path, *, timeout: float = READY_TIMEOUT_S) -> Server:
-        """Start the server and wait until ``/readyz`` answers 200; fails the test with the server's
-        log otherwise."""
-        server = cls(workdir, free_port(), ("admin", strong_password()))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIMA_")} | {
-            "AIMA_PROFILE": "embedded",
-            "AIMA_DATA_DIR": str(workdir / "data"),
-            "AIMA_BOOTSTRAP_ADMIN_USERNAME": server.admin[0],
-            "AIMA_BOOTSTRAP_ADMIN_PASSWORD": server.admin[1],
-            "AIMA_PUBLIC_BASE_URL": server.url,
-            # a browser polls and streams; the default limits are for the open internet
-            "AIMA_RATE_LIMIT_PER_USER": "100000",
-            "AIMA_RATE_LIMIT_PER_ADDRESS": "100000",
-            "PYTHONFAULTHANDLER": "1",
-        }
+    def start(
+        cls,
+        workdir: Path,
+        *,
+        timeout: float = READY_TIMEOUT_S,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Server:
+        """Start the server (on ``port`` if given, with ``env`` added to its environment) and wait
+        until ``/readyz`` answers 200; fails the test with the server's log otherwise."""
+        server = cls(workdir, port or free_port(), ("admin", strong_password()))
+        env = (
+            {k: v for k, v in os.environ.items() if not k.startswith("AIMA_")}
+            | {
+                "AIMA_PROFILE": "embedded",
+                "AIMA_DATA_DIR": str(workdir / "data"),
+                "AIMA_BOOTSTRAP_ADMIN_USERNAME": server.admin[0],
+                "AIMA_BOOTSTRAP_ADMIN_PASSWORD": server.admin[1],
+                "AIMA_PUBLIC_BASE_URL": server.url,
+                # a browser polls and streams; the default limits are for the open internet
+                "AIMA_RATE_LIMIT_PER_USER": "100000",
+                "AIMA_RATE_LIMIT_PER_ADDRESS": "100000",
+                "PYTHONFAULTHANDLER": "1",
+            }
+            | (env or {})
+        )
         argv = [
             sys.executable,
             "-m",

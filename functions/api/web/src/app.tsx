@@ -5,7 +5,7 @@ import { api, hasSession, logout, onSignedOut, type Me } from "./api/client";
 import { applyLang, DICTIONARIES, I18nContext, initialLang, LANGS, useI18n, type I18n, type Lang } from "./i18n";
 import { CasePage } from "./pages/CasePage";
 import { CasesPage } from "./pages/CasesPage";
-import { LoginPage } from "./pages/LoginPage";
+import { LoginPage, SignedInPage } from "./pages/LoginPage";
 import { Link, navigate, parse, useLocation, type Route } from "./router";
 import { MeContext } from "./session";
 
@@ -50,7 +50,7 @@ export function App(): JSX.Element {
 
   // Unauthenticated visits go to /login; a signed-in visit to /login goes to /cases.
   useEffect(() => {
-    if (status === "out" && route.name !== "login") navigate("/login", { replace: true });
+    if (status === "out" && route.name !== "login" && route.name !== "signedIn") navigate("/login", { replace: true });
     if (status === "in" && route.name === "login") navigate("/cases", { replace: true });
   }, [status, route.name]);
 
@@ -67,8 +67,16 @@ export function App(): JSX.Element {
     navigate("/cases");
   };
 
+  const signedInElsewhere = async (to: string) => {
+    setEnded(false);
+    await loadMe();
+    navigate(to, { replace: true });
+  };
+
   let page: JSX.Element | null = null;
-  if (route.name === "login") {
+  if (route.name === "signedIn") {
+    page = <SignedInPage returnTo={route.returnTo} onSignedIn={(to) => void signedInElsewhere(to)} />;
+  } else if (route.name === "login") {
     page = status === "out" ? <LoginPage onSignedIn={signedIn} ended={ended} /> : null;
   } else if (status === "in") {
     page = <Page route={route} />;

@@ -28,6 +28,10 @@ const en = {
   password: "Password",
   signingIn: "Signing in…",
   sessionEnded: "Your session has ended. Please sign in again.",
+  signInWith: (name: string) => `Sign in with ${name}`,
+  or: "or",
+  signInFailed: (reason: string) => `Sign-in failed: ${reason}`,
+  takingOverSignIn: "Completing the sign-in…",
 
   caseName: "Case name",
   createCase: "Create case",
@@ -252,6 +256,10 @@ const de: Dict = {
   password: "Passwort",
   signingIn: "Anmeldung läuft…",
   sessionEnded: "Ihre Sitzung ist abgelaufen. Bitte melden Sie sich erneut an.",
+  signInWith: (name) => `Anmelden mit ${name}`,
+  or: "oder",
+  signInFailed: (reason) => `Anmeldung fehlgeschlagen: ${reason}`,
+  takingOverSignIn: "Anmeldung wird abgeschlossen…",
 
   caseName: "Name des Falls",
   createCase: "Fall anlegen",

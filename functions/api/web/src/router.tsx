@@ -4,6 +4,7 @@ import type { AnchorHTMLAttributes, JSX, TargetedMouseEvent } from "preact";
 
 export type Route =
   | { name: "login" }
+  | { name: "signedIn"; returnTo: string }
   | { name: "cases" }
   | { name: "files"; caseId: string }
   | { name: "jobs"; caseId: string }
@@ -19,6 +20,7 @@ const ID = "([A-Za-z0-9_-]{1,36})";
 export function parse(pathname: string, search: string): Route {
   const path = pathname.replace(/\/+$/, "") || "/";
   if (path === "/login") return { name: "login" };
+  if (path === "/signed-in") return { name: "signedIn", returnTo: new URLSearchParams(search).get("return_to") ?? "/" };
   if (path === "/" || path === "/cases") return { name: "cases" };
   let match = new RegExp(`^/cases/${ID}$`).exec(path);
   if (match) return { name: "files", caseId: match[1]! };

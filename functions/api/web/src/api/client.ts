@@ -132,6 +132,23 @@ export async function login(username: string, password: string): Promise<Problem
   return asProblem(error, response);
 }
 
+/** The sign-ins the gateway offers (password; OIDC where configured). */
+export async function signInOptions(): Promise<Schemas["SignInOptions"]> {
+  const { data } = await bare.GET("/api/v1/auth/providers");
+  return data ?? { password: true, oidc: null };
+}
+
+/** After an OIDC sign-in: the session the gateway's callback left in its one-minute HttpOnly cookie
+ * (POST /api/v1/auth/oidc/session, which rotates its refresh token and removes the cookie). */
+export async function takeOverSignIn(): Promise<Problem | null> {
+  const { data, error, response } = await bare.POST("/api/v1/auth/oidc/session", { credentials: "same-origin" });
+  if (data) {
+    keep(data);
+    return null;
+  }
+  return asProblem(error, response);
+}
+
 export async function logout(): Promise<void> {
   try {
     await freshToken(); // a refresh now, not during the call, so the token sent is the current one
