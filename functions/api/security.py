@@ -131,6 +131,14 @@ class Gate:
         raw_case = request.path_params.get("case_id")
         case_id = raw_case if raw_case is not None and ID.fullmatch(raw_case) else None
         principal = self._authenticate(token, info, action, case_id)
+        return self.admit(request, principal, action)
+
+    def admit(self, request: Request, principal: Principal, action: Action) -> Access:
+        """The `Access` of an authenticated ``principal`` for ``action`` on the route's case (its
+        membership read now); raises the 403/404 `Problem`, audited, otherwise."""
+        info = RequestInfo.of(request)
+        raw_case = request.path_params.get("case_id")
+        case_id = raw_case if raw_case is not None and ID.fullmatch(raw_case) else None
         request.state.user_id = principal.user_id
         subject = Subject(principal.user_id, principal.tenant_id, principal.role.value, principal.kind)
         memberships: dict[str, str] | None = None
@@ -180,17 +188,18 @@ class Gate:
             assert self._fixed is not None
             return self._fixed
         if token is None:
-            raise self._refuse(info, action, case_id, "no bearer token", 'Bearer realm="aima"')
+            raise self.refuse(info, action, case_id, "no bearer token", 'Bearer realm="aima"')
         try:
             principal = self.services.tokens.verify_access(token)
         except InvalidToken as exc:
-            raise self._refuse(info, action, case_id, exc.reason, 'Bearer error="invalid_token"') from None
+            raise self.refuse(info, action, case_id, exc.reason, 'Bearer error="invalid_token"') from None
         raise_for_verdict(self.services.limiter.hit("user", principal.user_id))
         return principal
 
-    def _refuse(
+    def refuse(
         self, info: RequestInfo, action: Action, case_id: str | None, reason: str, challenge: str
     ) -> Problem:
+        """The 401 problem for a request whose credentials failed, its denial audited (``anonymous``)."""
         self.record(
             info,
             tenant_id=ANONYMOUS_TENANT,

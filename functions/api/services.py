@@ -11,6 +11,7 @@ from aima.config.service import ConfigService
 from aima.identity.keys import KeyRing
 from aima.identity.oidc import ExternalIssuer, external_issuer_from_settings
 from aima.identity.oidc_signin import OidcSignIn, oidc_signin_from_settings
+from aima.identity.playback import PlaybackTickets
 from aima.identity.tokens import TokenService
 from aima.identity.users import UserDirectory
 from aima.model_settings import ModelTask
@@ -51,6 +52,8 @@ class ApiServices:
     health: HealthRegistry
     ingest: IngestClient
     relay: OutboxRelay
+    playback: PlaybackTickets
+    """Tickets for the signed, short-lived URLs a media player fetches a file's bytes with."""
     external: ExternalIssuer | None = None
     signin: OidcSignIn | None = None
     """The OIDC sign-in of the review workspace, where ``AIMA_OIDC_CLIENT_ID`` is set."""
@@ -125,6 +128,7 @@ class ApiServices:
             external=external,
             signin=oidc_signin_from_settings(settings, external, tokens.keyring),
             relay=relay or OutboxRelay(Outbox(db), bus),
+            playback=PlaybackTickets(tokens.keyring, directory, issuer=settings.jwt_issuer),
             models=models,
             own_models=own_models,
         )

@@ -319,6 +319,20 @@ def _image(suffix: str) -> Callable[[World], Call]:
     return call
 
 
+def _playback(world: World) -> Call:
+    probed = _image("frames")(world)
+    return Call("POST", probed.path.removesuffix("/frames") + "/playback", json={})
+
+
+def _content(world: World) -> Call:
+    """The content URL with a ticket of the viewer's: the ticket is the credential, any bearer token
+    sent along is ignored."""
+    probed = _image("frames")(world)
+    principal = world.services.directory.principal(world.users["viewer"].id)
+    ticket = world.services.playback.issue(principal, world.case_id, world.probed, opened=False)
+    return Call("GET", probed.path.removesuffix("/frames") + "/content", params={"ticket": ticket.token})
+
+
 def _speakers(world: World, route: str) -> Call:
     stores = world.services.stores
     method, path, body = speaker_request(stores.documents, stores.vectors, world.tenant, world.case_id, route)
@@ -439,6 +453,8 @@ CALLS: dict[tuple[str, str], Callable[[World], Call | Awaitable[Call]]] = {
     ("GET", CASE + "/media/{media_id}/frames"): _image("frames"),
     ("GET", CASE + "/media/{media_id}/frames/{frame_id}"): _image("frames/{frame}"),
     ("GET", CASE + "/media/{media_id}/crops/{frame_id}/{name}"): _image("crops/{frame}/face-0.jpg"),
+    ("POST", CASE + "/media/{media_id}/playback"): _playback,
+    ("GET", CASE + "/media/{media_id}/content"): _content,
     ("GET", CASE + "/speakers"): lambda w: Call("GET", f"/api/v1/cases/{w.case_id}/speakers"),
     ("PATCH", CASE + "/speakers/{speaker_id}"): lambda w: _speakers(w, "rename"),
     ("POST", CASE + "/speakers/{speaker_id}/merge"): lambda w: _speakers(w, "merge"),

@@ -52,6 +52,9 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/cases/{case_id}/media/{media_id}/transcript.srt"): "200 200 200 403 404 403 404 404 401",
     ("GET", "/api/v1/cases/{case_id}/media/{media_id}/thumbnail"): "200 200 200 200 404 200 404 404 401",
     ("GET", "/api/v1/cases/{case_id}/media/{media_id}/preview"): "200 200 200 200 404 200 404 404 401",
+    ("POST", "/api/v1/cases/{case_id}/media/{media_id}/playback"): "200 200 200 200 404 200 404 404 401",
+    # the ticket (the viewer's, in the URL) is the credential: whoever holds the URL plays the file
+    ("GET", "/api/v1/cases/{case_id}/media/{media_id}/content"): "200 200 200 200 200 200 200 200 200",
     ("GET", "/api/v1/cases/{case_id}/media/{media_id}/frames"): "200 200 200 200 404 200 404 404 401",
     (
         "GET",

@@ -49,6 +49,8 @@ def test_only_sign_in_refresh_keys_and_probes_are_public(app: FastAPI) -> None:
         "/api/v1/auth/oidc/login",
         "/api/v1/auth/oidc/callback",
         "/api/v1/auth/oidc/session",
+        # a media file's bytes for the player, authenticated by the playback ticket in its URL
+        "/api/v1/cases/{case_id}/media/{media_id}/content",
     }
 
 

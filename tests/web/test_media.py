@@ -1,7 +1,9 @@
 """A file's page and the case's search in headless Chromium against a real gateway running every
-function: the transcript of a short spoken video, a transcript line seeking the player, the current
-line marked during playback, ``?t=`` seeking on load, search finding a spoken word and linking to the
-file at its time, and accessibility (axe-core) of both pages.
+function: the video itself played from its signed playback URL (picture decoded, byte ranges), the
+transcript of a short spoken video, a transcript line seeking the player, the current line marked
+during playback, ``?t=`` seeking on load, search finding a spoken word and linking to the file at its
+time, accessibility (axe-core) of both pages, and a sensitive video withheld until the reviewer opens
+it, that opening found in the audit log.
 
 The video is made here: two sentences spoken by espeak-ng (`aima.samples.write_speech_wav`) with a
 pause between them, muxed by ffmpeg under a generated picture."""
@@ -85,7 +87,7 @@ def talk(server: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     assert answer.status_code == 200, answer.text
     segments = [s for s in answer.json()["transcript"]["segments"] if s.get("text")]
     if not segments:
-        pytest.skip("the analysis transcribed nothing of the spoken video")
+        pytest.fail("the analysis transcribed nothing of the spoken video")
     return {"case": case_id, "media": media_id, "name": path.name, "segments": segments}
 
 
@@ -103,7 +105,7 @@ def open_media(page: Page, talk: dict[str, Any], query: str = "", transcript: st
     expect(page.get_by_role("list", name=transcript).get_by_role("listitem")).to_have_count(
         len(talk["segments"])
     )
-    # the player has its silent clock once its length is known
+    # the player knows the file's length from its own bytes
     page.wait_for_function(
         "() => { const m = document.querySelector('.media-player'); return m && m.readyState >= 1; }"
     )
@@ -133,6 +135,37 @@ def test_the_transcript_lists_segments_and_a_line_seeks_the_player(
         last["text"].strip()[:10]
     )
     page.evaluate("() => document.querySelector('.media-player').pause()")
+
+
+def test_the_player_plays_the_file_itself_from_its_playback_url(
+    page: Page, server: Server, talk: dict[str, Any]
+) -> None:
+    sign_in(page, server)
+    contents: list[dict[str, Any]] = []
+    page.on(
+        "response",
+        lambda response: (
+            contents.append({"status": response.status, "headers": response.headers})
+            if "/content?ticket=" in response.url
+            else None
+        ),
+    )
+    open_media(page, talk)
+    source = str(page.evaluate("() => document.querySelector('.media-player').currentSrc"))
+    assert f"/api/v1/cases/{talk['case']}/media/{talk['media']}/content?ticket=" in source, source
+    # the picture is the file's own (the stand-in clock has none) and its length the file's
+    page.wait_for_function("() => document.querySelector('.media-player').videoWidth === 320")
+    duration = float(page.evaluate("() => document.querySelector('.media-player').duration"))
+    files = server.api("GET", f"/cases/{talk['case']}/media").json()
+    probed = next(f for f in files if f["id"] == talk["media"])["metadata"]
+    assert abs(duration - float(probed["duration_s"])) < 0.2, (duration, probed)
+    page.evaluate("() => document.querySelector('.media-player').play()")
+    page.wait_for_function("() => document.querySelector('.media-player').currentTime > 0.5")
+    page.evaluate("() => document.querySelector('.media-player').pause()")
+    assert contents, "the player fetched nothing from the playback URL"
+    assert {c["status"] for c in contents} <= {200, 206}, contents
+    assert any(c["headers"].get("accept-ranges") == "bytes" for c in contents), contents
+    expect(page.locator(".media-clock-note")).not_to_contain_text("cannot play")
 
 
 def test_a_time_in_the_url_seeks_on_load(page: Page, server: Server, talk: dict[str, Any]) -> None:
@@ -203,3 +236,40 @@ def test_the_transcript_follows_playback_from_the_keyboard(
     expect(lines.last).to_have_attribute("aria-current", "true", timeout=15_000)
     expect(lines.first).not_to_have_attribute("aria-current", "true")
     page.screenshot(path=str(server.workdir / "media-page.png"))
+
+
+def test_a_sensitive_video_plays_only_once_opened_and_the_opening_is_audited(
+    page: Page, server: Server, talk: dict[str, Any]
+) -> None:
+    """Last in the module: it lowers the tenant's threshold so that the video counts as sensitive."""
+    current = server.api("GET", "/config/thresholds")
+    assert current.status_code == 200, current.text
+    before = dict(current.json()["value"])
+    changed = server.api("PUT", "/config/thresholds", json=before | {"sensitive_blur": 0.0})
+    assert changed.status_code == 200, changed.text
+    try:
+        sign_in(page, server)
+        page.goto(f"/cases/{talk['case']}/media/{talk['media']}")
+        open_button = page.get_by_role("button", name=f"Open and play {talk['name']}")
+        expect(open_button).to_be_visible()
+        expect(page.get_by_text("its picture stays blurred")).to_be_visible()
+        assert page.evaluate("() => document.querySelector('.media-player').currentSrc") == ""
+        assert opened_records(server, talk) == []
+        open_button.click()
+        expect(page.get_by_text("Opened on your request")).to_be_visible()
+        page.wait_for_function(
+            "() => { const m = document.querySelector('.media-player'); return m && m.readyState >= 1; }"
+        )
+        records = opened_records(server, talk)
+        assert [r["object"] for r in records] == [f"media/{talk['media']}/original"], records
+        assert not describe(axe_violations(page)), describe(axe_violations(page))
+    finally:
+        restored = server.api("PUT", "/config/thresholds", json=before)
+        assert restored.status_code == 200, restored.text
+
+
+def opened_records(server: Server, talk: dict[str, Any]) -> list[dict[str, Any]]:
+    answer = server.api("GET", "/audit", params={"case_id": talk["case"], "action": "media.sensitive_opened"})
+    assert answer.status_code == 200, answer.text
+    records: list[dict[str, Any]] = answer.json()["records"]
+    return records

@@ -1,6 +1,6 @@
 // The player's clock: a silent WAV of the file's length (8 kHz, 8 bit, mono), made in the browser.
-// The API serves a file's thumbnail, preview strip and frames but not its own sound or picture, so
-// the player runs over this silence; the transcript and the timeline follow its time.
+// For a file whose format this browser cannot play, the player runs over this silence instead, so
+// the transcript and the timeline still follow a position.
 
 const RATE = 8000;
 /** At most two hours (about 58 MB of silence). */

@@ -7,6 +7,7 @@ import { MediaClock, formatClock } from "./MediaClock";
 
 type Segment = Schemas["SpeechSegment"];
 type Entry = Schemas["TimelineEntry"];
+type Playback = Schemas["PlaybackOut"];
 
 /** One file: its player, the transcript following playback, its timeline and the WebVTT download. */
 export function MediaPage(props: { caseId: string; mediaId: string; at: number | null; rights: Rights }): JSX.Element {
@@ -20,6 +21,10 @@ export function MediaPage(props: { caseId: string; mediaId: string; at: number |
   const [timeline, setTimeline] = useState<Entry[] | null>(null);
   const [picture, setPicture] = useState<string | null>(null);
   const [clock, setClock] = useState<string | null>(null);
+  const [playback, setPlayback] = useState<Playback | null>(null);
+  const [playError, setPlayError] = useState<string | null>(null);
+  const [unplayable, setUnplayable] = useState(false);
+  const resumeAt = useRef<number | null>(null);
   const [now, setNow] = useState(0);
   const [playing, setPlaying] = useState(false);
   const [vttError, setVttError] = useState<string | null>(null);
@@ -85,17 +90,49 @@ export function MediaPage(props: { caseId: string; mediaId: string; at: number |
     };
   }, [kind, props.caseId, props.mediaId]);
 
-  // The player's source: the API serves no file's own sound or picture, so the player is a silent
-  // clock of the file's length (docs/web.md); the transcript and the timeline follow it.
+  // The player's source: a short-lived signed URL of the file's own bytes (a media element cannot send
+  // the bearer token); a sensitive file gets none until the reviewer opens it (audited).
+  const askPlayback = async (original: boolean) => {
+    setPlayError(null);
+    const { data, error: failure, response } = await api.POST("/api/v1/cases/{case_id}/media/{media_id}/playback", {
+      params: { path },
+      body: { original },
+    });
+    if (data) setPlayback(data);
+    else setPlayError(problemText(failure, response));
+  };
+
   useEffect(() => {
-    if ((kind !== "video" && kind !== "audio") || segments === null) return; // once the transcript is read
+    if (kind !== "video" && kind !== "audio") return;
+    setPlayback(null);
+    setUnplayable(false);
+    void askPlayback(false);
+  }, [kind, props.caseId, props.mediaId]);
+
+  // A format this browser cannot play: a silent clock of the file's length instead (docs/web.md),
+  // so the transcript and the timeline still follow a position.
+  useEffect(() => {
+    if (!unplayable || (kind !== "video" && kind !== "audio") || segments === null) return;
     const length = duration || durationOf(media) || 0;
     if (length <= 0) return;
     const url = URL.createObjectURL(MediaClock(length));
     seekedOnLoad.current = false;
     setClock(url);
     return () => URL.revokeObjectURL(url);
-  }, [kind, duration, media, segments === null]);
+  }, [unplayable, kind, duration, media, segments === null]);
+
+  // The ticket ran out (or the page was left open): ask again and carry on where playback was;
+  // anything else the element cannot play falls back to the clock.
+  const failed = () => {
+    const element = player.current;
+    if (!element || unplayable || !playback?.url) return;
+    if (playback.expires_at && Date.parse(playback.expires_at) <= Date.now() + 5_000) {
+      resumeAt.current = element.currentTime;
+      void askPlayback(playback.opened);
+      return;
+    }
+    setUnplayable(true);
+  };
 
   const seek = (seconds: number, play = true) => {
     const element = player.current;
@@ -107,6 +144,11 @@ export function MediaPage(props: { caseId: string; mediaId: string; at: number |
 
   // `?t=` seeks once the player knows its length.
   const loaded = () => {
+    if (resumeAt.current !== null) {
+      seek(resumeAt.current, false);
+      resumeAt.current = null;
+      return;
+    }
     if (!seekedOnLoad.current && props.at !== null) {
       seekedOnLoad.current = true;
       seek(props.at, false);
@@ -158,9 +200,10 @@ export function MediaPage(props: { caseId: string; mediaId: string; at: number |
     ref: player,
     controls: true,
     preload: "auto" as const,
-    src: clock ?? undefined,
+    src: (unplayable ? clock : playback?.url) ?? undefined,
     "aria-label": t.mediaPlayerOf(name),
     onLoadedMetadata: loaded,
+    onError: failed,
     onTimeUpdate: () => setNow(player.current?.currentTime ?? 0),
     onSeeked: () => setNow(player.current?.currentTime ?? 0),
     onPlay: () => setPlaying(true),
@@ -180,9 +223,24 @@ export function MediaPage(props: { caseId: string; mediaId: string; at: number |
             </>
           )}
           {kind === "audio" && <audio class="media-player" {...playerProps} />}
+          {playback?.sensitive && !playback.url && (
+            <div class="media-withheld">
+              <p class="muted">{t.mediaSensitiveNote}</p>
+              <button type="button" onClick={() => void askPlayback(true)}>
+                {t.mediaOpenPlayback(name)}
+              </button>
+            </div>
+          )}
+          {playback?.opened && <p class="muted">{t.mediaOpenedNote}</p>}
+          {playError !== null && (
+            <p role="alert" class="error">
+              {playError}
+            </p>
+          )}
           {(kind === "video" || kind === "audio") && (
             <p class="muted media-clock-note">
-              {t.mediaClockNote} {t.mediaPosition(formatClock(now))}
+              {unplayable ? `${t.mediaClockNote} ` : ""}
+              {t.mediaPosition(formatClock(now))}
             </p>
           )}
           <div class="actions">
