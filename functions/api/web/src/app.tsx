@@ -103,6 +103,7 @@ function Page({ route }: { route: Route }): JSX.Element {
     case "reports":
     case "persons":
     case "findings":
+    case "members":
     case "search":
     case "media":
       return <CasePage route={route} />;

@@ -11,6 +11,7 @@ export type Route =
   | { name: "reports"; caseId: string; version: string | null }
   | { name: "persons"; caseId: string }
   | { name: "findings"; caseId: string }
+  | { name: "members"; caseId: string }
   | { name: "search"; caseId: string; query: string }
   | { name: "media"; caseId: string; mediaId: string; at: number | null }
   | { name: "notFound" };
@@ -30,6 +31,8 @@ export function parse(pathname: string, search: string): Route {
   if (match) return { name: "persons", caseId: match[1]! };
   match = new RegExp(`^/cases/${ID}/findings$`).exec(path);
   if (match) return { name: "findings", caseId: match[1]! };
+  match = new RegExp(`^/cases/${ID}/members$`).exec(path);
+  if (match) return { name: "members", caseId: match[1]! };
   match = new RegExp(`^/cases/${ID}/search$`).exec(path);
   if (match) return { name: "search", caseId: match[1]!, query: new URLSearchParams(search).get("q") ?? "" };
   match = new RegExp(`^/cases/${ID}/media/${ID}$`).exec(path);

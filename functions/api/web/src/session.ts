@@ -18,6 +18,8 @@ export interface Rights {
   analyse: boolean;
   export: boolean;
   delete: boolean;
+  /** Share the case, change or end memberships (case.share: owners, admins). */
+  share: boolean;
 }
 
 /** What `me` may do in a case where their membership role is `role` (admins: everything). */
@@ -31,6 +33,7 @@ export function rights(me: Me | null, role: CaseRole): Rights {
     analyse: writer,
     export: writer,
     delete: admin || (!guest && role === "owner"),
+    share: admin || (!guest && role === "owner"),
   };
 }
 

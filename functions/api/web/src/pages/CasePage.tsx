@@ -10,6 +10,7 @@ import { JobsPage } from "./JobsPage";
 import { ReportsPage } from "./ReportsPage";
 import { FindingsPage } from "./FindingsPage";
 import { MediaPage } from "./MediaPage";
+import { MembersPage } from "./MembersPage";
 import { PersonsPage } from "./PersonsPage";
 import { SearchPage } from "./SearchPage";
 
@@ -27,6 +28,7 @@ export function CasePage({ route }: { route: CaseRoute }): JSX.Element {
     reports: t.reports,
     persons: t.persons,
     findings: t.findings,
+    members: t.members,
     search: t.search,
     media: t.files,
   };
@@ -72,6 +74,7 @@ export function CasePage({ route }: { route: CaseRoute }): JSX.Element {
     { name: "persons", href: `${base}/persons`, label: t.persons },
     { name: "findings", href: `${base}/findings`, label: t.findings },
     { name: "search", href: `${base}/search`, label: t.search },
+    { name: "members", href: `${base}/members`, label: t.members },
   ];
 
   return (
@@ -99,6 +102,8 @@ export function CasePage({ route }: { route: CaseRoute }): JSX.Element {
         <PersonsPage key={item.id} caseId={item.id} rights={rights} />
       ) : route.name === "findings" ? (
         <FindingsPage key={item.id} caseId={item.id} rights={rights} />
+      ) : route.name === "members" ? (
+        <MembersPage key={item.id} caseId={item.id} />
       ) : route.name === "search" ? (
         <SearchPage key={item.id} caseId={item.id} query={route.query} />
       ) : route.name === "media" ? (
