@@ -88,6 +88,18 @@ def timed(action: Callable[[], object]) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+def shown(page: Page, text: str) -> None:
+    """Wait until ``text`` is in the page's document, checked in the page once per frame. (Playwright's
+    text locator scans and lays out every element on each attempt: with 2,000 transcript lines its
+    own polling took longer than the page did to render them.)"""
+    page.wait_for_function(
+        "text => document.body !== null && document.body.textContent.includes(text)",
+        arg=text,
+        polling="raf",
+        timeout=30_000,
+    )
+
+
 def sign_in(page: Page, server: Server) -> None:
     page.goto(f"{server.url}/login")
     page.get_by_label("Username").fill(server.admin[0])
@@ -124,11 +136,11 @@ def main() -> int:
 
                 def page_files() -> None:
                     page.goto(f"{server.url}/cases/{case_id}", wait_until="commit")
-                    page.get_by_text("still-48.png").first.wait_for(timeout=30_000)
+                    shown(page, "still-48.png")
 
                 def page_transcript() -> None:
                     page.goto(f"{server.url}/cases/{case_id}/media/{recording}", wait_until="commit")
-                    page.get_by_text(f"Segment {SEGMENTS - 1}:").first.wait_for(timeout=30_000)
+                    shown(page, f"Segment {SEGMENTS - 1}:")
 
                 transcript_page = True
                 try:

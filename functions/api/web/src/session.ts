@@ -2,7 +2,8 @@
 // (docs/security.md: the same table the API enforces; the API stays the judge).
 import { createContext } from "preact";
 import { useContext, useEffect, useState } from "preact/hooks";
-import { api, type Me } from "./api/client";
+import { type Me } from "./api/client";
+import { load } from "./api/prefetch";
 
 export const MeContext = createContext<Me | null>(null);
 
@@ -39,7 +40,7 @@ export function rights(me: Me | null, role: CaseRole): Rights {
 
 /** The caller's role in a case, from its members (null: not a member, or not known). */
 export async function caseRole(me: Me, caseId: string): Promise<CaseRole> {
-  const { data } = await api.GET("/api/v1/cases/{case_id}/members", { params: { path: { case_id: caseId } } });
+  const { data } = await load("members", caseId);
   return data?.find((member) => member.user_id === me.user_id)?.role ?? null;
 }
 

@@ -1,6 +1,7 @@
 import type { JSX } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { api, problemText, type CaseOut } from "../api/client";
+import { problemText, type CaseOut } from "../api/client";
+import { load } from "../api/prefetch";
 import { useTitle } from "../hooks";
 import { useI18n } from "../i18n";
 import { Link, type Route } from "../router";
@@ -39,9 +40,7 @@ export function CasePage({ route }: { route: CaseRoute }): JSX.Element {
     let live = true;
     setItem(null);
     setError(null);
-    void api
-      .GET("/api/v1/cases/{case_id}", { params: { path: { case_id: route.caseId } } })
-      .then(({ data, error: failure, response }) => {
+    void load("case", route.caseId).then(({ data, error: failure, response }) => {
         if (!live) return;
         if (data) setItem(data);
         else setError(problemText(failure, response));

@@ -2,6 +2,7 @@ import type { JSX } from "preact";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import * as tus from "tus-js-client";
 import { api, freshToken, problemText, refused, type MediaOut } from "../api/client";
+import { load } from "../api/prefetch";
 import { formatBytes, useI18n } from "../i18n";
 import { Link, navigate } from "../router";
 import type { Rights } from "../session";
@@ -37,9 +38,8 @@ export function FilesPage(props: { caseId: string; rights: Rights }): JSX.Elemen
   const queue = useRef<Item[]>([]);
 
   const loadMedia = useCallback(async () => {
-    const { data, error, response } = await api.GET("/api/v1/cases/{case_id}/media", {
-      params: { path: { case_id: props.caseId } },
-    });
+    // the first load takes the answer prefetched when the app started here (api/prefetch.ts)
+    const { data, error, response } = await load("media", props.caseId);
     if (data) {
       setMedia(data);
       setMediaError(null);

@@ -1,9 +1,11 @@
 import type { JSX } from "preact";
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { api, problemText, type MediaOut, type Schemas } from "../api/client";
+import { load } from "../api/prefetch";
 import { useI18n } from "../i18n";
 import type { Rights } from "../session";
 import { MediaClock, formatClock } from "./MediaClock";
+import { TranscriptList } from "./TranscriptList";
 
 type Segment = Schemas["SpeechSegment"];
 type Entry = Schemas["TimelineEntry"];
@@ -35,7 +37,8 @@ export function MediaPage(props: { caseId: string; mediaId: string; at: number |
 
   useEffect(() => {
     let live = true;
-    void api.GET("/api/v1/cases/{case_id}/media", { params: { path: { case_id: props.caseId } } }).then(
+    // the first load takes what was prefetched when the app started on this page (api/prefetch.ts)
+    void load("media", props.caseId).then(
       ({ data, error: failure, response }) => {
         if (!live) return;
         const found = data?.find((entry) => entry.id === props.mediaId);
@@ -43,7 +46,7 @@ export function MediaPage(props: { caseId: string; mediaId: string; at: number |
         else setError(data ? t.mediaNotFound : problemText(failure, response));
       },
     );
-    void api.GET("/api/v1/cases/{case_id}/media/{media_id}/transcript", { params: { path } }).then(({ data }) => {
+    void load("transcript", props.caseId, props.mediaId).then(({ data }) => {
       if (!live) return;
       if (!data) {
         setSegments([]);
@@ -142,6 +145,11 @@ export function MediaPage(props: { caseId: string; mediaId: string; at: number |
     if (play) void element.play().catch(() => undefined);
   };
 
+  // A transcript line's seek keeps its identity, so the memoised lines do not re-render with the clock.
+  const seekTo = useRef(seek);
+  seekTo.current = seek;
+  const seekLine = useCallback((seconds: number) => seekTo.current(seconds), []);
+
   // `?t=` seeks once the player knows its length.
   const loaded = () => {
     if (resumeAt.current !== null) {
@@ -194,8 +202,6 @@ export function MediaPage(props: { caseId: string; mediaId: string; at: number |
     );
   if (media === null) return <p class="muted">{t.loading}</p>;
   const name = media.filename ?? media.id;
-  const speaker = (segment: Segment) =>
-    (segment.case_speaker_id && speakerNames[segment.case_speaker_id]) || segment.speaker || t.mediaUnknownSpeaker;
   const playerProps = {
     ref: player,
     controls: true,
@@ -260,20 +266,8 @@ export function MediaPage(props: { caseId: string; mediaId: string; at: number |
           {segments === null && <p class="muted">{t.loading}</p>}
           {transcriptNote !== null && <p class="muted">{transcriptNote}</p>}
           {segments !== null && segments.length > 0 && (
-            <ol role="list" aria-label={t.mediaTranscriptLabel} class="transcript-list" ref={list}>
-              {segments.map((segment, index) => (
-                <li key={segment.id} data-index={index} aria-current={index === current ? "true" : undefined}
-                  class={index === current ? "segment current" : "segment"}>
-                  <button type="button" onClick={() => seek(segment.start)} disabled={kind === "image"}>
-                    <span class="segment-meta">
-                      {formatClock(segment.start)} · {speaker(segment)}
-                      {segment.language ? ` · ${segment.language}` : ""}
-                    </span>
-                    <span class="segment-text">{segment.kind === "unintelligible" ? t.mediaUnintelligible : segment.text}</span>
-                  </button>
-                </li>
-              ))}
-            </ol>
+            <TranscriptList segments={segments} current={current} speakerNames={speakerNames} disabled={kind === "image"}
+              onSeek={seekLine} listRef={list} />
           )}
         </div>
       </div>
