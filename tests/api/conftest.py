@@ -484,6 +484,7 @@ CALLS: dict[tuple[str, str], Callable[[World], Call | Awaitable[Call]]] = {
     ("POST", CASE + "/jobs/{job_id}/resume"): _job_route("/resume", phase=JobPhase.CANCELLED),
     ("POST", CASE + "/jobs/{job_id}/approve"): _job_route("/approve", phase=JobPhase.AWAITING_APPROVAL),
     ("GET", CASE + "/jobs/{job_id}/events"): _job_route("/events", "GET", JobPhase.CANCELLED),
+    ("GET", CASE + "/jobs/{job_id}/files"): _job_route("/files", "GET"),
     ("POST", CASE + "/media"): _upload,
     ("POST", CASE + "/media:bulk"): _bulk,
     ("POST", CASE + "/uploads"): _begin,

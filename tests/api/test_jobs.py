@@ -224,6 +224,44 @@ async def test_the_view_follows_the_step_ledger_the_estimate_and_the_report(worl
     assert view["finished_at"] is not None
 
 
+async def test_the_files_route_gives_each_files_step_states_with_their_reasons(world: World) -> None:
+    job = seed_job(world, JobPhase.RUNNING)
+    [child] = repository(world).children(scope(world), job.id)
+    path = f"{jobs_path(world)}/{job.id}/files"
+    before = (await world.client.get(path, headers=world.headers("viewer"))).json()
+    assert (before["job_id"], before["phase"], before["steps"]) == (job.id, "Running", [])
+    [file] = before["files"]
+    assert (file["media_id"], file["child_job_id"], file["steps"]) == (world.probed, child.id, [])
+
+    steps = JobSteps(world.services.stores.db)
+    steps.plan(scope(world), child, {"faces": 10.0, "probe": 1.0, "cues": 1.0})
+    steps.begin(scope(world), child, "probe", worker="test", lease_s=60)
+    steps.finish(scope(world), child.id, "probe", StepState.SUCCEEDED)
+    steps.begin(scope(world), child, "faces", worker="test", lease_s=60)
+    running = (await world.client.get(path, headers=world.headers("guest_member"))).json()
+    assert running["steps"] == ["probe", "faces", "cues"]  # pipeline order: cues is the phrases step
+    [file] = running["files"]
+    states = {entry["step"]: (entry["state"], entry["reason"]) for entry in file["steps"]}
+    assert states == {"probe": ("succeeded", None), "faces": ("running", None), "cues": ("pending", None)}
+
+    steps.finish(scope(world), child.id, "faces", StepState.FAILED, reason="no model")
+    steps.record(scope(world), child, "cues", StepState.NOT_RUN, reason="no audio track")
+    [file] = (await world.client.get(path, headers=world.headers("owner"))).json()["files"]
+    ended = {entry["step"]: entry for entry in file["steps"]}
+    assert (ended["faces"]["state"], ended["faces"]["reason"], ended["faces"]["attempts"]) == (
+        "failed",
+        "no model",
+        1,
+    )
+    assert ended["faces"]["finished_at"] is not None
+    assert (ended["cues"]["state"], ended["cues"]["reason"]) == ("not_run", "no audio track")
+
+    for caller in ("nonmember", "guest_nonmember", "other_admin"):
+        problem(await world.client.get(path, headers=world.headers(caller)), 404)
+    child_path = f"{jobs_path(world)}/{child.id}/files"
+    problem(await world.client.get(child_path, headers=world.headers("owner")), 404)
+
+
 def run(step: str, state: StepState, units: float | None, seconds: float | None = None) -> StepRun:
     return StepRun("child", "parent", step, state, 1, None, None, None, seconds, units, None)
 

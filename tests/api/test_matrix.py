@@ -91,6 +91,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/cases/{case_id}/jobs/{job_id}/resume"): "200 200 200 403 404 403 404 404 401",
     ("POST", "/api/v1/cases/{case_id}/jobs/{job_id}/approve"): "200 200 200 403 404 403 404 404 401",
     ("GET", "/api/v1/cases/{case_id}/jobs/{job_id}/events"): "200 200 200 200 404 200 404 404 401",
+    ("GET", "/api/v1/cases/{case_id}/jobs/{job_id}/files"): "200 200 200 200 404 200 404 404 401",
     ("POST", "/api/v1/cases/{case_id}/media"): "201 201 201 403 404 403 404 404 401",
     ("POST", "/api/v1/cases/{case_id}/media:bulk"): "201 201 201 403 404 403 404 404 401",
     ("POST", "/api/v1/cases/{case_id}/uploads"): "201 201 201 403 404 403 404 404 401",

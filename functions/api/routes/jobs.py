@@ -19,11 +19,15 @@ job is an `aima.job_view.JobView`.
   single files with everything derived from them (only of whole cases);
 * ``POST .../jobs/estimate``: what a job on those files would cost (`aima.estimates.Estimate`), as the
   scheduler will estimate it;
+* ``GET .../jobs/{job_id}/files``: each file of the job with the state of each of its steps, from the
+  step ledger (``job_steps``): ``pending`` (planned, not started), ``running``, ``succeeded``,
+  ``failed``, ``not_run`` or ``cancelled``, with the reason, attempts and times; a file whose steps
+  are not planned yet (the job is queued or being estimated) has none;
 * ``GET .../jobs/{job_id}/events``: ``text/event-stream``; an event ``job`` with the view at once and
   whenever it changes (the database is polled every `POLL_S`), a comment every `HEARTBEAT_S`, and the
   stream ends after the view of a finished job.
 
-Reading (the list, a job, its events, an estimate) needs ``case.read``: every member, viewers and
+Reading (the list, a job, its files, its events, an estimate) needs ``case.read``: every member, viewers and
 guests too, and the tenant's admins; non-members get 404. Submitting, cancelling, resuming, approving
 and deleting run analysis: ``analysis.run`` (owners, analysts, admins; viewers and guests 403). Every
 call writes one audit record with the route's action, its object ``case/<id>/job/<job>`` (or
@@ -46,7 +50,7 @@ from starlette.concurrency import run_in_threadpool
 
 from aima.access.policy import Action
 from aima.access.scope import Scope
-from aima.domain import Job, Media, Priority, Step
+from aima.domain import Job, JobPhase, Media, Priority, Step, StepState
 from aima.estimates import Estimate, calibration, facts_of
 from aima.job_view import JobView, JobViews, UnknownProfile, job_estimate
 from aima.storage.job_queue import JobQueue
@@ -138,6 +142,43 @@ class EstimateRequest(BaseModel):
 
 class JobList(BaseModel):
     items: list[JobView] = Field(description="the case's jobs, newest first")
+
+
+class FileStep(BaseModel):
+    """One step of one file of a job, as the step ledger records it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: str = Field(description="the function's step name, as in the job view's counts (e.g. `cues`)")
+    state: StepState
+    reason: str | None = Field(description="why it failed or did not run")
+    attempts: int = Field(ge=0)
+    started_at: AwareDatetime | None
+    finished_at: AwareDatetime | None
+    seconds: float | None = Field(ge=0.0, description="how long it ran")
+
+
+class JobFile(BaseModel):
+    """A file of a job (its child job) and the state of each of its steps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    media_id: str
+    filename: str | None
+    child_job_id: str
+    phase: JobPhase = Field(description="the child job's phase")
+    steps: list[FileStep] = Field(description="in pipeline order; empty until the steps are planned")
+
+
+class JobFiles(BaseModel):
+    """The files of a job with their step states."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str
+    phase: JobPhase
+    steps: list[str] = Field(description="every step any file has in the ledger, in pipeline order")
+    files: list[JobFile] = Field(description="in the order the job was submitted with")
 
 
 def _views(access: Access) -> JobViews:
@@ -286,6 +327,57 @@ def get_job(case_id: CaseId, job_id: JobId, access: Access) -> JobView:
     view = views.view(access.scope, job)
     access.audit(object=_object(case_id, job_id), detail={"phase": view.phase.value})
     return view
+
+
+@api_route(router, "GET", JOB + "/files", action=Action.CASE_READ)
+def job_files(case_id: CaseId, job_id: JobId, access: Access) -> JobFiles:
+    """Each file of the job with the state of each of its steps (pending, running, succeeded, failed,
+    not_run, cancelled) and the reason, from the step ledger."""
+    views = _views(access)
+    job = _job(access, views, case_id, job_id)
+    scope = access.scope
+    runs: dict[str, list[FileStep]] = {}
+    for run in views.steps.for_parent(scope, job.id):
+        runs.setdefault(run.job_id, []).append(
+            FileStep(
+                step=run.step,
+                state=run.state,
+                reason=run.reason,
+                attempts=run.attempts,
+                started_at=run.started_at,
+                finished_at=run.finished_at,
+                seconds=run.seconds,
+            )
+        )
+    names = {media.id: media.filename for media in access.services.media.list(scope, case_id)}
+    files = []
+    for child in views.jobs.children(scope, job.id):
+        if child.media_id is None:
+            continue
+        steps = sorted(runs.get(child.id, []), key=lambda entry: _step_order(entry.step))
+        files.append(
+            JobFile(
+                media_id=child.media_id,
+                filename=names.get(child.media_id),
+                child_job_id=child.id,
+                phase=child.phase,
+                steps=steps,
+            )
+        )
+    named = sorted({entry.step for file in files for entry in file.steps}, key=_step_order)
+    access.audit(object=_object(case_id, job_id), detail={"files": len(files)})
+    return JobFiles(job_id=job.id, phase=job.phase, steps=named, files=files)
+
+
+_PIPELINE = [member.value for member in Step]
+_LEDGER_NAMES = {"cues": "phrases"}
+"""The ledger records the functions' names: the phrases step's function is `cues`."""
+
+
+def _step_order(step: str) -> tuple[int, str]:
+    """Pipeline order (`aima.domain.Step`), names it does not know after it."""
+    name = _LEDGER_NAMES.get(step, step)
+    return (_PIPELINE.index(name) if name in _PIPELINE else len(_PIPELINE)), step
 
 
 @api_route(router, "POST", JOBS + "/estimate", action=Action.CASE_READ)
