@@ -163,11 +163,36 @@ def test_create_upload_analyse_and_export_the_report(page: Page, server: Server,
     expect(page).to_have_url(re.compile(rf"/cases/{case_id}/jobs/?$"))
     article = job_article(page)
     expect(article).to_have_count(1)
+    # the newest job shows its steps per file at once: a row per file from the start, followed live
+    expect(article.get_by_role("button", name="Steps per file", exact=True)).to_have_attribute(
+        "aria-expanded", "true"
+    )
+    per_file = article.get_by_role("table", name=re.compile(r"^Steps per file of Job "))
+    expect(per_file.get_by_role("row")).to_have_count(len(media) + 1)
+    for path in media:
+        expect(per_file.get_by_role("rowheader", name=path.name, exact=True)).to_be_visible()
     status = article.get_by_role("status")
     expect(status).to_contain_text(re.compile(r"\b(PartiallySucceeded|Succeeded)\b"), timeout=JOB_DONE_MS)
     jobs = server.api("GET", f"/cases/{case_id}/jobs").json()["items"]
     assert len(jobs) == 1, "one job for the three files"
     [job] = jobs
+    # every cell reaches a final state (the last event's refetch), as the API's ledger says
+    unfinished = per_file.locator('td[data-state="pending"], td[data-state="running"]')
+    expect(unfinished).to_have_count(0, timeout=10_000)
+    ledger = server.api("GET", f"/cases/{case_id}/jobs/{job['id']}/files").json()
+    columns = per_file.get_by_role("columnheader").all_inner_texts()[1:]
+    assert sorted(columns) == sorted(ledger["steps"]), (columns, ledger["steps"])
+    for entry in ledger["files"]:
+        row = per_file.get_by_role("row").filter(
+            has=page.get_by_role("rowheader", name=entry["filename"], exact=True)
+        )
+        states = row.locator("td").evaluate_all("cells => cells.map((cell) => cell.dataset.state)")
+        shown = dict(zip(columns, states, strict=True))
+        # a step the file has no row for (faces of a sound file) is "none": not planned for it
+        expected = {step["step"]: step["state"] for step in entry["steps"]}
+        assert shown == {step: expected.get(step, "none") for step in columns}, (entry, shown)
+        assert set(shown.values()) <= {"succeeded", "failed", "not_run", "cancelled", "none"}, shown
+        assert "succeeded" in shown.values(), shown
     assert (job["phase"], job["files"]) in {(phase, len(media)) for phase in PHASES_DONE}
     expect(article).to_have_accessible_name(f"Job {job['id'][:8]}")
 

@@ -13,7 +13,11 @@ type Status = "checking" | "in" | "out";
 
 export function App(): JSX.Element {
   const [lang, setLangState] = useState<Lang>(initialLang);
-  const setLang = useCallback((next: Lang) => setLangState(next), []);
+  // kept at once, not in the effect after the render: a reload right after the choice keeps it too
+  const setLang = useCallback((next: Lang) => {
+    applyLang(next);
+    setLangState(next);
+  }, []);
   useEffect(() => applyLang(lang), [lang]);
   const i18n = useMemo<I18n>(() => ({ lang, t: DICTIONARIES[lang], setLang }), [lang, setLang]);
 

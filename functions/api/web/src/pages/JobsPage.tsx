@@ -1,6 +1,6 @@
 import type { JSX } from "preact";
-import { useEffect, useState } from "preact/hooks";
-import { api, problemText, type JobView } from "../api/client";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { api, problemText, type JobView, type Schemas } from "../api/client";
 import { followJob, isFinal, type Mode } from "../api/events";
 import { formatDate, formatSeconds, phaseText, useI18n } from "../i18n";
 import { Link } from "../router";
@@ -14,6 +14,11 @@ const order = (step: string) => {
   return index === -1 ? STEP_ORDER.length : index;
 };
 const STATES = ["pending", "running", "succeeded", "failed", "not_run", "cancelled"] as const;
+/** The steps per file are asked for again at most this often while the job changes (the last change
+ * is always fetched). */
+const FILES_THROTTLE_MS = 1000;
+
+type JobFiles = Schemas["JobFiles"];
 
 export function JobsPage(props: { caseId: string; rights: Rights }): JSX.Element {
   const { t } = useI18n();
@@ -46,21 +51,32 @@ export function JobsPage(props: { caseId: string; rights: Rights }): JSX.Element
   let streams = 0;
   return (
     <div class="jobs">
-      {jobs.map((job) => {
+      {jobs.map((job, index) => {
         const stream = !isFinal(job.phase) && streams++ < MAX_STREAMS;
-        return <JobCard key={job.id} caseId={props.caseId} initial={job} stream={stream} rights={props.rights} />;
+        // the newest job shows its steps per file at once; the others on request
+        return (
+          <JobCard key={job.id} caseId={props.caseId} initial={job} stream={stream} rights={props.rights} open={index === 0} />
+        );
       })}
     </div>
   );
 }
 
-function JobCard(props: { caseId: string; initial: JobView; stream: boolean; rights: Rights }): JSX.Element {
+function JobCard(props: {
+  caseId: string;
+  initial: JobView;
+  stream: boolean;
+  rights: Rights;
+  open: boolean;
+}): JSX.Element {
   const { t, lang } = useI18n();
   const [job, setJob] = useState<JobView>(props.initial);
   const [mode, setMode] = useState<Mode | null>(null);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [generation, setGeneration] = useState(0);
+  const [open, setOpen] = useState(props.open);
+  const fileSteps = useJobFiles(props.caseId, job, open);
   const short = job.id.slice(0, 8);
   const final = isFinal(job.phase);
 
@@ -180,6 +196,14 @@ function JobCard(props: { caseId: string; initial: JobView; stream: boolean; rig
           ))}
         </tbody>
       </table>
+      <p>
+        <button type="button" aria-expanded={open} aria-controls={`file-steps-${job.id}`} onClick={() => setOpen(!open)}>
+          {t.fileSteps}
+        </button>
+      </p>
+      <div id={`file-steps-${job.id}`} class="file-steps-box" hidden={!open}>
+        {open && <FileSteps job={job} short={short} {...fileSteps} />}
+      </div>
       {props.rights.analyse && (canApprove || canCancel || canResume) && (
         <div class="actions">
           {canApprove && (
@@ -213,5 +237,95 @@ function JobCard(props: { caseId: string; initial: JobView; stream: boolean; rig
       )}
       {mode !== null && <p class="muted live">{mode === "stream" ? t.liveUpdates : t.polling}</p>}
     </article>
+  );
+}
+
+/** The job's files with each step's state, fetched while `open` and again (throttled) whenever the
+ * job's view changes, i.e. on each event of its stream or poll. */
+function useJobFiles(caseId: string, job: JobView, open: boolean): { files: JobFiles | null; error: string | null } {
+  const [files, setFiles] = useState<JobFiles | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const last = useRef(0);
+  const sent = useRef(0);
+  const shown = useRef(0);
+  const mounted = useRef(true);
+  useEffect(
+    () => () => {
+      mounted.current = false;
+    },
+    [],
+  );
+  // the view changes when any file's step does (its counts per step and state)
+  const change = JSON.stringify([job.phase, job.counts, job.progress]);
+  useEffect(() => {
+    if (!open) return;
+    const wait = Math.max(0, last.current + FILES_THROTTLE_MS - Date.now());
+    const timer = setTimeout(() => {
+      last.current = Date.now();
+      const number = ++sent.current;
+      void api
+        .GET("/api/v1/cases/{case_id}/jobs/{job_id}/files", { params: { path: { case_id: caseId, job_id: job.id } } })
+        .then(({ data, error: failure, response }) => {
+          if (!mounted.current || number < shown.current) return; // an older answer arriving late
+          shown.current = number;
+          if (data) {
+            setFiles(data);
+            setError(null);
+          } else setError(problemText(failure, response));
+        })
+        .catch(() => undefined);
+    }, wait);
+    return () => clearTimeout(timer);
+  }, [open, change, caseId, job.id]);
+  return { files, error };
+}
+
+function FileSteps(props: { job: JobView; short: string; files: JobFiles | null; error: string | null }): JSX.Element {
+  const { t } = useI18n();
+  if (props.error !== null)
+    return (
+      <p role="alert" class="error">
+        {t.error(props.error)}
+      </p>
+    );
+  if (props.files === null) return <p class="muted">{t.loading}</p>;
+  const steps = (props.files.steps.length > 0 ? [...props.files.steps] : [...props.job.steps]).sort(
+    (a, b) => order(a) - order(b),
+  );
+  return (
+    <table class="data file-steps">
+      <caption>{t.fileStepsTable(t.job(props.short))}</caption>
+      <thead>
+        <tr>
+          <th scope="col">{t.file}</th>
+          {steps.map((step) => (
+            <th scope="col" key={step}>
+              {step}
+            </th>
+          ))}
+        </tr>
+      </thead>
+      <tbody>
+        {props.files.files.map((file) => (
+          <tr key={file.child_job_id}>
+            <th scope="row">{file.filename ?? file.media_id}</th>
+            {steps.map((step) => {
+              const entry = file.steps.find((candidate) => candidate.step === step);
+              // a step the file has no row for: still to be planned (queued), or none for this file
+              // (e.g. faces for a sound file) once its steps are planned or the job has ended
+              const absent = file.steps.length > 0 || isFinal(props.job.phase) ? "none" : "pending";
+              const state = entry?.state ?? absent;
+              const label =
+                state === "none" ? t.stepAbsent : state === "pending" ? t.stepQueued : (t.states[state] ?? state);
+              return (
+                <td key={step} class={`state-${state}`} data-state={state}>
+                  {t.stepState(label, entry?.reason ?? null)}
+                </td>
+              );
+            })}
+          </tr>
+        ))}
+      </tbody>
+    </table>
   );
 }
