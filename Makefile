@@ -52,10 +52,11 @@ tests/web/oidc/node_modules/.package-lock.json: tests/web/oidc/package-lock.json
 run: env tools
 	@$(BIN)/aima analyze --generate-samples $(SAMPLES)
 
-# two workers, each taking a whole test file at a time (module fixtures such as a running dev stack
-# stay on one worker); much of the suite waits on subprocesses and services, not on the CPU
+# three workers on two cores (with two, a quarter of the cores' time went waiting on services and
+# subprocesses), each taking a whole test file at a time (module fixtures such as a running dev
+# stack stay on one worker), the heaviest files first (tests/heaviest.py)
 test: env test-tools services lint web
-	@$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
+	@$(BIN)/python -m pytest -q -p no:cacheprovider -n 3 --dist loadfile --no-loadscope-reorder --durations=20
 
 lint: env
 	@$(BIN)/ruff check .

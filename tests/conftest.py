@@ -18,13 +18,14 @@ import redis
 
 from aima.settings import Settings, load_settings
 from aima.storage.relational import Database
+from tests.heaviest import heaviest_first
 from tests.support import RedisServer
 
 PG_ADMIN_DSN = os.environ.get("AIMA_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 _WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
 REDIS_URL = os.environ.get("AIMA_TEST_REDIS", f"redis://127.0.0.1:6379/{15 - _WORKER}")
 """Redis database 15 for the first pytest-xdist worker, 14 for the second, ...: a test that empties
-its database never empties another worker's (`tests/dev` takes 13 and stays on one worker)."""
+its database never empties another worker's (`tests/dev` takes 8 and stays on one worker)."""
 NATS_URL = os.environ.get("AIMA_TEST_NATS", "nats://127.0.0.1:4222")
 
 
@@ -104,3 +105,8 @@ def sqlite_db(tmp_path: Path) -> Iterator[Database]:
     database.migrate()
     yield database
     database.dispose()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The heaviest test files first (`tests.heaviest`), for an even end on the xdist workers."""
+    heaviest_first(items)

@@ -51,7 +51,7 @@ def summary(records: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
 
 async def test_every_audited_route_writes_exactly_one_record_per_call(world: World, app: FastAPI) -> None:
     routes = audited_routes(app)
-    assert len(routes) == 64
+    assert len(routes) == 66
     admin = world.users["admin"]
     problems = []
     for method, path, action in routes:
