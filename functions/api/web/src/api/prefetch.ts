@@ -36,12 +36,15 @@ export function load<K extends Kind>(kind: K, caseId: string, mediaId = ""): Ret
 }
 
 function prefetch(kind: Kind, caseId: string, mediaId = ""): void {
+  const waiting = early.get(`${kind}:${caseId}:${mediaId}`);
+  if (waiting && Date.now() - waiting.at < FRESH_MS) return; // asked already, not taken yet
   const answer = loaders[kind](caseId, mediaId);
   answer.catch(() => undefined); // a failure is seen (and shown) by the component that takes it
   early.set(`${kind}:${caseId}:${mediaId}`, { at: Date.now(), answer });
 }
 
-/** Sends the requests of the page at `pathname` (called once, when the app starts with a session). */
+/** Sends the requests of the page at `pathname`: when the app starts with a session, and when a case's
+ * page mounts inside the app (so its heading's and its tab's data are not asked one after the other). */
 export function prefetchPage(pathname: string, search: string): void {
   const route = parse(pathname, search);
   if (!("caseId" in route)) return;

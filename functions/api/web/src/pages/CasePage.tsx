@@ -1,7 +1,7 @@
 import type { JSX } from "preact";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useMemo, useState } from "preact/hooks";
 import { problemText, type CaseOut } from "../api/client";
-import { load } from "../api/prefetch";
+import { load, prefetchPage } from "../api/prefetch";
 import { useTitle } from "../hooks";
 import { useI18n } from "../i18n";
 import { Link, type Route } from "../router";
@@ -22,6 +22,8 @@ export function CasePage({ route }: { route: CaseRoute }): JSX.Element {
   const { t } = useI18n();
   const [item, setItem] = useState<CaseOut | null>(null);
   const [error, setError] = useState<string | null>(null);
+  // the case, its members and the tab's own data at once, before the effects below take them
+  useMemo(() => prefetchPage(location.pathname, location.search), [route.caseId]);
   const rights = useRights(route.caseId);
   const sections: Record<CaseRoute["name"], string> = {
     files: t.files,
