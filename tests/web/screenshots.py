@@ -2,7 +2,8 @@
 
 ``make screenshots`` runs this.
 Starts ``aima serve all`` on loopback with an empty embedded profile, makes a case of three small
-generated files analysed by one job through the API, and photographs each main page at 1280x720 in
+generated files, a photograph of three people composed from packaged face photographs and a spoken
+plea (espeak-ng), analysed by one job through the API, and photographs each main page at 1280x720 in
 headless Chromium (Debian's), in English. Needs ``make web`` first.
 """
 
@@ -14,9 +15,12 @@ from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
 
+from aima.samples import write_speech_wav
+from aima.samples_faces import face_samples, heads, scene
 from tests.web.support import CHROMIUM, INDEX, PHASES_FINAL, REPO, Server, write_media
 
 OUT = REPO / "docs" / "screenshots"
+PLEA = "Help me! Please let me go. Stop, you are hurting me."
 
 
 def shoot(page: Page, name: str) -> None:
@@ -35,7 +39,12 @@ def main() -> int:
         server = Server.start(workdir)
         try:
             case_id = server.create_case("Warehouse review")
-            media_ids = [server.upload(case_id, path) for path in write_media(workdir / "media")]
+            files = write_media(workdir / "media")
+            photo, _ = scene(heads(face_samples(), ["obama", "biden", "hopper"]), 2, faces=3)
+            photo.save(workdir / "media" / "people.jpg", quality=90)
+            files.append(workdir / "media" / "people.jpg")
+            files.append(write_speech_wav(workdir / "media" / "plea.wav", PLEA))
+            media_ids = [server.upload(case_id, path) for path in files]
             job = server.api("POST", f"/cases/{case_id}/jobs", json={"media_ids": media_ids}).json()
             server.wait_for_job(case_id, job["id"], PHASES_FINAL, timeout=240.0)
             with sync_playwright() as playwright:
@@ -48,7 +57,16 @@ def main() -> int:
                 page.get_by_role("button", name="Sign in").click()
                 page.get_by_role("heading", name="Cases", level=1).wait_for()
                 shoot(page, "cases")
-                for name, path in (("files", ""), ("jobs", "/jobs"), ("reports", "/reports")):
+                pages = [
+                    ("files", ""),
+                    ("jobs", "/jobs"),
+                    ("reports", "/reports"),
+                    ("persons", "/persons"),
+                    ("findings", "/findings"),
+                    ("members", "/members"),
+                    ("media", f"/media/{media_ids[-1]}"),  # the plea: its transcript and timeline
+                ]
+                for name, path in pages:
                     page.goto(f"{server.url}/cases/{case_id}{path}")
                     page.get_by_role("heading", level=1).first.wait_for()
                     shoot(page, name)
