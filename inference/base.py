@@ -22,10 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import importlib
 import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -33,7 +35,7 @@ from pydantic import BaseModel, ValidationError
 from aima.model_settings import ModelSettings, ModelTask
 from inference.errors import InvalidModelOutput, ModelError, ModelNotConfigured, ModelUnavailable
 
-__all__ = ["InferenceModel", "ModelHealth", "ModelUnavailable"]
+__all__ = ["LOADING", "InferenceModel", "ModelHealth", "ModelUnavailable", "import_lazily"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,19 @@ I = TypeVar("I", bound=BaseModel)  # noqa: E741 - input type
 O = TypeVar("O", bound=BaseModel)  # noqa: E741 - output type
 
 HealthState = Literal["not_configured", "not_loaded", "ready", "down"]
+
+LOADING = threading.RLock()
+"""Held while any model loads, and while step code imports a heavy library late (`import_lazily`).
+Loads import torch, scipy, transformers and the like; when two threads import such interdependent
+packages at once, CPython may hand one of them a module that is not initialised yet (a step of
+`aima analyze` failed so: "Module 'scipy' has no attribute '_lib'", the speakers step clustering
+while another model loaded). Loads are rare, so taking them one at a time costs little."""
+
+
+def import_lazily(name: str) -> ModuleType:
+    """``importlib.import_module(name)`` while no model loads and no other such import runs."""
+    with LOADING:
+        return importlib.import_module(name)
 
 
 class ModelHealth(BaseModel):
@@ -109,7 +124,7 @@ class InferenceModel(Generic[I, O]):
         """Load weights or connect to the endpoint; safe to call many times and from threads."""
         if self._loaded:
             return
-        with self._cond:
+        with LOADING, self._cond:  # LOADING first, always: a load inside a load takes it again
             if self._loaded:
                 return
             self.load_attempts += 1

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from inference.base import import_lazily
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -79,10 +81,9 @@ def _agglomerate(vectors: Vectors, members: list[int], similarity: float) -> lis
     """Average-linkage clusters of the rows ``members``, cut at ``similarity``."""
     if len(members) == 1:
         return [list(members)]
-    from scipy.cluster.hierarchy import fcluster, linkage
-
-    tree = linkage(vectors[members], method="average", metric="cosine")
-    found = fcluster(tree, t=1.0 - similarity, criterion="distance")
+    hierarchy = import_lazily("scipy.cluster.hierarchy")  # not while a model loads (inference.base)
+    tree = hierarchy.linkage(vectors[members], method="average", metric="cosine")
+    found = hierarchy.fcluster(tree, t=1.0 - similarity, criterion="distance")
     clusters: dict[int, list[int]] = {}
     for turn, cluster in zip(members, found, strict=True):
         clusters.setdefault(int(cluster), []).append(turn)

@@ -11,6 +11,7 @@ from typing import ClassVar
 import pytest
 
 from aima.model_settings import FaceAnalyzerSettings, TextEmbedderSettings, TranscriberSettings
+from inference import base
 from inference.base import ModelUnavailable as BaseModelUnavailable
 from inference.errors import InvalidModelOutput, ModelNotConfigured, ModelUnavailable, Outcome, outcome_of
 from inference.tasks import (
@@ -256,3 +257,49 @@ class OneFace(FaceAnalyzer):
 def test_face_embeddings_are_checked_against_the_dimension(tmp_path: Path) -> None:
     with pytest.raises(InvalidModelOutput, match="face 0 embedding has 2 values"):
         OneFace(FaceAnalyzerSettings(backend="one")).predict(FaceInput(path=tmp_path / "f.png"))
+
+
+class Overlaps:
+    """Records how many loads (and late imports) run at the same time."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+
+    def span(self, seconds: float) -> None:
+        with self._lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        time.sleep(seconds)
+        with self._lock:
+            self.running -= 1
+
+
+def test_models_load_one_at_a_time_and_late_imports_wait_for_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two threads importing interdependent packages at once may see a half-initialised module
+    (inference.base.LOADING): loads of different models, and `import_lazily`, never overlap."""
+    overlaps = Overlaps()
+
+    class Slow(CountingTranscriber):
+        def _load(self) -> None:
+            overlaps.span(0.1)
+            super()._load()
+
+    models = [Slow(TranscriberSettings(backend="counting")) for _ in range(3)]
+
+    def import_module(name: str) -> object:
+        overlaps.span(0.1)
+        return name
+
+    monkeypatch.setattr(base.importlib, "import_module", import_module)
+    workers = [threading.Thread(target=m.load) for m in models]
+    workers += [
+        threading.Thread(target=base.import_lazily, args=("scipy.cluster.hierarchy",)) for _ in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=10)
+    assert [m.loads for m in models] == [1, 1, 1]
+    assert overlaps.peak == 1
