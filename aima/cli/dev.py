@@ -202,7 +202,13 @@ def up(
         try:
             finish_stores = _prepare_stores(starter, ports)
             python = [sys.executable, "-m", "aima.cli"]
-            for spec in specs:
+            # the functions without vectors import while the stores are finished; those with vectors
+            # start once Milvus listens (they connect as they start, and give up after 10 s)
+            later = [spec for spec in specs if "vectors" in spec.needs]
+            for spec in [s for s in specs if s not in later] + [None, *later]:
+                if spec is None:
+                    finish_stores()
+                    continue
                 starter.start(
                     spec.name,
                     "function",
@@ -210,7 +216,6 @@ def up(
                     port=ports[spec.name],
                     extra_env={"AIMA_SERVICE_NAME": f"aima-{spec.name}"},
                 )
-            finish_stores()  # while the functions import
             functions = [p for p in starter.processes if p.kind == "function"]
             _wait_ready(functions, deadline=began + timeout)
             if delivery == "http":
