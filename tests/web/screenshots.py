@@ -3,8 +3,8 @@
 ``make screenshots`` runs this.
 Starts ``aima serve all`` on loopback with an empty embedded profile, makes a case of three small
 generated files, a photograph of three faces of two people composed from packaged face photographs
-and a spoken plea (espeak-ng), analysed by one job through the API, and photographs each main page at 1280x720 in
-headless Chromium (Debian's), in English. Needs ``make web`` first.
+and a spoken plea (espeak-ng), analysed by one job through the API, and photographs each main page
+at 1280x720 in headless Chromium (Debian's), in English. Needs ``make web`` first.
 """
 
 from __future__ import annotations
