@@ -202,13 +202,8 @@ def up(
         try:
             finish_stores = _prepare_stores(starter, ports)
             python = [sys.executable, "-m", "aima.cli"]
-            # the functions without vectors import while the stores are finished; those with vectors
-            # start once Milvus listens (they connect as they start, and give up after 10 s)
-            later = [spec for spec in specs if "vectors" in spec.needs]
-            for spec in [s for s in specs if s not in later] + [None, *later]:
-                if spec is None:
-                    finish_stores()
-                    continue
+
+            def start(spec: FunctionSpec) -> None:
                 starter.start(
                     spec.name,
                     "function",
@@ -216,6 +211,16 @@ def up(
                     port=ports[spec.name],
                     extra_env={"AIMA_SERVICE_NAME": f"aima-{spec.name}"},
                 )
+
+            # the functions without vectors import while the stores are finished; those with vectors
+            # start once Milvus listens (they connect as they start, and give up after 10 s)
+            for spec in specs:
+                if "vectors" not in spec.needs:
+                    start(spec)
+            finish_stores()
+            for spec in specs:
+                if "vectors" in spec.needs:
+                    start(spec)
             functions = [p for p in starter.processes if p.kind == "function"]
             _wait_ready(functions, deadline=began + timeout)
             if delivery == "http":

@@ -22,10 +22,10 @@ from typing import Any
 
 import jwt
 
-from aima.identity.errors import AuthenticationFailed, InvalidToken, decode_reason
+from aima.identity.errors import InvalidToken, decode_reason
 from aima.identity.keys import KeyRing, UnknownKey
 from aima.identity.model import Principal
-from aima.identity.tokens import LEEWAY_S, peek
+from aima.identity.tokens import LEEWAY_S, peek, subject_of
 from aima.identity.users import UserDirectory
 
 PLAYBACK_AUDIENCE = "aima-playback"
@@ -117,10 +117,5 @@ class PlaybackTickets:
             raise InvalidToken("lifetime too long")
         if claims["case"] != case_id or claims["media"] != media_id:
             raise InvalidToken("ticket for another file")
-        try:
-            principal = self._directory.principal(str(claims["sub"]))
-        except AuthenticationFailed as exc:
-            raise InvalidToken("user unknown or disabled") from exc
-        if principal.tenant_id != claims["tid"]:
-            raise InvalidToken("tenant mismatch")
+        principal = subject_of(self._directory, claims)
         return PlaybackGrant(principal, case_id, media_id, claims.get("opened") is True, float(claims["exp"]))

@@ -98,6 +98,18 @@ def peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return header, claims
 
 
+def subject_of(directory: UserDirectory, claims: dict[str, Any], who: str = "user") -> Principal:
+    """The principal of a verified token's ``sub``, who must still be an enabled user of its ``tid``;
+    raises `InvalidToken` ("<who> unknown or disabled", "tenant mismatch")."""
+    try:
+        principal = directory.principal(str(claims["sub"]))
+    except AuthenticationFailed as exc:
+        raise InvalidToken(f"{who} unknown or disabled") from exc
+    if principal.tenant_id != claims["tid"]:
+        raise InvalidToken("tenant mismatch")
+    return principal
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -193,13 +205,7 @@ class TokenService:
         claims = verified.claims
         if claims["exp"] + LEEWAY_S < time.time():
             raise InvalidToken("token expired")
-        try:
-            principal = self._directory.principal(str(claims["sub"]))
-        except AuthenticationFailed as exc:
-            raise InvalidToken("user unknown or disabled") from exc
-        if principal.tenant_id != claims["tid"]:
-            raise InvalidToken("tenant mismatch")
-        return principal
+        return subject_of(self._directory, claims)
 
     def issue_delegation(
         self,
@@ -294,12 +300,7 @@ class TokenService:
             raise InvalidToken("token expired")
         if requires not in str(claims["scope"]).split():
             raise InvalidToken(f"scope does not allow {requires}")
-        try:
-            principal = self._directory.principal(str(claims["sub"]))
-        except AuthenticationFailed as exc:
-            raise InvalidToken("actor unknown or disabled") from exc
-        if principal.tenant_id != claims["tid"]:
-            raise InvalidToken("tenant mismatch")
+        subject_of(self._directory, claims, "actor")
         act = claims.get("act")
         delegate = act.get("sub") if isinstance(act, dict) else None
         return Delegation(

@@ -156,6 +156,14 @@ def no_share_controls(page: Page, cast: Cast) -> None:
         expect(page.get_by_label(f"Role of {user.username}", exact=True)).to_have_count(0)
 
 
+def share(page: Page, user: User, role: str) -> None:
+    """Share with ``user`` (chosen or typed already) as ``role``: the page confirms and lists them."""
+    page.get_by_label("Role", exact=True).select_option(role)
+    page.get_by_role("button", name="Share", exact=True).click()
+    expect(page.get_by_role("status")).to_have_text(f"Shared with {user.username} as {role}.")
+    member_row(page, user.username, role)
+
+
 # --- one test per role ---------------------------------------------------------------------------
 
 
@@ -178,10 +186,7 @@ def test_the_owner_shares_the_case_and_cannot_drop_the_last_owner(
     # an owner may not list the tenant's users: a user id is typed, not chosen
     expect(page.get_by_label("User", exact=True)).to_have_count(0)
     page.get_by_label("User id", exact=True).fill(newcomer.id)
-    page.get_by_label("Role", exact=True).select_option("analyst")
-    page.get_by_role("button", name="Share", exact=True).click()
-    expect(page.get_by_role("status")).to_have_text(f"Shared with {newcomer.username} as analyst.")
-    member_row(page, newcomer.username, "analyst")
+    share(page, newcomer, "analyst")
 
     page.get_by_label(f"Role of {cast.owner.username}", exact=True).select_option("viewer")
     page.get_by_role("button", name=f"Change role of {cast.owner.username}", exact=True).click()
@@ -269,10 +274,7 @@ def test_a_tenant_admin_shares_from_the_user_list_without_being_a_member(
     members_table(page)
     expect(page.get_by_role("rowheader", name=cast.admin.username, exact=True)).to_have_count(0)
     page.get_by_label("User", exact=True).select_option(label=f"{newcomer.username} (user)")
-    page.get_by_label("Role", exact=True).select_option("viewer")
-    page.get_by_role("button", name="Share", exact=True).click()
-    expect(page.get_by_role("status")).to_have_text(f"Shared with {newcomer.username} as viewer.")
-    member_row(page, newcomer.username, "viewer")
+    share(page, newcomer, "viewer")
 
     page.get_by_label(f"Role of {newcomer.username}", exact=True).select_option("analyst")
     page.get_by_role("button", name=f"Change role of {newcomer.username}", exact=True).click()

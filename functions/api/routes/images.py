@@ -30,7 +30,7 @@ from fastapi import Path, Query, Response
 from pydantic import BaseModel, Field
 
 from aima.access.policy import Action
-from aima.domain import ModelRef
+from aima.domain import Media, ModelRef
 from aima.storage.blurred import BlurredImages, media_prefix
 from aima.storage.objects import InvalidKey, ObjectNotFound, validate_key
 from aima.storage.retention import PROBES
@@ -215,8 +215,7 @@ def _whole(
     key = probe.get(kind)
     if not key:
         raise not_found(kind)
-    results = SensitivityRepository(access.services.stores.documents)
-    verdict = results.media_verdict(access.subject.tenant_id, case_id, media_id, _threshold(access))
+    verdict = media_verdict(access, case_id, media_id)
     return _serve(access, _Image(case_id, media_id, str(key), kind, kind), verdict, original)
 
 
@@ -250,12 +249,24 @@ def _serve(access: Access, image: _Image, verdict: Verdict, original: bool) -> R
     return Response(body, media_type=content_type, headers=headers)
 
 
-def _probe(access: Access, case_id: str, media_id: str) -> dict[str, Any]:
-    """The file's probe document (its frames, thumbnail and preview); 404 for an unknown file."""
+def case_media(access: Access, case_id: str, media_id: str) -> Media:
+    """The file, if it is of this case and visible to the caller; 404 otherwise."""
     access.require_case()
     media = access.services.media.get(access.scope, media_id)
     if media is None or media.case_id != case_id:
         raise not_found("media file")
+    return media
+
+
+def media_verdict(access: Access, case_id: str, media_id: str) -> Verdict:
+    """The whole file's verdict (its highest frame score) at the tenant's current threshold."""
+    results = SensitivityRepository(access.services.stores.documents)
+    return results.media_verdict(access.subject.tenant_id, case_id, media_id, _threshold(access))
+
+
+def _probe(access: Access, case_id: str, media_id: str) -> dict[str, Any]:
+    """The file's probe document (its frames, thumbnail and preview); 404 for an unknown file."""
+    case_media(access, case_id, media_id)
     where = {"_id": media_id, "tenant_id": access.subject.tenant_id, "case_id": case_id}
     probe = access.services.stores.documents.find_one(PROBES, where)
     if probe is None:

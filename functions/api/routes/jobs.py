@@ -51,7 +51,7 @@ from starlette.concurrency import run_in_threadpool
 from aima.access.policy import Action
 from aima.access.scope import Scope
 from aima.domain import Job, JobPhase, Media, Priority, Step, StepState
-from aima.estimates import Estimate, calibration, facts_of
+from aima.estimates import Estimate, calibration, facts_of, function_steps
 from aima.job_view import JobView, JobViews, UnknownProfile, job_estimate
 from aima.storage.job_queue import JobQueue
 from aima.storage.jobs import DuplicateReference, InvalidTransition, JobNotFound, JobOptions, job_created
@@ -369,15 +369,13 @@ def job_files(case_id: CaseId, job_id: JobId, access: Access) -> JobFiles:
     return JobFiles(job_id=job.id, phase=job.phase, steps=named, files=files)
 
 
-_PIPELINE = [member.value for member in Step]
-_LEDGER_NAMES = {"cues": "phrases"}
-"""The ledger records the functions' names: the phrases step's function is `cues`."""
+_PIPELINE = function_steps(member.value for member in Step)
+"""The steps in pipeline order under the functions' names, which the ledger records (`cues`)."""
 
 
 def _step_order(step: str) -> tuple[int, str]:
     """Pipeline order (`aima.domain.Step`), names it does not know after it."""
-    name = _LEDGER_NAMES.get(step, step)
-    return (_PIPELINE.index(name) if name in _PIPELINE else len(_PIPELINE)), step
+    return (_PIPELINE.index(step) if step in _PIPELINE else len(_PIPELINE)), step
 
 
 @api_route(router, "POST", JOBS + "/estimate", action=Action.CASE_READ)

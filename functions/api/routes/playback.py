@@ -31,10 +31,10 @@ from aima.access.policy import Action
 from aima.domain import Media
 from aima.identity.errors import InvalidToken
 from aima.storage.objects import InvalidKey, ObjectNotFound
-from aima.storage.sensitivity import SensitivityRepository, Verdict
+from aima.storage.sensitivity import Verdict
 from functions.api.byte_ranges import Unsatisfiable, parse_range
 from functions.api.problems import Problem, problem_responses
-from functions.api.routes.images import MEDIA, OPENED, MediaId
+from functions.api.routes.images import MEDIA, OPENED, MediaId, case_media, media_verdict
 from functions.api.schemas import CaseId
 from functions.api.security import API_PREFIX, Access, Gate, RequestInfo, RouteTable, api_route, not_found
 
@@ -93,8 +93,8 @@ _CONTENT: dict[int | str, Any] = {
 def playback(case_id: CaseId, media_id: MediaId, body: PlaybackRequest, access: Access) -> PlaybackOut:
     """A short-lived URL the player fetches the file's bytes from; none for a sensitive file unless
     its original is asked for (audited)."""
-    media = _media(access, case_id, media_id)
-    verdict = _verdict(access, case_id, media_id)
+    media = case_media(access, case_id, media_id)
+    verdict = media_verdict(access, case_id, media_id)
     where = f"media/{media_id}/original"
     detail: dict[str, Any] = {"frame_id": verdict.frame_id, "score": verdict.score}
     if verdict.sensitive and not body.original:
@@ -130,8 +130,8 @@ def content(case_id: CaseId, media_id: MediaId, ticket: Ticket, request: Request
             RequestInfo.of(request), Action.MEDIA_READ, case_id, exc.reason, INVALID_TICKET
         ) from None
     access = gate.admit(request, grant.principal, Action.MEDIA_READ)
-    media = _media(access, case_id, media_id)
-    if _verdict(access, case_id, media_id).sensitive and not grant.opened:
+    media = case_media(access, case_id, media_id)
+    if media_verdict(access, case_id, media_id).sensitive and not grant.opened:
         raise Problem(
             403, "sensitive", "Sensitive", "The file became sensitive: open its original explicitly."
         )
@@ -167,22 +167,6 @@ def content(case_id: CaseId, media_id: MediaId, ticket: Ticket, request: Request
         media_type=media.content_type or info.content_type or "application/octet-stream",
         headers=headers,
     )
-
-
-def _media(access: Access, case_id: str, media_id: str) -> Media:
-    """The file, if it is of this case and visible to the caller; 404 otherwise."""
-    access.require_case()
-    media = access.services.media.get(access.scope, media_id)
-    if media is None or media.case_id != case_id:
-        raise not_found("media file")
-    return media
-
-
-def _verdict(access: Access, case_id: str, media_id: str) -> Verdict:
-    """The file's highest frame score at the tenant's current threshold."""
-    threshold = access.services.config.effective(access.subject.tenant_id).thresholds.sensitive_blur
-    results = SensitivityRepository(access.services.stores.documents)
-    return results.media_verdict(access.subject.tenant_id, case_id, media_id, threshold)
 
 
 def _answer(
